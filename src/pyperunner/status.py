@@ -1,8 +1,15 @@
-"""The states a task passes through in a run, shared by the scheduler, results and reports."""
+"""The states a task passes through in a run and the record of one task's run.
+
+Shared by the scheduler that produces them, the results that read them back from a run folder and
+the reports that draw them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Mapping
+from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -19,3 +26,38 @@ class Status(str, enum.Enum):
     def has_output(self) -> bool:
         """True where the task's output is in the store after the run."""
         return self in (Status.SUCCESS, Status.CACHED)
+
+
+@dataclasses.dataclass
+class TaskRun:
+    """What happened to one task in one run, as the run folder stores it."""
+
+    status: Status = Status.NOT_STARTED
+    reason: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    output_bytes: int | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the task ran, if it ran to an end."""
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML-safe form, with the duration spelled out for readers of the file."""
+        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        doc["status"] = self.status.value
+        doc["duration"] = self.duration
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> TaskRun:
+        """Read back :meth:`to_dict` output."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in doc.items() if k in fields}
+        values["status"] = Status(values.get("status", Status.NOT_STARTED))
+        return cls(**values)

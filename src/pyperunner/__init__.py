@@ -1,0 +1,40 @@
+"""pyperunner: reproducible, cached, parallel task pipelines.
+
+Tasks are functions (``@task``) or classes (``Task`` with ``@run``), wired by calling them with
+their parents, collected in a ``Pipeline`` and executed by a ``Runner``, which caches every output
+under a key of the task's parameters, code and whole upstream.
+"""
+
+from __future__ import annotations
+
+from .graph import KeyMismatchError, Pipeline, PipelineError, Sequential
+from .keys import UnhashableParameterError
+from .results import PipelineResult, TaskOutputUnavailableError
+from .runner import Runner
+from .status import Status, TaskRun
+from .store import ResultNotStorableError, StoreError
+from .task import Inputs, Task, TaskDefinitionError, WiringError, run, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Inputs",
+    "KeyMismatchError",
+    "Pipeline",
+    "PipelineError",
+    "PipelineResult",
+    "ResultNotStorableError",
+    "Runner",
+    "Sequential",
+    "Status",
+    "StoreError",
+    "Task",
+    "TaskDefinitionError",
+    "TaskOutputUnavailableError",
+    "TaskRun",
+    "UnhashableParameterError",
+    "WiringError",
+    "__version__",
+    "run",
+    "task",
+]

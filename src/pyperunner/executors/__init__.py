@@ -1,0 +1,37 @@
+"""How a task runs: executors share one interface (``submit`` / ``wait`` / ``shutdown``)."""
+
+from __future__ import annotations
+
+from .base import Executor, Job, Outcome, execute
+from .local import InlineExecutor, ProcessExecutor, ThreadExecutor
+
+EXECUTORS: dict[str, type[Executor]] = {
+    "process": ProcessExecutor,
+    "thread": ThreadExecutor,
+    "inline": InlineExecutor,
+}
+
+
+def make_executor(executor: str | Executor) -> Executor:
+    """Return ``executor`` itself, or a new executor of the kind it names."""
+    if isinstance(executor, Executor):
+        return executor
+    try:
+        return EXECUTORS[executor]()
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown executor {executor!r}: use one of {sorted(EXECUTORS)} or an Executor"
+        ) from None
+
+
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "InlineExecutor",
+    "Job",
+    "Outcome",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    "execute",
+    "make_executor",
+]

@@ -1,0 +1,252 @@
+"""Pipelines: the set of wired tasks a runner executes, validated, drawn and saved to YAML.
+
+A pipeline holds the tasks added to it and everything connected to them (up- and downstream), as a
+``networkx`` DAG whose nodes are task names and whose edges go parent -> child. It checks what a
+run relies on: unique names and no cycles. It round-trips through YAML, rebuilding tasks by
+module and qualified name and verifying that every rebuilt task has the key that was saved.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+from . import keys
+from .task import Task, WiringError
+
+
+class PipelineError(ValueError):
+    """A pipeline cannot be built, saved or loaded as asked."""
+
+
+class KeyMismatchError(PipelineError):
+    """A task rebuilt from a file has a different key than the one saved with it."""
+
+
+class Pipeline:
+    """A named DAG of tasks: ``Pipeline(name, [roots])``, then ``add(task)`` for more roots."""
+
+    def __init__(self, name: str, tasks: Sequence[Task] | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise PipelineError("a pipeline needs a non-empty name: Pipeline('my-pipeline')")
+        self.name = name
+        self._members: list[Task] = []
+        self._result: Mapping[str, Any] | None = None
+        for t in tasks or ():
+            self.add(t)
+
+    def add(self, task: Task) -> None:
+        """Add ``task`` and every task connected to it to the pipeline."""
+        if isinstance(task, type) and issubclass(task, Task):
+            raise WiringError(
+                f"pipeline {self.name!r}: got the class {task.__qualname__}; "
+                f"add a task instance: {task.__qualname__}(...)"
+            )
+        if not isinstance(task, Task):
+            raise WiringError(
+                f"pipeline {self.name!r}: only tasks can be added, got {type(task).__qualname__}"
+            )
+        if any(t is task for t in self._members):
+            return
+        self._members.append(task)
+        try:
+            self.graph()
+        except PipelineError:
+            self._members.pop()
+            raise
+
+    # -- structure ----------------------------------------------------------------------------
+
+    def tasks(self) -> list[Task]:
+        """All tasks of the pipeline in a topological order (parents before children)."""
+        graph = self.graph()
+        return [graph.nodes[name]["task"] for name in nx.lexicographical_topological_sort(graph)]
+
+    def graph(self) -> nx.DiGraph:
+        """The pipeline as a DAG of task names (node attribute ``task``), checked for a run."""
+        graph = nx.DiGraph(name=self.name)
+        for t in _connected(self._members):
+            other = graph.nodes[t.name]["task"] if t.name in graph else None
+            if other is not None and other is not t:
+                raise PipelineError(
+                    f"pipeline {self.name!r}: two different tasks are named {t.name!r}; "
+                    "give one of them another tag, e.g. Task('other-tag', ...)"
+                )
+            graph.add_node(t.name, task=t)
+        for t in list(graph.nodes[n]["task"] for n in graph):
+            for order, parent in enumerate(t.parents):
+                graph.add_edge(parent.name, t.name, order=order)
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = " -> ".join(u for u, _ in nx.find_cycle(graph))
+            raise PipelineError(f"pipeline {self.name!r} has a cycle: {cycle}")
+        return graph
+
+    def keys(self) -> dict[str, str]:
+        """Every task's key, computed once for the whole pipeline (O(V+E))."""
+        graph = self.graph()
+        tasks = [graph.nodes[n]["task"] for n in graph]
+        by_task = keys.merkle_keys(tasks, lambda t: t.parents, Task.own_digest)
+        return {t.name: k for t, k in by_task.items()}
+
+    def __contains__(self, name: object) -> bool:
+        return any(t.name == name for t in self.tasks())
+
+    def __len__(self) -> int:
+        return len(self.tasks())
+
+    # -- results ------------------------------------------------------------------------------
+
+    def results(self) -> Mapping[str, Any]:
+        """The outputs of the last run of this pipeline, by task name (a ``PipelineResult``)."""
+        if self._result is None:
+            raise PipelineError(
+                f"pipeline {self.name!r} has not run yet: call Runner(...).run(pipeline) first"
+            )
+        return self._result
+
+    def __getitem__(self, name: str) -> Any:
+        """The output of task ``name`` from the last run, as ``pipeline.results()[name]``."""
+        return self.results()[name]
+
+    # -- display ------------------------------------------------------------------------------
+
+    def summary(self, labels: Mapping[str, str] | None = None) -> str:
+        """Print the pipeline as a layered ASCII drawing and return the text."""
+        from .report.ascii import draw_ascii
+
+        graph = self.graph()
+        text = draw_ascii(list(graph.nodes), list(graph.edges), labels)
+        print(text)
+        return text
+
+    # -- save and load ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML-safe description: every task's class, tag, parameters, key and parents."""
+        pipeline_keys = self.keys()
+        tasks = {}
+        for t in self.tasks():
+            tasks[t.name] = {
+                "task_name": type(t).task_name,
+                "module": type(t).__module__,
+                "class": type(t).__qualname__,
+                "tag": t.tag,
+                "reload": t.reload,
+                "params": {k: keys.encode(v, for_key=False) for k, v in t.params.items()},
+                "parents": [p.name for p in t.parents],
+                "key": pipeline_keys[t.name],
+                "code": t.code_fingerprint(),
+                "params_digest": keys.params_digest(t.params),
+            }
+        return {"name": self.name, "tasks": tasks}
+
+    def to_file(self, fname: str | os.PathLike[str]) -> Path:
+        """Write the pipeline to a YAML file and return its path."""
+        path = Path(fname)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({"pipeline": self.to_dict()}, sort_keys=False))
+        return path
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Pipeline:
+        """Rebuild a pipeline from :meth:`to_dict` output, checking every task's key."""
+        specs: Mapping[str, Any] = doc["tasks"]
+        built: dict[str, Task] = {}
+        for name, spec in specs.items():
+            built[name] = _build_task(name, spec)
+        for name, spec in specs.items():
+            missing = [p for p in spec.get("parents", []) if p not in built]
+            if missing:
+                raise PipelineError(f"task {name!r} names unknown parent(s) {missing}")
+            if spec.get("parents"):
+                built[name]([built[p] for p in spec["parents"]])
+        pipeline = cls(doc["name"])
+        for t in built.values():
+            if not t.parents:
+                pipeline.add(t)
+        _check_keys(pipeline, specs)
+        return pipeline
+
+    @classmethod
+    def from_file(cls, fname: str | os.PathLike[str]) -> Pipeline:
+        """Load a pipeline saved by :meth:`to_file` or a run's ``pipeline.yaml``."""
+        doc = yaml.safe_load(Path(fname).read_text())
+        if not isinstance(doc, dict) or "pipeline" not in doc:
+            raise PipelineError(f"{fname}: not a pyperunner pipeline file (no 'pipeline' section)")
+        return cls.from_dict(doc["pipeline"])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self._members)} root task(s)>"
+
+
+class Sequential(Pipeline):
+    """A pipeline of tasks in a chain: each task's output is the next task's input."""
+
+    def __init__(self, name: str, tasks: Sequence[Task] | None = None) -> None:
+        self._chain: list[Task] = []
+        super().__init__(name, tasks)
+
+    def add(self, task: Task) -> None:
+        """Append ``task`` to the end of the chain."""
+        if self._chain and isinstance(task, Task):
+            task(self._chain[-1])
+        super().add(task)
+        self._chain.append(task)
+
+
+def _connected(start: Iterable[Task]) -> Iterator[Task]:
+    seen: set[int] = set()
+    stack = list(start)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        yield t
+        stack.extend(t.parents)
+        stack.extend(t.children)
+
+
+def _build_task(name: str, spec: Mapping[str, Any]) -> Task:
+    module_name, qualname = spec["module"], spec["class"]
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise PipelineError(
+            f"task {name!r}: cannot find {module_name}.{qualname} ({exc}); import or define the "
+            "task under the same module and name before loading the pipeline"
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, Task)):
+        raise PipelineError(f"task {name!r}: {module_name}.{qualname} is not a task")
+    params = {k: keys.decode(v) for k, v in (spec.get("params") or {}).items()}
+    return obj(spec.get("tag", ""), reload=bool(spec.get("reload", False)), **params)
+
+
+def _check_keys(pipeline: Pipeline, specs: Mapping[str, Any]) -> None:
+    actual = pipeline.keys()
+    by_name = {t.name: t for t in pipeline.tasks()}
+    for name, spec in specs.items():
+        if name not in actual:
+            raise KeyMismatchError(f"task {name!r} from the file is not in the rebuilt pipeline")
+        if "key" not in spec or actual[name] == spec["key"]:
+            continue
+        t = by_name[name]
+        reasons = []
+        if spec.get("params_digest") != keys.params_digest(t.params):
+            reasons.append("its parameters differ")
+        if spec.get("code") != t.code_fingerprint():
+            reasons.append("its code changed since the file was written")
+        if any(actual[p.name] != specs[p.name].get("key") for p in t.parents):
+            reasons.append("an upstream task's key differs")
+        raise KeyMismatchError(
+            f"task {name!r}: key {actual[name]} differs from the saved {spec['key']} because "
+            f"{' and '.join(reasons) or 'its class or name changed'}"
+        )

@@ -1,0 +1,128 @@
+"""Run logging: one line format, a task column, and what tasks print routed into the log.
+
+Every log line carries time, level, process, task (or the logger's name outside a task) and the
+message, like the manual's ``2021-01-23 17:23:18 INFO MainProcess root Stored pipeline ...``.
+While a task runs, the thread running it is marked with the task's name, so log records and
+``print`` output from that thread land in the log under that name, in any executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+LOG_FORMAT = "%(asctime)s %(levelname)-8s %(processName)-12s %(task)-20s %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+_current = threading.local()
+
+
+def current_task() -> str | None:
+    """The name of the task the calling thread is running, if any."""
+    return getattr(_current, "name", None)
+
+
+@contextlib.contextmanager
+def task_context(name: str) -> Iterator[None]:
+    """Mark the calling thread as running task ``name`` and send its prints to the log."""
+    previous = current_task()
+    _current.name = name
+    _install_routers()
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _TaskStream):
+                stream.flush_task(name)
+        _current.name = previous
+
+
+class _TaskFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.task = current_task() or record.name
+        return True
+
+
+class _TaskStream(io.TextIOBase):
+    """Stands in for stdout/stderr: a task's lines become log records, others pass through."""
+
+    def __init__(self, original: TextIO, level: int) -> None:
+        self.original = original
+        self.level = level
+        self._partial: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        name = current_task()
+        if name is None:
+            return self.original.write(text)
+        with self._lock:
+            buffered = self._partial.pop(name, "") + text
+            *lines, rest = buffered.split("\n")
+            if rest:
+                self._partial[name] = rest
+        for line in lines:
+            logging.getLogger(name).log(self.level, line)
+        return len(text)
+
+    def flush_task(self, name: str) -> None:
+        with self._lock:
+            rest = self._partial.pop(name, "")
+        if rest:
+            logging.getLogger(name).log(self.level, rest)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def isatty(self) -> bool:
+        return self.original.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.original, "encoding", "utf-8")
+
+
+def _install_routers() -> None:
+    if not isinstance(sys.stdout, _TaskStream):
+        sys.stdout = _TaskStream(sys.stdout, logging.INFO)
+    if not isinstance(sys.stderr, _TaskStream):
+        sys.stderr = _TaskStream(sys.stderr, logging.WARNING)
+
+
+def formatter() -> logging.Formatter:
+    """The formatter of every pyperunner log line."""
+    return logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+
+
+@contextlib.contextmanager
+def run_logging(log_file: Path, console: bool = True) -> Iterator[logging.Logger]:
+    """Log to ``log_file`` (and the console) for the duration of a run, then restore logging."""
+    root = logging.getLogger()
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
+    if console:
+        handlers.append(logging.StreamHandler(_original(sys.stderr)))
+    for handler in handlers:
+        handler.setFormatter(formatter())
+        handler.addFilter(_TaskFilter())
+        handler.setLevel(logging.INFO)
+        root.addHandler(handler)
+    old_level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield root
+    finally:
+        root.setLevel(old_level)
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def _original(stream: TextIO) -> TextIO:
+    return stream.original if isinstance(stream, _TaskStream) else stream  # type: ignore[return-value]

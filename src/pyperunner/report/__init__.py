@@ -1,0 +1,1 @@
+"""Pictures of pipelines and runs: ASCII summaries and PNG status images."""

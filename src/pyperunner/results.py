@@ -1,0 +1,129 @@
+"""Results of a run: a read-only mapping from task name to output, loaded lazily from the store.
+
+A ``PipelineResult`` holds only names, keys and what happened to each task; an output is read from
+the store when it is asked for, so holding a result costs no memory. It is rebuilt from a run's
+``pipeline.yaml`` (and the ``run.yaml`` beside it) in any later process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .status import Status, TaskRun
+from .store import Store
+
+PIPELINE_FILE = "pipeline.yaml"
+RUN_FILE = "run.yaml"
+
+
+class TaskOutputUnavailableError(LookupError):
+    """The output of a task is not available because it did not succeed in that run."""
+
+    def __init__(self, name: str, run: TaskRun) -> None:
+        message = f"task {name} has no output: it ended {run.status.value}"
+        if run.error:
+            message += f" ({run.error})"
+        if run.traceback:
+            message += f"\n\n{run.traceback.rstrip()}"
+        super().__init__(message)
+        self.name = name
+        self.run = run
+
+
+class PipelineResult(Mapping[str, Any]):
+    """Outputs of one pipeline run by task name; iteration yields names sorted by name."""
+
+    def __init__(
+        self,
+        pipeline_name: str,
+        store: Store,
+        keys: Mapping[str, str],
+        runs: Mapping[str, TaskRun],
+        run_dir: Path | None = None,
+    ) -> None:
+        self.pipeline_name = pipeline_name
+        self.store = store
+        self.keys = dict(keys)
+        self.runs = dict(runs)
+        self.run_dir = run_dir
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.keys:
+            raise KeyError(f"no task named {name!r} in pipeline {self.pipeline_name!r}")
+        run = self.runs.get(name)
+        if run is not None and not run.status.has_output:
+            raise TaskOutputUnavailableError(name, run)
+        return self.store.load(name, self.keys[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(name for name in self.keys if self._has_output(name)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.keys and self._has_output(name)
+
+    def _has_output(self, name: str) -> bool:
+        run = self.runs.get(name)
+        if run is None:
+            return self.store.has(name, self.keys[name])
+        return run.status.has_output
+
+    @property
+    def statuses(self) -> dict[str, Status]:
+        """Every task's final status (NOT_STARTED where the run left no record)."""
+        return {name: self.runs.get(name, TaskRun()).status for name in sorted(self.keys)}
+
+    @property
+    def failed(self) -> dict[str, TaskRun]:
+        """The tasks that failed, with their errors and tracebacks."""
+        return {n: r for n, r in sorted(self.runs.items()) if r.status is Status.FAILURE}
+
+    @property
+    def ok(self) -> bool:
+        """True if every task of the run succeeded or was cached."""
+        return all(self.runs.get(n, TaskRun()).status.has_output for n in self.keys)
+
+    def path(self, name: str) -> Path:
+        """Where the output of ``name`` is stored (loadable with ``joblib.load``)."""
+        return self.store.result_path(name, self.keys[name])
+
+    @classmethod
+    def from_file(
+        cls, fname: str | os.PathLike[str], data_path: str | os.PathLike[str] | None = None
+    ) -> PipelineResult:
+        """Read the results of a run from its ``pipeline.yaml`` (or its folder).
+
+        ``data_path`` is needed only for a file written by ``Pipeline.to_file``, which does not
+        record where the data is.
+        """
+        path = Path(fname)
+        if path.is_dir():
+            path = path / PIPELINE_FILE
+        doc = yaml.safe_load(path.read_text())
+        run_info = doc.get("run") or {}
+        root = data_path or run_info.get("data_path")
+        if root is None:
+            raise ValueError(
+                f"{path} does not say where the data is; pass data_path=... to from_file"
+            )
+        tasks = doc["pipeline"]["tasks"]
+        keys = {name: spec["key"] for name, spec in tasks.items()}
+        runs: dict[str, TaskRun] = {}
+        run_file = path.parent / RUN_FILE
+        if run_file.is_file():
+            run_doc = yaml.safe_load(run_file.read_text()) or {}
+            runs = {name: TaskRun.from_dict(r) for name, r in (run_doc.get("tasks") or {}).items()}
+        return cls(doc["pipeline"]["name"], Store(root), keys, runs, path.parent)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for status in self.statuses.values():
+            counts[status.value] = counts.get(status.value, 0) + 1
+        return f"<PipelineResult {self.pipeline_name!r} {counts}>"

@@ -1,0 +1,251 @@
+"""The runner: the one object users call to execute a pipeline.
+
+It owns the paths, makes a folder for every run (``<log_path>/<pipeline>_<timestamp>``) with the
+pipeline and its environment in ``pipeline.yaml``, the log, the outcome in ``run.yaml`` and a
+status picture; then it plans the run and hands the plan to the scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import importlib.metadata
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+from .executors import Executor, Job, make_executor
+from .graph import Pipeline
+from .logs import run_logging
+from .plan import make_plan
+from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
+from .scheduler import run_plan
+from .status import Status, TaskRun
+from .store import Store
+
+LOG_FILE = "pipeline.log"
+STATUS_IMAGE = "status.png"
+
+log = logging.getLogger()
+
+
+class Runner:
+    """Runs pipelines, caching every task's output under ``data_path`` and logging to ``log_path``.
+
+    ``process_limit`` caps how many tasks run at once (default: the number of CPUs);
+    ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``.
+    """
+
+    def __init__(
+        self,
+        data_path: str | os.PathLike[str],
+        log_path: str | os.PathLike[str],
+        process_limit: int | None = None,
+        executor: str | Executor = "process",
+        console: bool = True,
+    ) -> None:
+        if process_limit is not None and process_limit < 1:
+            raise ValueError(f"process_limit must be at least 1, got {process_limit}")
+        self.store = Store(data_path)
+        self.log_path = Path(log_path).absolute()
+        self.process_limit = process_limit or os.cpu_count() or 1
+        self.executor = executor
+        make_executor(executor)  # fail now on an unknown name, not at run()
+        self.console = console
+        self.run_dir: Path | None = None
+        self._graph: nx.DiGraph | None = None
+        self._result: PipelineResult | None = None
+
+    @property
+    def data_path(self) -> Path:
+        """Where task outputs are stored."""
+        return self.store.root
+
+    def run(self, pipeline: Pipeline, force_reload: bool = False) -> PipelineResult:
+        """Run every task of ``pipeline`` that is not cached; return the run's results."""
+        graph = pipeline.graph()
+        keys = pipeline.keys()
+        tasks = {name: graph.nodes[name]["task"] for name in graph}
+        run_dir = self._make_run_dir(pipeline.name)
+        self.run_dir, self._graph = run_dir, graph
+        with run_logging(run_dir / LOG_FILE, console=self.console):
+            doc = {"pipeline": pipeline.to_dict(), "run": self._run_info(run_dir)}
+            (run_dir / PIPELINE_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
+            log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
+            plan = make_plan(
+                graph,
+                is_cached=lambda name: self.store.has(name, keys[name]),
+                reload=lambda name: tasks[name].reload,
+                force_reload=force_reload,
+            )
+            log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
+            jobs = {name: self._job(tasks[name], keys) for name in plan.to_run}
+            started = time.time()
+            executor = make_executor(self.executor)
+            executor.start(self.store, self.process_limit)
+            runs = run_plan(graph, plan, jobs, executor, self.process_limit, _log_change)
+            self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
+            pipeline._result = self._result
+            self._finish(run_dir, runs, started)
+        return self._result
+
+    def results(self) -> PipelineResult:
+        """The results of the last run of this runner."""
+        if self._result is None:
+            raise RuntimeError("this runner has not run a pipeline yet: call run(pipeline) first")
+        return self._result
+
+    def write_status_image(self, fname: str | os.PathLike[str] = STATUS_IMAGE) -> Path:
+        """Draw the last run's DAG coloured by status as PNG; a relative name goes in its folder."""
+        from .report.image import write_status_png
+
+        if self._graph is None or self._result is None or self.run_dir is None:
+            raise RuntimeError("nothing to draw yet: call run(pipeline) first")
+        graph = self._graph.copy()
+        for name, run in self._result.runs.items():
+            graph.nodes[name]["status"] = run.status
+            graph.nodes[name]["duration"] = run.duration
+        return write_status_png(graph, self.run_dir / fname, title=self._result.pipeline_name)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _job(self, task: Any, keys: Mapping[str, str]) -> Job:
+        key = keys[task.name]
+        parents = tuple((p.name, keys[p.name]) for p in task.parents)
+        record = {
+            "task": {
+                "name": task.name,
+                "module": type(task).__module__,
+                "class": type(task).__qualname__,
+                "tag": task.tag,
+                "key": key,
+                "params": {k: _plain(v) for k, v in task.params.items()},
+            },
+            "parents": dict(parents),
+        }
+        return Job(task, key, parents, record)
+
+    def _make_run_dir(self, name: str) -> Path:
+        stamp = dt.datetime.now().strftime("%y%m%dT%H%M%S")
+        self.log_path.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 10_000):
+            path = self.log_path / (f"{name}_{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+        raise RuntimeError(f"cannot create a run folder in {self.log_path}")
+
+    def _run_info(self, run_dir: Path) -> dict[str, Any]:
+        from . import __version__
+
+        return {
+            "started": dt.datetime.now().isoformat(timespec="seconds"),
+            "data_path": str(self.store.root),
+            "log_path": str(self.log_path),
+            "run_dir": str(run_dir),
+            "executor": str(self.executor)
+            if isinstance(self.executor, str)
+            else type(self.executor).__name__,
+            "process_limit": self.process_limit,
+            "host": socket.gethostname(),
+            "user": _user(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "argv": list(sys.argv),
+            "cwd": os.getcwd(),
+            "pyperunner": __version__,
+            "git": _git_state(),
+            "packages": _packages(),
+        }
+
+    def _finish(self, run_dir: Path, runs: Mapping[str, TaskRun], started: float) -> None:
+        doc = {
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+            "duration": round(time.time() - started, 3),
+            "tasks": {name: run.to_dict() for name, run in runs.items()},
+        }
+        (run_dir / RUN_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
+        counts: dict[str, int] = {}
+        for run in runs.values():
+            counts[run.status.value] = counts.get(run.status.value, 0) + 1
+        try:
+            self.write_status_image(STATUS_IMAGE)
+        except Exception as exc:  # a picture must never fail a run that computed everything
+            log.warning("could not draw %s: %s", STATUS_IMAGE, exc)
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        failed = [name for name, run in runs.items() if run.status is Status.FAILURE]
+        if failed:
+            log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
+        else:
+            log.info(
+                "Pipeline finished successfully (%s) in %.1f s", summary, time.time() - started
+            )
+
+
+def _log_change(name: str, run: TaskRun) -> None:
+    if run.status is Status.RUNNING:
+        log.info("Starting %s (%s)", name, run.reason)
+    elif run.status is Status.SUCCESS:
+        log.info("Finished %s in %.2f s", name, run.duration or 0.0)
+    elif run.status is Status.FAILURE:
+        log.error("Task %s failed: %s", name, run.error)
+    elif run.status is Status.CANT_RUN:
+        log.warning("Task %s can't run: %s", name, run.error)
+
+
+def _plain(value: Any) -> Any:
+    from .keys import encode
+
+    return encode(value, for_key=False)
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _git_state() -> dict[str, Any] | None:
+    main = sys.modules.get("__main__")
+    where = Path(getattr(main, "__file__", None) or os.getcwd()).absolute()
+    folder = where if where.is_dir() else where.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def _packages() -> dict[str, str]:
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[name] = dist.version
+    return dict(sorted(found.items(), key=lambda item: item[0].lower()))

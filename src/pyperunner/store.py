@@ -1,0 +1,106 @@
+"""The result store: one folder per task and key, ``<root>/<Name(tag)>/<key>/``.
+
+Each entry holds ``result.dump.gz`` (the task's output, readable with ``joblib.load``) and
+``params.yaml`` (what produced it: the task's parameters and its parents' keys). An entry counts
+only once ``result.dump.gz`` exists, and that file only ever appears by an atomic rename of a
+complete temporary file in the same folder, so a crash never leaves a result that looks valid.
+This module is the only code that knows the layout.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RESULT_FILE = "result.dump.gz"
+PARAMS_FILE = "params.yaml"
+DEFAULT_COMPRESS: tuple[str, int] = ("gzip", 3)
+
+
+class StoreError(Exception):
+    """A result cannot be written to or read from the store."""
+
+
+class ResultNotStorableError(StoreError):
+    """A task returned a value that cannot be pickled."""
+
+
+class Store:
+    """The on-disk cache of task outputs under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str], compress: Any = DEFAULT_COMPRESS) -> None:
+        self.root = Path(root).absolute()
+        self.compress = compress
+
+    def entry(self, name: str, key: str) -> Path:
+        """The folder of one task's result for one key."""
+        return self.root / name / key
+
+    def result_path(self, name: str, key: str) -> Path:
+        """The path of the result file, as users load it with ``joblib.load``."""
+        return self.entry(name, key) / RESULT_FILE
+
+    def has(self, name: str, key: str) -> bool:
+        """True if a complete result for ``name`` under ``key`` is stored."""
+        return self.result_path(name, key).is_file()
+
+    def save(self, name: str, key: str, value: Any, record: Mapping[str, Any]) -> int:
+        """Store ``value`` and its ``record`` (params.yaml) atomically; return the bytes written."""
+        import joblib
+
+        folder = self.entry(name, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / PARAMS_FILE, yaml.safe_dump(dict(record), sort_keys=False).encode())
+        fd, tmp = tempfile.mkstemp(prefix=f".{RESULT_FILE}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                joblib.dump(value, handle, compress=self.compress)
+                handle.flush()
+                os.fsync(handle.fileno())
+            size = os.path.getsize(tmp)
+            os.replace(tmp, folder / RESULT_FILE)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
+                raise ResultNotStorableError(
+                    f"task {name} returned a value of type {type(value).__qualname__} that cannot "
+                    f"be stored ({exc}); return picklable data instead"
+                ) from exc
+            raise
+        return size
+
+    def load(self, name: str, key: str) -> Any:
+        """Load the stored output of ``name`` under ``key``."""
+        import joblib
+
+        path = self.result_path(name, key)
+        if not path.is_file():
+            raise StoreError(f"no stored result for task {name} with key {key} at {path}")
+        try:
+            return joblib.load(path)
+        except Exception as exc:
+            raise StoreError(
+                f"the stored result of task {name} at {path} cannot be read ({exc}); delete "
+                "that folder or run with force_reload=True to compute it again"
+            ) from exc
+
+    def record(self, name: str, key: str) -> dict[str, Any]:
+        """The ``params.yaml`` record stored beside a result."""
+        return yaml.safe_load((self.entry(name, key) / PARAMS_FILE).read_text())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,404 @@
+"""Task definition: the ``Task`` base class, the ``@run`` and ``@task`` decorators, and naming.
+
+A task is one unit of work. It is created with its parameters, which are bound against the
+signature of its ``run`` method (or decorated function) at once, so that a missing or unknown
+parameter fails where the user wrote it, not hours later in a worker. Tasks are wired by calling
+them with their parents: ``child(parent)`` or ``child([p1, p2])``. The code fingerprint lives here
+too, because it is a property of the task's definition.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import logging
+import textwrap
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
+
+from . import keys
+
+RESERVED_PARAMETERS = ("tag", "reload")
+_RUN_MARK = "__pyperunner_run__"
+
+T = TypeVar("T")
+
+
+class TaskDefinitionError(TypeError):
+    """A task class or function is defined or instantiated wrongly."""
+
+
+class WiringError(ValueError):
+    """Tasks are connected in a way a pipeline cannot run (cycle, wrong object, no input)."""
+
+
+def run(func: Callable[..., T]) -> Callable[..., T]:
+    """Mark a ``Task`` subclass's ``run`` method as the task's work; required on every ``run``."""
+    if not callable(func):
+        raise TaskDefinitionError("@run decorates the run() method of a Task subclass")
+    setattr(func, _RUN_MARK, True)
+    return func
+
+
+class Inputs(list):  # type: ignore[type-arg]
+    """The ``data`` a task receives: one parent output per parent, in connection order.
+
+    It is a plain list that can also be indexed by a parent's name: ``data["Load(csv)"]``.
+    """
+
+    def __init__(self, items: Iterable[tuple[str, Any]] = ()) -> None:
+        pairs = list(items)
+        super().__init__(value for _, value in pairs)
+        self.names: list[str] = [name for name, _ in pairs]
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[Any]: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return super().__getitem__(self.names.index(key))
+            except ValueError:
+                raise KeyError(f"no parent named {key!r}; parents are {self.names}") from None
+        return super().__getitem__(key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Inputs, (list(zip(self.names, self, strict=True)),))
+
+
+class Task:
+    """Base class of all tasks; subclass it and decorate ``run`` with ``@run``.
+
+    ``Task(tag, reload=False, **params)``: ``tag`` makes the name ``ClassName(tag)`` unique within
+    a pipeline, ``reload=True`` re-runs the task even when a cached result exists, and ``params``
+    are the extra arguments of ``run``. Class attributes ``task_name`` and ``version`` override
+    the name shown and pin the code part of the key.
+    """
+
+    task_name: ClassVar[str] = ""
+    version: ClassVar[str | None] = None
+    _code_cache: ClassVar[dict[type, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "task_name" not in cls.__dict__:
+            cls.task_name = cls.__name__
+
+    def __init__(self, tag: Any = "", reload: bool = False, **params: Any) -> None:
+        cls = type(self)
+        if cls is Task:
+            raise TaskDefinitionError("Task is a base class: subclass it and implement run()")
+        if not getattr(cls.run, _RUN_MARK, False):
+            raise TaskDefinitionError(
+                f"{cls.__qualname__}.run() is not decorated with @run: "
+                "add `@run` on the line above `def run`"
+            )
+        self.tag = "" if tag is None else str(tag)
+        self.reload = bool(reload)
+        self.name = f"{cls.task_name}({self.tag})"
+        self.params = self._bind(params)
+        self.parents: list[Task] = []
+        self.children: list[Task] = []
+        self.logger = logging.getLogger(self.name)
+        self._params_digest = self._digest_params()
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    @classmethod
+    def _work_function(cls) -> Callable[..., Any]:
+        """The user's function whose signature defines the parameters and whose code is tracked."""
+        return cls.run
+
+    @classmethod
+    def _signature(cls) -> inspect.Signature:
+        func = cls._work_function()
+        sig = inspect.signature(func)
+        params = list(sig.parameters.values())
+        if func is cls.run:
+            params = params[1:]  # `self`
+        return sig.replace(parameters=params)
+
+    @classmethod
+    def receives_input(cls) -> bool:
+        """True if the task's function takes ``data`` (the outputs of its parents)."""
+        return "data" in cls._signature().parameters
+
+    def _bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        sig = self._signature()
+        free = [p for p in sig.parameters.values() if p.name != "data"]
+        reserved = [p.name for p in free if p.name in RESERVED_PARAMETERS]
+        if reserved:
+            raise TaskDefinitionError(
+                f"{self.name}: parameter name {reserved[0]!r} is reserved by pyperunner; rename it"
+            )
+        if any(p.kind is p.VAR_POSITIONAL for p in free):
+            raise TaskDefinitionError(
+                f"{self.name}: run() must not take *args; give every parameter a name"
+            )
+        accepted = {p.name for p in free if p.kind is not p.VAR_KEYWORD}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in free)
+        unknown = sorted(set(params) - accepted) if not takes_any else []
+        if unknown:
+            raise TaskDefinitionError(
+                f"{self.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"the task accepts {sorted(accepted) or 'no parameters'}"
+            )
+        missing = [
+            p.name
+            for p in free
+            if p.kind not in (p.VAR_KEYWORD,) and p.default is p.empty and p.name not in params
+        ]
+        if missing:
+            raise TaskDefinitionError(
+                f"{self.name}: missing parameter(s) {', '.join(map(repr, missing))}; "
+                f"pass them when creating the task, e.g. {type(self).__qualname__}"
+                f"({', '.join(f'{m}=...' for m in missing)})"
+            )
+        bound = {
+            p.name: p.default
+            for p in free
+            if p.kind is not p.VAR_KEYWORD and p.default is not p.empty
+        }
+        bound.update(params)
+        return bound
+
+    def _digest_params(self) -> str:
+        for name, value in self.params.items():
+            try:
+                keys.params_digest({name: value})
+            except keys.UnhashableParameterError as exc:
+                raise keys.UnhashableParameterError(
+                    f"{self.name}: parameter {name!r}: {exc}"
+                ) from exc
+        return keys.params_digest(self.params)
+
+    # -- identity and keys --------------------------------------------------------------------
+
+    @classmethod
+    def identity(cls) -> str:
+        """``module:qualname`` of the class that rebuilds this task from a pipeline file."""
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def code_fingerprint(cls) -> str:
+        """Digest of the task's code without comments, docstrings and layout, or of its version."""
+        if cls.version is not None:
+            return keys.digest(f"version:{cls.version}")
+        cached = Task._code_cache.get(cls)
+        if cached is None:
+            cached = Task._code_cache[cls] = keys.digest("\x1f".join(cls._code_sources()))
+        return cached
+
+    @classmethod
+    def _code_sources(cls) -> list[str]:
+        return [
+            code_text(klass)
+            for klass in cls.__mro__
+            if isinstance(klass, type) and issubclass(klass, Task) and klass is not Task
+        ]
+
+    def own_digest(self) -> str:
+        """Digest of this task alone: identity, tag, parameters and code (not its parents)."""
+        return keys.own_digest(
+            self.identity(), self.name, self._params_digest, self.code_fingerprint()
+        )
+
+    def hash(self) -> str:
+        """The task's key: its own digest combined with the keys of all upstream tasks."""
+        return keys.merkle_keys([self], lambda t: t.parents, Task.own_digest)[self]
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def __call__(self, parents: Task | Sequence[Task]) -> Task:
+        """Connect ``parents`` upstream of this task and return this task, for chaining."""
+        items = list(parents) if isinstance(parents, (list, tuple)) else [parents]
+        for parent in items:
+            self._check_parent(parent)
+        for parent in items:
+            self.parents.append(parent)
+            parent.children.append(self)
+        return self
+
+    def _check_parent(self, parent: Any) -> None:
+        if isinstance(parent, type) and issubclass(parent, Task):
+            raise WiringError(
+                f"{self.name}: got the class {parent.__qualname__} as a parent; "
+                f"create a task first: {parent.__qualname__}(...)"
+            )
+        if not isinstance(parent, Task):
+            raise WiringError(
+                f"{self.name}: parents must be tasks, got {type(parent).__qualname__}"
+            )
+        if not self.receives_input():
+            raise WiringError(
+                f"{self.name} takes no input (no `data` parameter), so {parent.name} cannot be "
+                "connected upstream of it; add a `data` parameter to receive parent outputs"
+            )
+        if parent is self or parent in self.parents:
+            raise WiringError(f"{self.name}: {parent.name} is already connected to it")
+        if parent is self or self in parent.ancestors():
+            raise WiringError(f"connecting {parent.name} -> {self.name} would create a cycle")
+
+    def ancestors(self) -> Iterator[Task]:
+        """Every task upstream of this one, each once."""
+        return _walk(self.parents, lambda t: t.parents)
+
+    def descendants(self) -> Iterator[Task]:
+        """Every task downstream of this one, each once."""
+        return _walk(self.children, lambda t: t.children)
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def execute(self, data: Inputs) -> Any:
+        """Run the task's work on its parents' outputs with its bound parameters."""
+        if self.receives_input():
+            return self.run(data=data, **self.params)
+        return self.run(**self.params)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Do the task's work; override in subclasses and decorate with ``@run``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+
+def _walk(start: Iterable[Task], step: Callable[[Task], Iterable[Task]]) -> Iterator[Task]:
+    seen: set[int] = set()
+    stack = list(start)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack.extend(step(node))
+
+
+class FunctionTask(Task):
+    """Base of the classes ``@task`` makes from functions; the function is ``func``."""
+
+    func: ClassVar[Callable[..., Any]]
+
+    @classmethod
+    def _work_function(cls) -> Callable[..., Any]:
+        return cls.func
+
+    @classmethod
+    def _code_sources(cls) -> list[str]:
+        return [code_text(cls.func)]
+
+    @run
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the decorated function (``data`` and parameters as keywords)."""
+        return type(self).func(*args, **kwargs)
+
+
+def task(
+    name: str, receives_input: bool = True, *, version: str | None = None
+) -> Callable[[Any], Any]:
+    """Make a task from a function, or name a ``Task`` subclass: ``@task("Name")``.
+
+    The function must take ``data`` unless ``receives_input=False``. ``version`` pins the code part
+    of the key (edit the function without invalidating the cache, or bump it to force one).
+    """
+    if not isinstance(name, str):
+        raise TypeError(
+            'Invalid decorator use: write @task("Name") with the task\'s name, not a bare @task'
+        )
+
+    def decorate(obj: Any) -> Any:
+        if isinstance(obj, type) and issubclass(obj, Task):
+            obj.task_name = name
+            if version is not None:
+                obj.version = version
+            return obj
+        if not inspect.isfunction(obj):
+            raise TypeError(f"@task({name!r}) decorates a function or a Task subclass")
+        return _function_task(obj, name, receives_input, version)
+
+    return decorate
+
+
+def _function_task(
+    func: types.FunctionType, name: str, receives_input: bool, version: str | None
+) -> type[FunctionTask]:
+    params = inspect.signature(func).parameters
+    if receives_input and "data" not in params:
+        raise AttributeError(
+            f"Task {name!r} ({func.__qualname__}): to receive input data, the function must "
+            'accept the named parameter "data"; add it, or use '
+            f"@task({name!r}, receives_input=False) for a task at the start of a pipeline"
+        )
+    if not receives_input and "data" in params:
+        raise TaskDefinitionError(
+            f"Task {name!r} ({func.__qualname__}) has receives_input=False but takes `data`; "
+            "remove one of the two"
+        )
+    for reserved in RESERVED_PARAMETERS:
+        if reserved in params:
+            raise TaskDefinitionError(
+                f"Task {name!r}: parameter name {reserved!r} is reserved by pyperunner; rename it"
+            )
+    namespace = {
+        "func": staticmethod(func),
+        "task_name": name,
+        "version": version,
+        "__module__": func.__module__,
+        "__qualname__": func.__qualname__,
+        "__doc__": func.__doc__,
+    }
+    return type(func.__name__, (FunctionTask,), namespace)
+
+
+def code_text(obj: Any) -> str:
+    """Return ``obj``'s code with comments, docstrings, decorators and formatting normalized away.
+
+    Falls back to the compiled bytecode where the source is not available (e.g. ``exec``).
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return _bytecode_text(obj)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = node.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = []
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _bytecode_text(obj: Any) -> str:
+    codes: list[types.CodeType] = []
+    if isinstance(obj, type):
+        for value in vars(obj).values():
+            func = getattr(value, "__func__", value)
+            if isinstance(func, types.FunctionType):
+                codes.append(func.__code__)
+    elif isinstance(obj, types.FunctionType):
+        codes.append(obj.__code__)
+    return "|".join(_code_object_digest(code) for code in codes)
+
+
+def _code_object_digest(code: types.CodeType) -> str:
+    h = hashlib.sha256(code.co_code)
+    for const in code.co_consts:
+        text = _code_object_digest(const) if isinstance(const, types.CodeType) else repr(const)
+        h.update(text.encode())
+    h.update(repr(code.co_names).encode())
+    return h.hexdigest()

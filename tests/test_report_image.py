@@ -1,0 +1,276 @@
+"""Tests for the PNG status picture of a task graph (pyperunner.report.image)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+from PIL import Image
+
+from pyperunner.report.image import STATUS_COLORS, layout_boxes, write_status_png
+from pyperunner.status import Status
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+def manual_pipeline(statuses: dict[str, Status] | None = None) -> nx.DiGraph:
+    """The manual's multi-path pipeline, one task of each status by default."""
+    graph = nx.DiGraph()
+    default = {
+        "LoadData(csv)": (Status.CACHED, None),
+        "LoadData(database)": (Status.SUCCESS, 3.4),
+        "ProcessData(normalize-l1)": (Status.SUCCESS, 1.2),
+        "ProcessData(normalize-l2)": (Status.FAILURE, 0.4),
+        "AugmentData(augment)": (Status.RUNNING, None),
+        "Evaluate(both)": (Status.CANT_RUN, None),
+    }
+    for name, (status, duration) in default.items():
+        graph.add_node(name, status=(statuses or {}).get(name, status), duration=duration)
+    graph.add_edges_from(
+        [
+            ("LoadData(csv)", "ProcessData(normalize-l1)"),
+            ("ProcessData(normalize-l1)", "AugmentData(augment)"),
+            ("AugmentData(augment)", "Evaluate(both)"),
+            ("LoadData(database)", "ProcessData(normalize-l2)"),
+            ("ProcessData(normalize-l2)", "Evaluate(both)"),
+        ]
+    )
+    return graph
+
+
+def one_of_each_status() -> nx.DiGraph:
+    """Six tasks in a chain, each with a different status (NOT_STARTED via a missing attr)."""
+    graph = nx.DiGraph()
+    names = [f"Task({status.value.lower()})" for status in Status]
+    nx.add_path(graph, names)
+    for name, status in zip(names, Status, strict=True):
+        if status is not Status.NOT_STARTED:
+            graph.nodes[name]["status"] = status
+            graph.nodes[name]["duration"] = 0.5
+    return graph
+
+
+def all_success(graph: nx.DiGraph) -> nx.DiGraph:
+    """Copy of ``graph`` with every task marked SUCCESS."""
+    copy = graph.copy()
+    for node in copy.nodes:
+        copy.nodes[node]["status"] = Status.SUCCESS
+    return copy
+
+
+def layered_graph(layers: int = 6, width: int = 10) -> nx.DiGraph:
+    """``layers`` x ``width`` tasks, each task depending on two tasks of the layer above."""
+    graph = nx.DiGraph()
+    for layer, i in itertools.product(range(layers), range(width)):
+        graph.add_node(f"Task{layer}(param-{i})", status=list(Status)[(layer + i) % 6])
+    for layer, i in itertools.product(range(1, layers), range(width)):
+        for j in (i, (i * 3 + 1) % width):
+            graph.add_edge(f"Task{layer - 1}(param-{j})", f"Task{layer}(param-{i})")
+    return graph
+
+
+def chain_graph(n: int = 60) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    nx.add_path(graph, [f"Step(number-{i})" for i in range(n)])
+    return graph
+
+
+def fan_out_graph(leaves: int = 59) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_edges_from(("LoadData(csv)", f"Train(model-{i})") for i in range(leaves))
+    return graph
+
+
+def four_tasks() -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_edges_from([("A(x)", "B(x)"), ("A(x)", "C(x)"), ("B(x)", "D(x)"), ("C(x)", "D(x)")])
+    return graph
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def colour_counts(path: Path, tolerance: int = 4) -> dict[Status, int]:
+    """Number of pixels within ``tolerance`` (per channel) of each status colour."""
+    pixels = read_rgb(path)
+    counts = {}
+    for status, hex_colour in STATUS_COLORS.items():
+        rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+        counts[status] = int((np.abs(pixels - rgb).max(axis=2) <= tolerance).sum())
+    return counts
+
+
+def rectangles_intersect(a: tuple, b: tuple) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def assert_no_overlaps(boxes: dict[str, tuple[float, float, float, float]]) -> None:
+    for (name_a, a), (name_b, b) in itertools.combinations(boxes.items(), 2):
+        assert not rectangles_intersect(a, b), f"{name_a} {a} overlaps {name_b} {b}"
+
+
+def assert_parents_above_children(graph: nx.DiGraph, boxes: dict) -> None:
+    for parent, child in graph.edges:
+        _, parent_y, _, _ = boxes[parent]
+        _, child_y, _, child_h = boxes[child]
+        assert parent_y > child_y + child_h, f"{parent} is not above {child}"
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_status_colors_cover_every_status_and_are_distinct() -> None:
+    assert set(STATUS_COLORS) == set(Status)
+    assert len({c.lower() for c in STATUS_COLORS.values()}) == len(Status)
+    assert STATUS_COLORS[Status.SUCCESS] != STATUS_COLORS[Status.CACHED]
+    for colour in STATUS_COLORS.values():
+        assert colour.startswith("#") and len(colour) == 7
+
+
+def test_writes_png_and_returns_path(tmp_path: Path) -> None:
+    target = tmp_path / "status.png"
+    result = write_status_png(manual_pipeline(), target, title="multi-path")
+    assert result == target
+    assert target.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_png_bytes_whatever_the_suffix_and_parent_created(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "status.img"
+    result = write_status_png(manual_pipeline(), str(target))
+    assert result == target
+    assert target.read_bytes().startswith(PNG_SIGNATURE)
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+
+
+def test_every_used_status_colour_shows_in_a_box(tmp_path: Path) -> None:
+    mixed = colour_counts(write_status_png(one_of_each_status(), tmp_path / "mixed.png"))
+    legend_only = colour_counts(
+        write_status_png(all_success(one_of_each_status()), tmp_path / "success.png")
+    )
+    for status in Status:
+        assert mixed[status] > 0, status
+        if status is not Status.SUCCESS:
+            # One box adds far more than the legend swatch (and anti-aliasing) alone.
+            assert mixed[status] > legend_only[status] + 1000, status
+
+
+def test_manual_pipeline_shows_all_six_colours(tmp_path: Path) -> None:
+    graph = manual_pipeline()
+    graph.add_node("Report(summary)", status=Status.NOT_STARTED, duration=None)
+    graph.add_edge("Evaluate(both)", "Report(summary)")
+    counts = colour_counts(write_status_png(graph, tmp_path / "manual.png", title="manual"))
+    baseline = colour_counts(write_status_png(all_success(graph), tmp_path / "base.png"))
+    for status in Status:
+        if status is not Status.SUCCESS:
+            assert counts[status] > baseline[status] + 1000, status
+
+
+def test_legend_shows_unused_colours_in_far_fewer_pixels(tmp_path: Path) -> None:
+    counts = colour_counts(write_status_png(all_success(four_tasks()), tmp_path / "ok.png"))
+    success = counts[Status.SUCCESS]
+    for status in Status:
+        assert counts[status] > 0, f"{status} missing from the legend"
+        if status is not Status.SUCCESS:
+            assert counts[status] * 10 < success, status
+
+
+def test_image_grows_with_graph_size(tmp_path: Path) -> None:
+    small = read_rgb(write_status_png(four_tasks(), tmp_path / "small.png"))
+    large = read_rgb(write_status_png(layered_graph(), tmp_path / "large.png"))
+    assert large.shape[0] > small.shape[0]
+    assert large.shape[1] > small.shape[1]
+    assert large.shape[0] * large.shape[1] > 4 * small.shape[0] * small.shape[1]
+
+
+def test_large_graph_stays_under_pixel_budget(tmp_path: Path) -> None:
+    graph = nx.DiGraph()
+    graph.add_edges_from((f"Root({i % 5})", f"SomeRatherLongTaskName({i})") for i in range(300))
+    with Image.open(write_status_png(graph, tmp_path / "huge.png")) as image:
+        width, height = image.size
+    assert width * height <= 20_000_000
+    assert width < 2**16 and height < 2**16
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [layered_graph(6, 10), chain_graph(60), fan_out_graph(59), manual_pipeline()],
+    ids=["6x10-layers", "60-chain", "1-to-59-fan-out", "manual"],
+)
+def test_layout_boxes_do_not_overlap_and_parents_are_above(graph: nx.DiGraph) -> None:
+    boxes = layout_boxes(graph)
+    assert set(boxes) == set(graph.nodes)
+    for x, y, w, h in boxes.values():
+        assert x >= 0 and y >= 0 and w > 0 and h > 0
+    assert_no_overlaps(boxes)
+    assert_parents_above_children(graph, boxes)
+
+
+def test_boxes_are_wide_enough_for_their_names() -> None:
+    boxes = layout_boxes(manual_pipeline())
+    short = boxes["Evaluate(both)"][2]
+    long = boxes["ProcessData(normalize-l2)"][2]
+    assert long > short
+    assert long >= len("ProcessData(normalize-l2)") * 0.07  # about 9 pt text, in inches
+
+
+def test_layers_follow_longest_path() -> None:
+    boxes = layout_boxes(manual_pipeline())
+    # Evaluate(both) is below AugmentData(augment), which is below both ProcessData tasks.
+    y = {name: rect[1] for name, rect in boxes.items()}
+    assert y["LoadData(csv)"] == y["LoadData(database)"]
+    assert y["ProcessData(normalize-l1)"] == y["ProcessData(normalize-l2)"]
+    assert y["Evaluate(both)"] < y["AugmentData(augment)"] < y["ProcessData(normalize-l2)"]
+
+
+def test_barycenter_ordering_removes_avoidable_crossings() -> None:
+    graph = nx.DiGraph()
+    # Children listed in the reverse order of their parents: two crossings unless reordered.
+    graph.add_nodes_from(["A(1)", "B(1)", "C(1)", "c(2)", "b(2)", "a(2)"])
+    graph.add_edges_from([("A(1)", "a(2)"), ("B(1)", "b(2)"), ("C(1)", "c(2)")])
+    boxes = layout_boxes(graph)
+    parents = sorted(["A(1)", "B(1)", "C(1)"], key=lambda n: boxes[n][0])
+    children = sorted(["a(2)", "b(2)", "c(2)"], key=lambda n: boxes[n][0])
+    assert [p[0].lower() for p in parents] == [c[0] for c in children]
+
+
+def test_cyclic_graph_raises(tmp_path: Path) -> None:
+    graph = nx.DiGraph([("A(x)", "B(x)"), ("B(x)", "C(x)"), ("C(x)", "A(x)")])
+    with pytest.raises(ValueError, match="cycle"):
+        write_status_png(graph, tmp_path / "cycle.png")
+    with pytest.raises(ValueError):
+        layout_boxes(graph)
+    assert not (tmp_path / "cycle.png").exists()
+
+
+def test_empty_graph_and_missing_attributes(tmp_path: Path) -> None:
+    assert (
+        write_status_png(nx.DiGraph(), tmp_path / "empty.png")
+        .read_bytes()
+        .startswith(PNG_SIGNATURE)
+    )
+    graph = nx.DiGraph([("A(x)", "B(x)")])  # no status / duration attributes at all
+    counts = colour_counts(write_status_png(graph, tmp_path / "bare.png"))
+    assert counts[Status.NOT_STARTED] > 10 * counts[Status.SUCCESS]
+
+
+def test_sixty_tasks_render_quickly(tmp_path: Path) -> None:
+    import time
+
+    write_status_png(four_tasks(), tmp_path / "warm-up.png")  # matplotlib import cost
+    start = time.perf_counter()
+    write_status_png(layered_graph(), tmp_path / "sixty.png", title="sixty tasks")
+    assert time.perf_counter() - start < 3.0
