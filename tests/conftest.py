@@ -1,0 +1,54 @@
+"""Shared test helpers: counting task executions across processes without touching task keys."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+CALLS_ENV = "PYPERUNNER_TEST_CALLS"
+
+
+def record_call(name: str) -> None:
+    """Append ``name`` to the calls file named by the environment (one line per execution).
+
+    Tasks call this; the file is opened in append mode so concurrent processes do not clobber it.
+    """
+    path = os.environ.get(CALLS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(name + "\n")
+
+
+class Calls:
+    """Reads back which tasks executed, in which order, since the last reset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def order(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        return self.path.read_text(encoding="utf-8").splitlines()
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.order())
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Executions of tasks that call ``record_call``, across processes and threads."""
+    path = tmp_path / "calls.txt"
+    monkeypatch.setenv(CALLS_ENV, str(path))
+    return Calls(path)
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    """A fresh (data_path, log_path) pair inside tmp_path."""
+    return tmp_path / "data", tmp_path / "log"
