@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import yaml
 
-from . import keys
+from . import keys, yamlio
 from .task import Task, WiringError
 
 
@@ -127,9 +126,12 @@ class Pipeline:
 
     # -- save and load ------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """A YAML-safe description: every task's class, tag, parameters, key and parents."""
-        pipeline_keys = self.keys()
+    def to_dict(self, task_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A YAML-safe description: every task's class, tag, parameters, key and parents.
+
+        ``task_keys`` passes keys already computed for this pipeline, to avoid computing them twice.
+        """
+        pipeline_keys = task_keys if task_keys is not None else self.keys()
         tasks = {}
         for t in self.tasks():
             tasks[t.name] = {
@@ -150,7 +152,7 @@ class Pipeline:
         """Write the pipeline to a YAML file and return its path."""
         path = Path(fname)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump({"pipeline": self.to_dict()}, sort_keys=False))
+        path.write_text(yamlio.dump({"pipeline": self.to_dict()}))
         return path
 
     @classmethod
@@ -176,7 +178,7 @@ class Pipeline:
     @classmethod
     def from_file(cls, fname: str | os.PathLike[str]) -> Pipeline:
         """Load a pipeline saved by :meth:`to_file` or a run's ``pipeline.yaml``."""
-        doc = yaml.safe_load(Path(fname).read_text())
+        doc = yamlio.load(Path(fname).read_text())
         if not isinstance(doc, dict) or "pipeline" not in doc:
             raise PipelineError(f"{fname}: not a pyperunner pipeline file (no 'pipeline' section)")
         return cls.from_dict(doc["pipeline"])

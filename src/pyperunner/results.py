@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from . import yamlio
 from .status import Status, TaskRun
 from .store import Store
 
@@ -106,7 +105,7 @@ class PipelineResult(Mapping[str, Any]):
         path = Path(fname)
         if path.is_dir():
             path = path / PIPELINE_FILE
-        doc = yaml.safe_load(path.read_text())
+        doc = yamlio.load(path.read_text())
         run_info = doc.get("run") or {}
         root = data_path or run_info.get("data_path")
         if root is None:
@@ -118,7 +117,7 @@ class PipelineResult(Mapping[str, Any]):
         runs: dict[str, TaskRun] = {}
         run_file = path.parent / RUN_FILE
         if run_file.is_file():
-            run_doc = yaml.safe_load(run_file.read_text()) or {}
+            run_doc = yamlio.load(run_file.read_text()) or {}
             runs = {name: TaskRun.from_dict(r) for name, r in (run_doc.get("tasks") or {}).items()}
         return cls(doc["pipeline"]["name"], Store(root), keys, runs, path.parent)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import yaml
 
+from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Pipeline
 from .logs import run_logging
@@ -79,8 +79,8 @@ class Runner:
         run_dir = self._make_run_dir(pipeline.name)
         self.run_dir, self._graph = run_dir, graph
         with run_logging(run_dir / LOG_FILE, console=self.console):
-            doc = {"pipeline": pipeline.to_dict(), "run": self._run_info(run_dir)}
-            (run_dir / PIPELINE_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
+            doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
+            (run_dir / PIPELINE_FILE).write_text(yamlio.dump(doc))
             log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
             plan = make_plan(
                 graph,
@@ -176,7 +176,7 @@ class Runner:
             "duration": round(time.time() - started, 3),
             "tasks": {name: run.to_dict() for name, run in runs.items()},
         }
-        (run_dir / RUN_FILE).write_text(yaml.safe_dump(doc, sort_keys=False))
+        (run_dir / RUN_FILE).write_text(yamlio.dump(doc))
         counts: dict[str, int] = {}
         for run in runs.values():
             counts[run.status.value] = counts.get(run.status.value, 0) + 1

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from . import yamlio
 
 RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
@@ -56,7 +56,7 @@ class Store:
 
         folder = self.entry(name, key)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / PARAMS_FILE, yaml.safe_dump(dict(record), sort_keys=False).encode())
+        _write_atomic(folder / PARAMS_FILE, yamlio.dump(dict(record)).encode())
         fd, tmp = tempfile.mkstemp(prefix=f".{RESULT_FILE}.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -92,7 +92,7 @@ class Store:
 
     def record(self, name: str, key: str) -> dict[str, Any]:
         """The ``params.yaml`` record stored beside a result."""
-        return yaml.safe_load((self.entry(name, key) / PARAMS_FILE).read_text())
+        return yamlio.load((self.entry(name, key) / PARAMS_FILE).read_text())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -81,7 +81,7 @@ class ProcessExecutor(Executor):
         assert self.store is not None
         receiver, sender = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=_worker_main, args=(job, self.store, sender), name=job.name, daemon=True
+            target=_worker_main, args=(job, self.store, sender), daemon=True
         )
         started = time.time()
         process.start()
