@@ -195,10 +195,17 @@ class Sequential(Pipeline):
         super().__init__(name, tasks)
 
     def add(self, task: Task) -> None:
-        """Append ``task`` to the end of the chain."""
-        if self._chain and isinstance(task, Task):
-            task(self._chain[-1])
-        super().add(task)
+        """Append ``task`` to the end of the chain; a rejected task leaves the chain as it was."""
+        previous = self._chain[-1] if self._chain and isinstance(task, Task) else None
+        if previous is not None:
+            task(previous)
+        try:
+            super().add(task)
+        except PipelineError:
+            if previous is not None:
+                task.parents.remove(previous)
+                previous.children.remove(task)
+            raise
         self._chain.append(task)
 
 

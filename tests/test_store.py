@@ -1,0 +1,346 @@
+"""Tests for ``pyperunner.store.Store``: layout, atomic writes, complete entries only, errors."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import yaml
+
+from pyperunner.store import ResultNotStorableError, Store, StoreError
+
+NAME = "Evaluate(both)"
+KEY = "197f82a6dbc9799406a35bef412cd7f4"
+RECORD: dict[str, Any] = {
+    "task": NAME,
+    "params": {"wait": 1, "method": "l2", "weights": [0.5, 0.25]},
+    "parents": {
+        "ProcessData(normalize-l2)": "0123456789abcdef0123456789abcdef",
+        "AugmentData(augment)": "fedcba9876543210fedcba9876543210",
+    },
+}
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def leftover_temporaries(root: Path) -> list[Path]:
+    expected = {"result.dump.gz", "params.yaml"}
+    return [p for p in all_files(root) if p.name not in expected]
+
+
+def unstorable_generator() -> Any:
+    return (i for i in range(3))
+
+
+# -- save, has, load ------------------------------------------------------------------------------
+
+
+def test_save_then_has_and_load_return_the_value(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    value = {"rows": [1, 2, 3], "name": "csv", "nested": {"x": (1.5, None)}}
+
+    assert not store.has(NAME, KEY)
+    store.save(NAME, KEY, value, RECORD)
+
+    assert store.has(NAME, KEY)
+    assert store.load(NAME, KEY) == value
+
+
+def test_entries_are_per_name_and_key(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save("Load(csv)", "a" * 32, "csv", {})
+    store.save("Load(csv)", "b" * 32, "csv-2", {})
+    store.save("Load(database)", "a" * 32, "db", {})
+
+    assert store.load("Load(csv)", "a" * 32) == "csv"
+    assert store.load("Load(csv)", "b" * 32) == "csv-2"
+    assert store.load("Load(database)", "a" * 32) == "db"
+    assert not store.has("Load(database)", "b" * 32)
+    assert not store.has("Other(csv)", "a" * 32)
+
+
+def test_layout_is_name_then_key_with_result_and_params_files(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    store.save(NAME, KEY, [1, 2, 3], RECORD)
+
+    entry = tmp_path / NAME / KEY
+    assert all_files(tmp_path) == [entry / "params.yaml", entry / "result.dump.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+    assert store.result_path(NAME, KEY) == entry / "result.dump.gz"
+
+
+def test_result_file_loads_with_joblib_load(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    value = {"answer": 42, "items": ["a", "b"]}
+
+    store.save(NAME, KEY, value, RECORD)
+
+    assert joblib.load(tmp_path / NAME / KEY / "result.dump.gz") == value
+
+
+def test_params_yaml_holds_the_record_given(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    store.save(NAME, KEY, "value", RECORD)
+
+    on_disk = yaml.safe_load((tmp_path / NAME / KEY / "params.yaml").read_text())
+    assert on_disk == RECORD
+    assert store.record(NAME, KEY) == RECORD
+
+
+def test_save_returns_the_size_of_the_result_file(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    size = store.save(NAME, KEY, list(range(1000)), RECORD)
+
+    assert size == (tmp_path / NAME / KEY / "result.dump.gz").stat().st_size
+
+
+def test_relative_root_is_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = Store("data")
+    monkeypatch.chdir(tmp_path.parent)
+
+    store.save(NAME, KEY, 1, {})
+
+    assert (tmp_path / "data" / NAME / KEY / "result.dump.gz").is_file()
+
+
+# -- atomic writes --------------------------------------------------------------------------------
+
+
+def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    store.save(NAME, KEY, {"a": 1}, RECORD)
+    store.save(NAME, KEY, {"a": 2}, RECORD)
+    store.save("Other(x)", KEY, [0] * 100, {})
+
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_result_is_written_to_a_temporary_in_the_same_folder_then_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def spy(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        renames.append((Path(src), Path(dst)))
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", spy)
+    Store(tmp_path).save(NAME, KEY, [1, 2, 3], RECORD)
+
+    final = tmp_path / NAME / KEY / "result.dump.gz"
+    into_result = [(src, dst) for src, dst in renames if dst == final]
+    assert len(into_result) == 1
+    src, dst = into_result[0]
+    assert src.parent == dst.parent
+    assert src != dst
+
+
+def test_overwriting_an_entry_replaces_the_value(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "old", RECORD)
+
+    store.save(NAME, KEY, "new", {**RECORD, "params": {"wait": 2}})
+
+    assert store.load(NAME, KEY) == "new"
+    assert store.record(NAME, KEY)["params"] == {"wait": 2}
+    assert leftover_temporaries(tmp_path) == []
+
+
+class DiskFullError(OSError):
+    """Stands in for a write that dies halfway."""
+
+
+def test_a_write_that_fails_halfway_keeps_the_previous_result_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "old", RECORD)
+    real_dump = joblib.dump
+
+    def dies_halfway(value: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        target.write(b"\x1f\x8b partial gzip data")
+        raise DiskFullError("no space left on device")
+
+    monkeypatch.setattr(joblib, "dump", dies_halfway)
+    with pytest.raises(OSError, match="no space left"):
+        store.save(NAME, KEY, "new", RECORD)
+    monkeypatch.setattr(joblib, "dump", real_dump)
+
+    assert store.has(NAME, KEY)
+    assert store.load(NAME, KEY) == "old"
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_a_write_that_fails_halfway_leaves_no_entry_that_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+
+    def dies_halfway(value: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        target.write(b"\x1f\x8b partial gzip data")
+        raise DiskFullError("no space left on device")
+
+    monkeypatch.setattr(joblib, "dump", dies_halfway)
+    with pytest.raises(OSError):
+        store.save(NAME, KEY, "value", RECORD)
+
+    assert not store.has(NAME, KEY)
+    assert not (tmp_path / NAME / KEY / "result.dump.gz").exists()
+    assert leftover_temporaries(tmp_path) == []
+
+
+# -- values that cannot be stored ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_value",
+    [
+        pytest.param(lambda: lambda x: x, id="lambda"),
+        pytest.param(unstorable_generator, id="generator"),
+        pytest.param(threading.Lock, id="lock"),
+    ],
+)
+def test_unpicklable_value_raises_result_not_storable_naming_task_and_type(
+    tmp_path: Path, make_value: Any
+) -> None:
+    store = Store(tmp_path)
+    value = make_value()
+
+    with pytest.raises(ResultNotStorableError) as info:
+        store.save(NAME, KEY, value, RECORD)
+
+    message = str(info.value)
+    assert NAME in message
+    assert type(value).__qualname__ in message
+    assert isinstance(info.value, StoreError)
+    assert not (tmp_path / NAME / KEY / "result.dump.gz").exists()
+    assert not store.has(NAME, KEY)
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_unpicklable_value_nested_in_a_container_is_not_storable(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    with pytest.raises(ResultNotStorableError, match=r"Load\(csv\)"):
+        store.save("Load(csv)", KEY, {"ok": [1, 2], "bad": threading.Lock()}, {})
+
+    assert not store.has("Load(csv)", KEY)
+    assert leftover_temporaries(tmp_path) == []
+
+
+# -- incomplete entries ---------------------------------------------------------------------------
+
+
+def test_entry_with_only_params_yaml_is_not_cached(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    entry = tmp_path / NAME / KEY
+    entry.mkdir(parents=True)
+    (entry / "params.yaml").write_text(yaml.safe_dump(RECORD))
+
+    assert not store.has(NAME, KEY)
+    with pytest.raises(StoreError):
+        store.load(NAME, KEY)
+
+
+def test_entry_with_only_a_stray_temporary_file_is_not_cached(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    entry = tmp_path / NAME / KEY
+    entry.mkdir(parents=True)
+    (entry / "params.yaml").write_text(yaml.safe_dump(RECORD))
+    joblib.dump("complete but never renamed", entry / ".result.dump.gz.abc123.tmp", compress=3)
+
+    assert not store.has(NAME, KEY)
+
+
+def test_empty_entry_folder_is_not_cached(tmp_path: Path) -> None:
+    (tmp_path / NAME / KEY).mkdir(parents=True)
+
+    assert not Store(tmp_path).has(NAME, KEY)
+
+
+def test_save_over_an_incomplete_entry_completes_it(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    entry = tmp_path / NAME / KEY
+    entry.mkdir(parents=True)
+    (entry / "params.yaml").write_text("stale: true\n")
+
+    store.save(NAME, KEY, "value", RECORD)
+
+    assert store.has(NAME, KEY)
+    assert store.load(NAME, KEY) == "value"
+    assert store.record(NAME, KEY) == RECORD
+
+
+# -- reading broken entries -----------------------------------------------------------------------
+
+
+def test_load_of_a_missing_entry_raises_store_error_naming_task(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"Evaluate\(both\)"):
+        Store(tmp_path).load(NAME, KEY)
+
+
+def test_load_of_a_garbage_result_raises_store_error_with_path_and_fix(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "value", RECORD)
+    path = tmp_path / NAME / KEY / "result.dump.gz"
+    path.write_bytes(b"this is not a joblib dump at all")
+
+    with pytest.raises(StoreError) as info:
+        store.load(NAME, KEY)
+
+    message = str(info.value)
+    assert str(path) in message
+    assert "force_reload" in message or "delete" in message
+
+
+def test_load_of_a_truncated_result_raises_store_error_with_path_and_fix(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, np.arange(200_000, dtype=np.float64), RECORD)
+    path = tmp_path / NAME / KEY / "result.dump.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(StoreError) as info:
+        store.load(NAME, KEY)
+
+    message = str(info.value)
+    assert str(path) in message
+    assert "force_reload" in message or "delete" in message
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def test_large_numpy_array_round_trips(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    array = np.random.default_rng(0).standard_normal((1000, 1000))  # 8 MB
+
+    store.save(NAME, KEY, array, RECORD)
+    loaded = store.load(NAME, KEY)
+
+    assert isinstance(loaded, np.ndarray)
+    assert loaded.dtype == array.dtype
+    assert loaded.shape == array.shape
+    np.testing.assert_array_equal(loaded, array)
+
+
+def test_none_is_a_stored_result_not_a_missing_one(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    store.save(NAME, KEY, None, RECORD)
+
+    assert store.has(NAME, KEY)
+    assert store.load(NAME, KEY) is None
