@@ -54,10 +54,14 @@ def encode(value: Any, *, for_key: bool) -> Any:
     With ``for_key`` the result identifies the value (opaque objects become their ``joblib.hash``);
     without it the result can be decoded back by :func:`decode` (opaque objects become a pickle).
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, enum.Enum):
+        return {"!enum": _qualified(type(value)), "name": value.name}
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, (int, str)):
+        return int(value) if isinstance(value, int) else str(value)  # plain, also for subclasses
     if isinstance(value, float):
-        return value if math.isfinite(value) else {"!float": repr(value)}
+        return float(value) if math.isfinite(value) else {"!float": repr(value)}
     if isinstance(value, list):
         return [encode(v, for_key=for_key) for v in value]
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
@@ -71,8 +75,6 @@ def encode(value: Any, *, for_key: bool) -> Any:
             return {k: encode(v, for_key=for_key) for k, v in value.items()}
         pairs = [[encode(k, for_key=for_key), encode(v, for_key=for_key)] for k, v in value.items()]
         return {"!dict": sorted(pairs, key=lambda pair: json.dumps(pair[0], sort_keys=True))}
-    if isinstance(value, enum.Enum):
-        return {"!enum": _qualified(type(value)), "name": value.name}
     if isinstance(value, PurePath):
         return {"!path": str(value), "type": type(value).__name__}
     if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
@@ -96,6 +98,8 @@ def _encode_opaque(value: Any, *, for_key: bool) -> Any:
     if for_key:
         import joblib
 
+        if _is_numpy_array(value) and not value.flags["C_CONTIGUOUS"]:
+            value = value.copy(order="C")  # equal arrays hash equal whatever their layout
         try:
             return {"!hash": _qualified(type(value)), "digest": joblib.hash(value)}
         except Exception as exc:
@@ -107,6 +111,10 @@ def _encode_opaque(value: Any, *, for_key: bool) -> Any:
 
     blob = base64.b64encode(cloudpickle.dumps(value)).decode("ascii")
     return {"!pickle": _qualified(type(value)), "data": blob}
+
+
+def _is_numpy_array(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
 
 
 def decode(value: Any) -> Any:

@@ -218,8 +218,10 @@ class Task:
     def __call__(self, parents: Task | Sequence[Task]) -> Task:
         """Connect ``parents`` upstream of this task and return this task, for chaining."""
         items = list(parents) if isinstance(parents, (list, tuple)) else [parents]
-        for parent in items:
+        for i, parent in enumerate(items):
             self._check_parent(parent)
+            if any(parent is other for other in items[:i]):
+                raise WiringError(f"{self.name}: {parent.name} is listed twice as a parent")
         for parent in items:
             self.parents.append(parent)
             parent.children.append(self)
@@ -240,10 +242,10 @@ class Task:
                 f"{self.name} takes no input (no `data` parameter), so {parent.name} cannot be "
                 "connected upstream of it; add a `data` parameter to receive parent outputs"
             )
-        if parent is self or parent in self.parents:
-            raise WiringError(f"{self.name}: {parent.name} is already connected to it")
-        if parent is self or self in parent.ancestors():
+        if parent is self or any(parent is d for d in self.descendants()):
             raise WiringError(f"connecting {parent.name} -> {self.name} would create a cycle")
+        if any(parent is p for p in self.parents):
+            raise WiringError(f"{self.name}: {parent.name} is already connected to it")
 
     def ancestors(self) -> Iterator[Task]:
         """Every task upstream of this one, each once."""
