@@ -195,16 +195,22 @@ class Sequential(Pipeline):
         super().__init__(name, tasks)
 
     def add(self, task: Task) -> None:
-        """Append ``task`` to the end of the chain; a rejected task leaves the chain as it was."""
-        previous = self._chain[-1] if self._chain and isinstance(task, Task) else None
-        if previous is not None:
-            task(previous)
+        """Append ``task`` to the end of the chain, as the only child of the previous task.
+
+        The chain owns its tasks' wiring: a task listed here is first disconnected from any
+        earlier wiring, so the same task objects can be reused in a new ``Sequential``, as the
+        manual's caching examples do. A rejected task leaves the chain as it was.
+        """
+        if isinstance(task, Task):
+            if any(task is t for t in self._chain):
+                raise PipelineError(f"sequential {self.name!r}: {task.name} is listed twice")
+            task.detach()
+            if self._chain:
+                task(self._chain[-1])
         try:
             super().add(task)
         except PipelineError:
-            if previous is not None:
-                task.parents.remove(previous)
-                previous.children.remove(task)
+            task.detach()
             raise
         self._chain.append(task)
 

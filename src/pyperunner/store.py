@@ -9,10 +9,12 @@ This module is the only code that knows the layout.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from . import yamlio
 
 RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
+LOCK_FILE = ".lock"
+TMP_SUFFIX = ".tmp"
 DEFAULT_COMPRESS: tuple[str, int] = ("gzip", 3)
 
 
@@ -29,6 +33,14 @@ class StoreError(Exception):
 
 class ResultNotStorableError(StoreError):
     """A task returned a value that cannot be pickled."""
+
+
+class EntryState(enum.Enum):
+    """What the store holds for one task and key."""
+
+    MISSING = "missing"
+    OK = "ok"
+    DAMAGED = "damaged"
 
 
 class Store:
@@ -47,23 +59,85 @@ class Store:
         return self.entry(name, key) / RESULT_FILE
 
     def has(self, name: str, key: str) -> bool:
-        """True if a complete result for ``name`` under ``key`` is stored."""
-        return self.result_path(name, key).is_file()
+        """True if a complete, undamaged result for ``name`` under ``key`` is stored."""
+        return self.check(name, key)[0] is EntryState.OK
+
+    def check(self, name: str, key: str) -> tuple[EntryState, str]:
+        """Tell whether an entry is there and intact (by the size recorded when it was written).
+
+        Returns the state and, for a damaged entry, what is wrong with it.
+        """
+        path = self.result_path(name, key)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return EntryState.MISSING, ""
+        expected = self._recorded_size(name, key)
+        if expected is None and size > 0:
+            return EntryState.OK, ""
+        if size != expected:
+            return EntryState.DAMAGED, f"{path} has {size} bytes, {expected} were written"
+        return EntryState.OK, ""
+
+    def _recorded_size(self, name: str, key: str) -> int | None:
+        try:
+            record = self.record(name, key)
+        except (OSError, ValueError, yamlio.YAMLError):
+            return None
+        result = record.get("result") if isinstance(record, dict) else None
+        return result.get("bytes") if isinstance(result, dict) else None
+
+    @contextlib.contextmanager
+    def lock(
+        self, name: str, key: str, on_wait: Callable[[], None] | None = None
+    ) -> Iterator[None]:
+        """Hold the entry's cross-process lock; ``on_wait`` is called once if another holds it.
+
+        The lock is an OS file lock, so a process that dies releases it.
+        """
+        from filelock import FileLock, Timeout
+
+        folder = self.entry(name, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / LOCK_FILE)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait()
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def clean(self, name: str, key: str) -> list[Path]:
+        """Remove leftovers of interrupted writes in an entry; call it holding the entry's lock."""
+        removed = []
+        for leftover in self.entry(name, key).glob(f".*{TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+        return removed
 
     def save(self, name: str, key: str, value: Any, record: Mapping[str, Any]) -> int:
-        """Store ``value`` and its ``record`` (params.yaml) atomically; return the bytes written."""
+        """Store ``value`` and its ``record`` (params.yaml) atomically; return the bytes written.
+
+        The result is written to a temporary file, its size recorded in params.yaml, and only
+        then renamed into place: the rename is the moment the entry starts to count.
+        """
         import joblib
 
         folder = self.entry(name, key)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / PARAMS_FILE, yamlio.dump(dict(record)).encode())
-        fd, tmp = tempfile.mkstemp(prefix=f".{RESULT_FILE}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{RESULT_FILE}.", suffix=TMP_SUFFIX, dir=folder)
         try:
             with os.fdopen(fd, "wb") as handle:
                 joblib.dump(value, handle, compress=self.compress)
                 handle.flush()
                 os.fsync(handle.fileno())
             size = os.path.getsize(tmp)
+            full_record = {**record, "result": {"file": RESULT_FILE, "bytes": size}}
+            _write_atomic(folder / PARAMS_FILE, yamlio.dump(full_record).encode())
             os.replace(tmp, folder / RESULT_FILE)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
@@ -96,7 +170,7 @@ class Store:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

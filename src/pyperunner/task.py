@@ -247,6 +247,14 @@ class Task:
         if any(parent is p for p in self.parents):
             raise WiringError(f"{self.name}: {parent.name} is already connected to it")
 
+    def detach(self) -> None:
+        """Disconnect this task from all its parents and children."""
+        for parent in self.parents:
+            parent.children = [c for c in parent.children if c is not self]
+        for child in self.children:
+            child.parents = [p for p in child.parents if p is not self]
+        self.parents, self.children = [], []
+
     def ancestors(self) -> Iterator[Task]:
         """Every task upstream of this one, each once."""
         return _walk(self.parents, lambda t: t.parents)

@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+YAMLError = yaml.YAMLError
+
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -1,0 +1,790 @@
+"""Tests for the runner on real runs: inputs, caching rules, parallelism, run folder, results,
+status image and failures (``pyperunner.runner`` with the scheduler and the executors)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import joblib
+import pytest
+import yaml
+from conftest import record_call
+
+from pyperunner import (
+    Pipeline,
+    PipelineResult,
+    Runner,
+    Sequential,
+    Status,
+    Task,
+    TaskOutputUnavailableError,
+    run,
+    task,
+)
+
+EXECUTORS = ["process", "thread", "inline"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STAMP = re.compile(r"^\d{6}T\d{6}")
+
+
+# --------------------------------------------------------------------------- module-level tasks
+
+
+class Node(Task):
+    """Records its execution and returns its tag."""
+
+    @run
+    def run(self, data):
+        record_call(self.name)
+        return self.tag
+
+
+class Collect(Task):
+    """Returns what it received: whether ``data`` is a list, and its items in order."""
+
+    @run
+    def run(self, data):
+        record_call(self.name)
+        return {"is_list": isinstance(data, list), "items": list(data), "len": len(data)}
+
+
+class Pick(Task):
+    """Returns the output of the parent called ``parent`` by indexing ``data`` by name."""
+
+    @run
+    def run(self, data, parent):
+        record_call(self.name)
+        return data[parent]
+
+
+@task("simple-task")
+def simpletask(data, param):
+    record_call(str(param))
+    return "simple-task"
+
+
+PARAM_TO_NAME = {
+    "1": "simple-task(first)",
+    "2": "simple-task(second)",
+    "3": "simple-task(third)",
+    "4": "simple-task(fourth)",
+    "CHANGED": "simple-task(second)",
+}
+
+
+class Stamp(Task):
+    """Sleeps ``seconds`` and writes its start and end time to ``folder/<name>``."""
+
+    @run
+    def run(self, data, folder, seconds):
+        start = time.time()
+        time.sleep(seconds)
+        end = time.time()
+        Path(folder, self.name).write_text(f"{start} {end}")
+        return self.name
+
+
+class Pid(Task):
+    """Returns the id of the process it runs in and of that process's parent."""
+
+    @run
+    def run(self, data):
+        return {"pid": os.getpid(), "ppid": os.getppid()}
+
+
+class Printer(Task):
+    """Prints and logs marker lines."""
+
+    @run
+    def run(self, data):
+        print("hello from print marker")
+        logging.getLogger("some.library").info("info from logger marker")
+        return "printed"
+
+
+class Boom(Task):
+    """Raises."""
+
+    @run
+    def run(self, data):
+        record_call(self.name)
+        raise ZeroDivisionError("kaboom-marker")
+
+
+class Unpicklable(Task):
+    """Returns a lambda, which cannot be stored."""
+
+    @run
+    def run(self, data):
+        record_call(self.name)
+        return lambda x: x
+
+
+class HardExit(Task):
+    """Kills its own worker process without reporting."""
+
+    @run
+    def run(self, data):
+        record_call(self.name)
+        os._exit(3)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def make_runner(paths, **kwargs) -> Runner:
+    data, log = paths
+    return Runner(data_path=data, log_path=log, **kwargs)
+
+
+def run_dirs(log_path: Path) -> list[Path]:
+    """The run folders under ``log_path``, oldest first."""
+    return sorted((p for p in log_path.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+
+
+def only_run_dir(log_path: Path) -> Path:
+    dirs = run_dirs(log_path)
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def manual_sequential(third_reload: bool = False, second_param=2) -> Sequential:
+    """The manual's "Result Caching" example pipeline."""
+    first_task = simpletask(tag="first", param=1)
+    second_task = simpletask(tag="second", param=second_param)
+    third_task = simpletask(tag="third", param=3, reload=third_reload)
+    fourth_task = simpletask(tag="fourth", param=4)
+    return Sequential("sequential", [first_task, second_task, third_task, fourth_task])
+
+
+def executed(calls) -> list[str]:
+    """Names of the manual's simple tasks that executed, sorted."""
+    return sorted(PARAM_TO_NAME[p] for p in calls.order())
+
+
+ALL_FOUR = sorted(
+    ["simple-task(first)", "simple-task(second)", "simple-task(third)", "simple-task(fourth)"]
+)
+
+
+def read_stamps(folder: Path) -> list[tuple[float, float]]:
+    stamps = []
+    for f in folder.iterdir():
+        start, end = f.read_text().split()
+        stamps.append((float(start), float(end)))
+    return sorted(stamps)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_data_holds_parent_outputs_in_connection_order(paths, calls, executor):
+    a, b = Node("a"), Node("b")
+    c = Collect("c")([b, a])
+    result = make_runner(paths, executor=executor).run(Pipeline("inputs", [a, b]))
+    assert result["Collect(c)"] == {"is_list": True, "items": ["b", "a"], "len": 2}
+    assert result.ok
+    assert c.name == "Collect(c)"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_data_order_follows_connection_order_not_names(paths, calls, executor):
+    parents = [Node(tag) for tag in ["z", "a", "m"]]
+    Collect("c")(parents[0])(parents[1:])  # connected in two calls: z, then a and m
+    result = make_runner(paths, executor=executor).run(Pipeline("inputs", parents))
+    assert result["Collect(c)"]["items"] == ["z", "a", "m"]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_data_indexed_by_parent_name(paths, calls, executor):
+    a, b = Node("x"), Node("y")
+    Pick("by-name", parent="Node(x)")([b, a])
+    Pick("by-name-2", parent="Node(y)")([b, a])
+    result = make_runner(paths, executor=executor).run(Pipeline("inputs", [a, b]))
+    assert result["Pick(by-name)"] == "x"
+    assert result["Pick(by-name-2)"] == "y"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_root_task_taking_data_gets_empty_list(paths, calls, executor):
+    root = Collect("root")
+    result = make_runner(paths, executor=executor).run(Pipeline("root", [root]))
+    assert result["Collect(root)"] == {"is_list": True, "items": [], "len": 0}
+
+
+# --------------------------------------------------------------------------- caching rules
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_caching_first_run_executes_all_four(paths, calls, executor):
+    result = make_runner(paths, executor=executor).run(manual_sequential())
+    assert executed(calls) == ALL_FOUR
+    assert set(result.statuses.values()) == {Status.SUCCESS}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_caching_rerun_executes_nothing(paths, calls, executor):
+    runner = make_runner(paths, executor=executor)
+    pipeline = manual_sequential()
+    runner.run(pipeline)
+    calls.reset()
+    result = runner.run(pipeline)
+    assert executed(calls) == []
+    assert set(result.statuses.values()) == {Status.CACHED}
+    # a fresh pipeline object with the same tasks is cached too
+    result = runner.run(manual_sequential())
+    assert executed(calls) == []
+    assert result["simple-task(fourth)"] == "simple-task"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_caching_reload_executes_task_and_downstream(paths, calls, executor):
+    runner = make_runner(paths, executor=executor)
+    runner.run(manual_sequential())
+    calls.reset()
+    result = runner.run(manual_sequential(third_reload=True))
+    assert executed(calls) == ["simple-task(fourth)", "simple-task(third)"]
+    assert result.statuses == {
+        "simple-task(first)": Status.CACHED,
+        "simple-task(second)": Status.CACHED,
+        "simple-task(third)": Status.SUCCESS,
+        "simple-task(fourth)": Status.SUCCESS,
+    }
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_caching_force_reload_executes_all(paths, calls, executor):
+    runner = make_runner(paths, executor=executor)
+    pipeline = manual_sequential()
+    runner.run(pipeline)
+    calls.reset()
+    result = runner.run(pipeline, force_reload=True)
+    assert executed(calls) == ALL_FOUR
+    assert set(result.statuses.values()) == {Status.SUCCESS}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_caching_changed_parameter_executes_task_and_downstream(paths, calls, executor):
+    runner = make_runner(paths, executor=executor)
+    runner.run(manual_sequential())
+    calls.reset()
+    result = runner.run(manual_sequential(second_param="CHANGED"))
+    assert sorted(calls.order()) == ["3", "4", "CHANGED"]
+    assert result.statuses["simple-task(first)"] is Status.CACHED
+    calls.reset()
+    # both parameter configurations are cached now
+    runner.run(manual_sequential(second_param="CHANGED"))
+    runner.run(manual_sequential())
+    assert calls.order() == []
+
+
+def test_caching_walkthrough_reusing_task_objects_as_the_manual_does(paths, calls):
+    """The manual re-wraps the *same* task objects in new ``Sequential`` pipelines."""
+    runner = make_runner(paths, executor="inline")
+    first_task = simpletask(tag="first", param=1)
+    second_task = simpletask(tag="second", param=2)
+    third_task = simpletask(tag="third", param=3)
+    fourth_task = simpletask(tag="fourth", param=4)
+    pipeline = Sequential("sequential", [first_task, second_task, third_task, fourth_task])
+    runner.run(pipeline)
+    assert executed(calls) == ALL_FOUR
+    calls.reset()
+
+    third_task = simpletask(tag="third", param=3, reload=True)
+    pipeline = Sequential("sequential", [first_task, second_task, third_task, fourth_task])
+    runner.run(pipeline)
+    assert executed(calls) == ["simple-task(fourth)", "simple-task(third)"]
+    calls.reset()
+
+    pipeline = Sequential("sequential", [first_task, second_task, third_task, fourth_task])
+    runner.run(pipeline, force_reload=True)
+    assert executed(calls) == ALL_FOUR
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_cached_outputs_not_loaded_when_nothing_downstream_needs_them(paths, calls, executor):
+    data, _ = paths
+    runner = make_runner(paths, executor=executor)
+    pipeline = manual_sequential()
+    runner.run(pipeline)
+    # Corrupt the stored outputs of the first two tasks, keeping their size (so the store's
+    # integrity check passes): a run that loads them would fail.
+    for t in pipeline.tasks()[:2]:
+        path = data / t.name / t.hash() / "result.dump.gz"
+        path.write_bytes(b"x" * path.stat().st_size)
+    calls.reset()
+    result = runner.run(manual_sequential())
+    assert set(result.statuses.values()) == {Status.CACHED}
+    assert executed(calls) == []
+    # only the fourth task runs: it needs the third's output, never the first's or second's
+    fourth = simpletask(tag="fourth", param=4, reload=True)
+    pipeline = Sequential(
+        "sequential",
+        [
+            simpletask(tag="first", param=1),
+            simpletask(tag="second", param=2),
+            simpletask(tag="third", param=3),
+            fourth,
+        ],
+    )
+    result = runner.run(pipeline)
+    assert executed(calls) == ["simple-task(fourth)"]
+    assert result.statuses["simple-task(fourth)"] is Status.SUCCESS
+    assert result.statuses["simple-task(first)"] is Status.CACHED
+    assert result.ok
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_process_limit_one_runs_tasks_one_at_a_time(paths, tmp_path, executor):
+    folder = tmp_path / "stamps"
+    folder.mkdir()
+    roots = [Stamp(str(i), folder=str(folder), seconds=0.1) for i in range(3)]
+    result = make_runner(paths, process_limit=1, executor=executor).run(Pipeline("lim", roots))
+    assert result.ok
+    stamps = read_stamps(folder)
+    assert len(stamps) == 3
+    for (_, end), (start, _) in itertools.pairwise(stamps):
+        assert start >= end, stamps
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_process_limit_two_overlaps_independent_tasks(paths, tmp_path, executor):
+    folder = tmp_path / "stamps"
+    folder.mkdir()
+    roots = [Stamp(str(i), folder=str(folder), seconds=0.3) for i in range(2)]
+    result = make_runner(paths, process_limit=2, executor=executor).run(Pipeline("lim", roots))
+    assert result.ok
+    (s1, e1), (s2, e2) = read_stamps(folder)
+    assert max(s1, s2) < min(e1, e2), "the two tasks did not run at the same time"
+
+
+def test_default_process_limit_is_cpu_count(paths):
+    assert make_runner(paths).process_limit == (os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------- parallelism
+
+
+def test_process_executor_is_default_and_runs_tasks_in_child_processes(paths):
+    result = make_runner(paths).run(Pipeline("pid", [Pid("a"), Pid("b")]))
+    for name in ["Pid(a)", "Pid(b)"]:
+        assert result[name]["pid"] != os.getpid()
+        assert result[name]["ppid"] == os.getpid()
+
+
+@pytest.mark.parametrize("executor", ["inline", "thread"])
+def test_inline_and_thread_run_in_this_process(paths, executor):
+    result = make_runner(paths, executor=executor).run(Pipeline("pid", [Pid("a")]))
+    assert result["Pid(a)"]["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_tasks_defined_inside_a_function_work(paths, executor):
+    offset = 100
+
+    @task("Inner", receives_input=False)
+    def inner(value):
+        return value + offset
+
+    @task("InnerChild")
+    def inner_child(data, factor):
+        return [x * factor for x in data]
+
+    class InnerClass(Task):
+        @run
+        def run(self, data):
+            return sum(data[0])
+
+    first = inner(tag="a", value=1)
+    second = inner_child(tag="b", factor=2)(first)
+    InnerClass("c")(second)
+    result = make_runner(paths, executor=executor).run(Pipeline("closures", [first]))
+    assert result["Inner(a)"] == 101
+    assert result["InnerChild(b)"] == [202]
+    assert result["InnerClass(c)"] == 202
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def test_run_folder_name_and_contents(paths):
+    _, log = paths
+    make_runner(paths).run(Pipeline("my-pipeline", [Node("a")]))
+    run_dir = only_run_dir(log)
+    assert run_dir.parent == log
+    prefix, _, stamp = run_dir.name.partition("_")
+    assert prefix == "my-pipeline"
+    assert STAMP.match(stamp), run_dir.name
+    for fname in ["pipeline.yaml", "pipeline.log", "run.yaml", "status.png"]:
+        assert (run_dir / fname).is_file(), fname
+    assert (run_dir / "status.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert isinstance(yaml.safe_load((run_dir / "run.yaml").read_text()), dict)
+
+
+def test_every_run_gets_its_own_folder_even_within_a_second(paths):
+    _, log = paths
+    runner = make_runner(paths, executor="inline")
+    pipeline = Pipeline("fast", [Node("a")])
+    for _ in range(4):
+        runner.run(pipeline)  # cached after the first: fast, several in the same second
+    dirs = run_dirs(log)
+    assert len(dirs) == 4
+    assert len({d.name for d in dirs}) == 4
+    for d in dirs:
+        assert d.name.startswith("fast_")
+        assert STAMP.match(d.name[len("fast_") :]), d.name
+        assert (d / "pipeline.yaml").is_file()
+
+
+def test_pipeline_yaml_describes_tasks_and_run(paths):
+    data, log = paths
+    a = Node("a")
+    b = Node("b")
+    c = Collect("c")([a, b])
+    pipeline = Pipeline("described", [a, b])
+    make_runner(paths).run(pipeline)
+    doc = yaml.safe_load((only_run_dir(log) / "pipeline.yaml").read_text())
+    tasks = doc["pipeline"]["tasks"]
+    if isinstance(tasks, list):  # accept a list of task records carrying a name, too
+        tasks = {t["name"]: t for t in tasks}
+    assert set(tasks) == {"Node(a)", "Node(b)", "Collect(c)"}
+    spec = tasks["Collect(c)"]
+    assert spec["module"] == __name__
+    assert spec["tag"] == "c"
+    assert spec["params"] == {}
+    assert spec["key"] == c.hash()
+    assert spec["parents"] == ["Node(a)", "Node(b)"]
+    assert tasks["Node(a)"]["parents"] == []
+    assert tasks["Node(a)"]["key"] == a.hash()
+
+    run_info = doc["run"]
+    assert Path(run_info["data_path"]) == data.absolute()
+    assert run_info["host"]
+    assert run_info["python"] == sys.version.split()[0]
+    assert isinstance(run_info["packages"], dict)
+    assert any(name.lower() == "pyperunner" for name in run_info["packages"])
+    import pyperunner
+
+    assert run_info["pyperunner"] == pyperunner.__version__
+    assert "git" in run_info
+
+
+def test_pipeline_yaml_records_params(paths, tmp_path):
+    _, log = paths
+    folder = tmp_path / "stamps"
+    folder.mkdir()
+    make_runner(paths, executor="inline").run(
+        Pipeline("params", [Stamp("s", folder=str(folder), seconds=0)])
+    )
+    doc = yaml.safe_load((only_run_dir(log) / "pipeline.yaml").read_text())
+    params = doc["pipeline"]["tasks"]["Stamp(s)"]["params"]
+    assert params == {"folder": str(folder), "seconds": 0}
+
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+(?P<level>[A-Z]+)\s+(?P<process>\S+)\s+"
+    r"(?P<task>\S+)\s+(?P<message>.*)$"
+)
+
+
+def test_log_stores_pipeline_parameters_line_as_in_manual(paths):
+    _, log = paths
+    make_runner(paths).run(Pipeline("my-pipeline", [Node("a")]))
+    run_dir = only_run_dir(log)
+    lines = (run_dir / "pipeline.log").read_text().splitlines()
+    pattern = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO\s+MainProcess\s+root\s+"
+        r"Stored pipeline parameters in (?P<path>\S+)$"
+    )
+    found = [m for m in map(pattern.match, lines) if m]
+    assert found, lines
+    assert Path(found[0]["path"]) == run_dir / "pipeline.yaml"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_log_lines_carry_time_level_process_task_and_message(paths, executor):
+    _, log = paths
+    make_runner(paths, executor=executor).run(Pipeline("logged", [Printer("p")]))
+    lines = (only_run_dir(log) / "pipeline.log").read_text().splitlines()
+    parsed = [LOG_LINE.match(line) for line in lines]
+    assert all(parsed[0:1]), lines
+    by_message = {m["message"].strip(): m for m in parsed if m}
+    printed = by_message.get("hello from print marker")
+    assert printed is not None, lines
+    assert printed["task"] == "Printer(p)"
+    assert printed["level"] == "INFO"
+    logged = by_message.get("info from logger marker")
+    assert logged is not None, lines
+    assert logged["task"] == "Printer(p)"
+    assert logged["level"] == "INFO"
+    if executor == "process":
+        assert printed["process"] != "MainProcess"
+    else:
+        assert printed["process"] == "MainProcess"
+
+
+# --------------------------------------------------------------------------- results
+
+
+def multi_path() -> tuple[Pipeline, list[str]]:
+    load_db = Node("database")
+    norm_l2 = Node("normalize-l2")(load_db)
+    load_csv = Node("csv")
+    norm_l1 = Node("normalize-l1")(load_csv)
+    augment = Node("augment")(norm_l1)
+    Collect("both")([norm_l2, augment])
+    pipeline = Pipeline("my-pipeline")
+    pipeline.add(load_db)
+    pipeline.add(load_csv)
+    names = [
+        "Node(database)",
+        "Node(normalize-l2)",
+        "Node(csv)",
+        "Node(normalize-l1)",
+        "Node(augment)",
+        "Collect(both)",
+    ]
+    return pipeline, names
+
+
+def test_run_returns_pipeline_result_and_pipeline_results_are_sorted(paths):
+    pipeline, names = multi_path()
+    runner = make_runner(paths)
+    result = runner.run(pipeline)
+    assert isinstance(result, PipelineResult)
+    assert list(pipeline.results()) == sorted(names)
+    assert list(result) == sorted(names)
+    assert list(runner.results()) == sorted(names)
+    assert len(result) == 6
+    assert "Node(csv)" in result
+    for name in names:
+        assert pipeline[name] == result[name] == runner.results()[name]
+    assert result["Node(csv)"] == "csv"
+    assert result["Collect(both)"]["items"] == ["normalize-l2", "augment"]
+    with pytest.raises(KeyError):
+        result["Node(nope)"]
+
+
+def test_result_is_read_only(paths):
+    pipeline, _ = multi_path()
+    result = make_runner(paths).run(pipeline)
+    with pytest.raises(TypeError):
+        result["Node(csv)"] = "other"  # type: ignore[index]
+
+
+def test_results_before_run_is_an_error(paths):
+    pipeline, _ = multi_path()
+    with pytest.raises(Exception, match="run"):
+        pipeline.results()
+    with pytest.raises(Exception, match="run"):
+        make_runner(paths).results()
+
+
+def test_results_from_file_and_from_run_folder(paths):
+    pipeline, names = multi_path()
+    _, log = paths
+    result = make_runner(paths).run(pipeline)
+    run_dir = only_run_dir(log)
+    expected = {name: result[name] for name in names}
+    for source in [run_dir / "pipeline.yaml", run_dir, str(run_dir / "pipeline.yaml")]:
+        loaded = PipelineResult.from_file(source)
+        assert list(loaded) == sorted(names)
+        assert {name: loaded[name] for name in loaded} == expected
+
+
+def test_results_from_file_in_fresh_process(paths, tmp_path):
+    pipeline, names = multi_path()
+    _, log = paths
+    result = make_runner(paths).run(pipeline)
+    fname = only_run_dir(log) / "pipeline.yaml"
+    code = textwrap.dedent(
+        f"""
+        import json
+        from pyperunner import PipelineResult
+        results = PipelineResult.from_file({str(fname)!r})
+        print(json.dumps({{name: results[name] for name in results}}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(loaded) == sorted(names)
+    assert loaded == {name: result[name] for name in names}
+
+
+def test_result_path_is_store_layout_and_joblib_loadable(paths):
+    data, _ = paths
+    pipeline, _ = multi_path()
+    result = make_runner(paths).run(pipeline)
+    for t in pipeline.tasks():
+        path = result.path(t.name)
+        assert path == data.absolute() / t.name / t.hash() / "result.dump.gz"
+        assert joblib.load(path) == result[t.name]
+
+
+# --------------------------------------------------------------------------- status image
+
+
+def test_write_status_image_relative_goes_into_run_folder(paths):
+    _, log = paths
+    runner = make_runner(paths)
+    pipeline, _ = multi_path()
+    runner.run(pipeline)
+    written = Path(runner.write_status_image("status.img"))
+    assert written == only_run_dir(log) / "status.img"
+    assert written.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_write_status_image_absolute_path_is_honoured(paths, tmp_path):
+    runner = make_runner(paths, executor="inline")
+    runner.run(Pipeline("img", [Node("a")]))
+    target = tmp_path / "elsewhere" / "picture.png"
+    target.parent.mkdir()
+    written = Path(runner.write_status_image(target))
+    assert written == target
+    assert target.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_write_status_image_before_run_is_a_clear_error(paths):
+    runner = make_runner(paths)
+    with pytest.raises(RuntimeError, match=r"run\(pipeline\)|run"):
+        runner.write_status_image("status.img")
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def failing_pipeline() -> Pipeline:
+    boom = Boom("x")
+    child = Node("child")(boom)
+    Node("grandchild")(child)
+    other = Node("other")
+    Node("other-child")(other)
+    return Pipeline("failing", [boom, other])
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_failure_marks_descendants_cant_run_and_independent_branch_finishes(paths, calls, executor):
+    result = make_runner(paths, executor=executor).run(failing_pipeline())
+    assert result.statuses == {
+        "Boom(x)": Status.FAILURE,
+        "Node(child)": Status.CANT_RUN,
+        "Node(grandchild)": Status.CANT_RUN,
+        "Node(other)": Status.SUCCESS,
+        "Node(other-child)": Status.SUCCESS,
+    }
+    assert calls.counts() == {"Boom(x)": 1, "Node(other)": 1, "Node(other-child)": 1}
+    assert not result.ok
+    assert list(result) == ["Node(other)", "Node(other-child)"]
+    assert result["Node(other-child)"] == "other-child"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_failure_traceback_in_log_and_result(paths, calls, executor):
+    _, log = paths
+    result = make_runner(paths, executor=executor).run(failing_pipeline())
+    run = result.runs["Boom(x)"]
+    assert "Traceback (most recent call last)" in run.traceback
+    assert "ZeroDivisionError: kaboom-marker" in run.traceback
+    assert set(result.failed) == {"Boom(x)"}
+
+    text = (only_run_dir(log) / "pipeline.log").read_text()
+    assert "Traceback (most recent call last)" in text
+    assert "ZeroDivisionError: kaboom-marker" in text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    assert "Boom(x)" in last, last
+
+    with pytest.raises(TaskOutputUnavailableError) as info:
+        result["Boom(x)"]
+    assert "kaboom-marker" in str(info.value)
+    assert "Traceback" in str(info.value)
+    with pytest.raises(TaskOutputUnavailableError):
+        result["Node(grandchild)"]
+
+
+def test_failure_is_recorded_in_run_yaml_and_from_file(paths, calls):
+    _, log = paths
+    make_runner(paths).run(failing_pipeline())
+    loaded = PipelineResult.from_file(only_run_dir(log))
+    assert loaded.statuses["Boom(x)"] is Status.FAILURE
+    assert loaded.statuses["Node(grandchild)"] is Status.CANT_RUN
+    with pytest.raises(TaskOutputUnavailableError, match="kaboom-marker"):
+        loaded["Boom(x)"]
+
+
+def test_failed_task_runs_again_next_time(paths, calls):
+    runner = make_runner(paths)
+    runner.run(failing_pipeline())
+    calls.reset()
+    result = runner.run(failing_pipeline())
+    assert calls.counts() == {"Boom(x)": 1}
+    assert result.statuses["Node(other)"] is Status.CACHED
+    assert result.statuses["Node(child)"] is Status.CANT_RUN
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_unpicklable_output_fails_naming_task_and_type(paths, calls, executor):
+    bad = Unpicklable("lam")
+    Node("after")(bad)
+    result = make_runner(paths, executor=executor).run(Pipeline("unpicklable", [bad]))
+    assert result.statuses["Unpicklable(lam)"] is Status.FAILURE
+    assert result.statuses["Node(after)"] is Status.CANT_RUN
+    error = result.runs["Unpicklable(lam)"].error
+    assert "Unpicklable(lam)" in error
+    assert "function" in error or "lambda" in error
+    assert calls.counts() == {"Unpicklable(lam)": 1}
+
+
+def test_worker_exiting_hard_is_a_failure_and_run_ends(paths, calls):
+    _, log = paths
+    dead = HardExit("x")
+    Node("after")(dead)
+    other = Node("other")
+    result = make_runner(paths).run(Pipeline("exit", [dead, other]))
+    assert result.statuses == {
+        "HardExit(x)": Status.FAILURE,
+        "Node(after)": Status.CANT_RUN,
+        "Node(other)": Status.SUCCESS,
+    }
+    error = result.runs["HardExit(x)"].error
+    assert re.search(r"\b3\b", error), error
+    assert "exit" in error.lower()
+    assert calls.counts() == {"HardExit(x)": 1, "Node(other)": 1}
+    last = (only_run_dir(log) / "pipeline.log").read_text().strip().splitlines()[-1]
+    assert "HardExit(x)" in last
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_process_limit_below_one_is_rejected(paths, limit):
+    with pytest.raises(ValueError, match="process_limit"):
+        make_runner(paths, process_limit=limit)
+
+
+def test_unknown_executor_is_rejected(paths):
+    with pytest.raises(ValueError, match="no-such-executor"):
+        make_runner(paths, executor="no-such-executor")
+
+
+def test_runner_paths_relative_to_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = Runner(data_path="data/", log_path="log/", executor="inline").run(
+        Pipeline("rel", [Node("a")])
+    )
+    assert result.path("Node(a)").is_file()
+    assert str(result.path("Node(a)")).startswith(str(tmp_path / "data"))
+    assert len(list((tmp_path / "log").glob("rel_*/pipeline.yaml"))) == 1
