@@ -76,10 +76,11 @@ class ProcessData(Task):
                 sum(abs(row[i]) ** power for row in rows) ** (1 / power)
                 for i in range(len(table["columns"]))
             ]
-            rows = [[value / n for value, n in zip(row, norms)] for row in rows]
+            rows = [[value / n for value, n in zip(row, norms, strict=True)] for row in rows]
         else:
-            rows = [[v / sum(abs(x) ** power for x in row) ** (1 / power) for v in row]
-                    for row in rows]
+            rows = [
+                [v / sum(abs(x) ** power for x in row) ** (1 / power) for v in row] for row in rows
+            ]
         return {**table, "source": self.name, "rows": rows}
 
 
@@ -93,9 +94,14 @@ class AugmentData(Task):
         rows = list(table["rows"])
         if "rotate" in types:
             angle = math.radians(5)
-            rows += [[r[0] * math.cos(angle) - r[1] * math.sin(angle),
-                      r[0] * math.sin(angle) + r[1] * math.cos(angle), *r[2:]]
-                     for r in table["rows"]]
+            rows += [
+                [
+                    r[0] * math.cos(angle) - r[1] * math.sin(angle),
+                    r[0] * math.sin(angle) + r[1] * math.cos(angle),
+                    *r[2:],
+                ]
+                for r in table["rows"]
+            ]
         if "noise" in types:
             rows += [[v * (1 + rng.gauss(0, 0.01)) for v in r] for r in table["rows"]]
         print(f"augmented {len(table['rows'])} rows to {len(rows)}")
@@ -109,10 +115,10 @@ class Evaluate(Task):
     def run(self, data):
         report = {}
         for table in data:
-            columns = list(zip(*table["rows"]))
+            columns = list(zip(*table["rows"], strict=True))
             report[table["source"]] = {
                 name: {"mean": statistics.fmean(col), "stdev": statistics.stdev(col)}
-                for name, col in zip(table["columns"], columns)
+                for name, col in zip(table["columns"], columns, strict=True)
             }
         for source, stats in report.items():
             means = ", ".join(f"{c}={s['mean']:.4f}" for c, s in stats.items())
