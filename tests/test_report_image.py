@@ -168,10 +168,12 @@ def test_every_used_status_colour_shows_in_a_box(tmp_path: Path) -> None:
             assert mixed[status] > legend_only[status] + 1000, status
 
 
-def test_manual_pipeline_shows_all_six_colours(tmp_path: Path) -> None:
+def test_manual_pipeline_shows_every_status_colour(tmp_path: Path) -> None:
     graph = manual_pipeline()
     graph.add_node("Report(summary)", status=Status.NOT_STARTED, duration=None)
     graph.add_edge("Evaluate(both)", "Report(summary)")
+    graph.add_node("Notify(mail)", status=Status.INTERRUPTED, duration=None)
+    graph.add_edge("Evaluate(both)", "Notify(mail)")
     counts = colour_counts(write_status_png(graph, tmp_path / "manual.png", title="manual"))
     baseline = colour_counts(write_status_png(all_success(graph), tmp_path / "base.png"))
     for status in Status:

@@ -25,10 +25,15 @@ class Reason(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The decision for one run: ``reasons`` holds every task that runs; the rest are cached."""
+    """The decision for one run: ``reasons`` holds every task that runs; the rest are cached.
+
+    ``forced`` are the tasks that must compute even if their result appears in the store while
+    the run goes on (another run may compute the same entry meanwhile; the others then reuse it).
+    """
 
     order: tuple[str, ...]
     reasons: Mapping[str, Reason]
+    forced: frozenset[str] = frozenset()
 
     @property
     def to_run(self) -> list[str]:
@@ -50,13 +55,19 @@ def make_plan(
     """Decide for every task of ``graph`` (names, edges parent -> child) whether it runs."""
     order = tuple(nx.lexicographical_topological_sort(graph))
     reasons: dict[str, Reason] = {}
+    forced: set[str] = set()
     for name in order:
+        parents = list(graph.predecessors(name))
         if force_reload:
             reasons[name] = Reason.FORCE_RELOAD
         elif reload(name):
             reasons[name] = Reason.RELOAD
-        elif any(parent in reasons for parent in graph.predecessors(name)):
+        elif any(parent in reasons for parent in parents):
             reasons[name] = Reason.UPSTREAM
         elif not is_cached(name):
             reasons[name] = Reason.NOT_CACHED
-    return Plan(order=order, reasons=reasons)
+        if reasons.get(name) in (Reason.FORCE_RELOAD, Reason.RELOAD) or any(
+            parent in forced for parent in parents
+        ):
+            forced.add(name)
+    return Plan(order=order, reasons=reasons, forced=frozenset(forced))

@@ -80,6 +80,11 @@ class PipelineResult(Mapping[str, Any]):
         return {name: self.runs.get(name, TaskRun()).status for name in sorted(self.keys)}
 
     @property
+    def durations(self) -> dict[str, float | None]:
+        """Seconds each task ran in this run (None for tasks that did not run)."""
+        return {name: self.runs.get(name, TaskRun()).duration for name in sorted(self.keys)}
+
+    @property
     def failed(self) -> dict[str, TaskRun]:
         """The tasks that failed, with their errors and tracebacks."""
         return {n: r for n, r in sorted(self.runs.items()) if r.status is Status.FAILURE}

@@ -7,17 +7,19 @@ status picture; then it plans the run and hands the plan to the scheduler.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import getpass
 import importlib.metadata
 import logging
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,9 @@ from .graph import Pipeline
 from .logs import run_logging
 from .plan import make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
-from .scheduler import run_plan
+from .scheduler import RunInterrupted, run_plan
 from .status import Status, TaskRun
-from .store import Store
+from .store import EntryState, Store
 
 LOG_FILE = "pipeline.log"
 STATUS_IMAGE = "status.png"
@@ -71,8 +73,15 @@ class Runner:
         """Where task outputs are stored."""
         return self.store.root
 
-    def run(self, pipeline: Pipeline, force_reload: bool = False) -> PipelineResult:
-        """Run every task of ``pipeline`` that is not cached; return the run's results."""
+    def run(
+        self, pipeline: Pipeline, force_reload: bool = False, fail_fast: bool = False
+    ) -> PipelineResult:
+        """Run every task of ``pipeline`` that is not cached; return the run's results.
+
+        ``force_reload`` runs every task; ``fail_fast`` stops launching tasks after the first
+        failure. On SIGINT or SIGTERM the run stops its workers, records the run, and then
+        raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit`` (SIGTERM).
+        """
         graph = pipeline.graph()
         keys = pipeline.keys()
         tasks = {name: graph.nodes[name]["task"] for name in graph}
@@ -84,20 +93,72 @@ class Runner:
             log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
             plan = make_plan(
                 graph,
-                is_cached=lambda name: self.store.has(name, keys[name]),
+                is_cached=lambda name: self._is_cached(name, keys[name]),
                 reload=lambda name: tasks[name].reload,
                 force_reload=force_reload,
             )
             log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
-            jobs = {name: self._job(tasks[name], keys) for name in plan.to_run}
+            jobs = {name: self._job(tasks[name], keys, plan.forced) for name in plan.to_run}
             started = time.time()
             executor = make_executor(self.executor)
             executor.start(self.store, self.process_limit)
-            runs = run_plan(graph, plan, jobs, executor, self.process_limit, _log_change)
-            self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
-            pipeline._result = self._result
-            self._finish(run_dir, runs, started)
+            try:
+                runs = run_plan(
+                    graph, plan, jobs, executor, self.process_limit, _log_change, fail_fast
+                )
+            except RunInterrupted as interrupted:
+                self._record(pipeline, keys, interrupted.runs, run_dir, started)
+                log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
+                if interrupted.signum == signal.SIGINT:
+                    raise KeyboardInterrupt from None
+                raise SystemExit(128 + interrupted.signum) from None
+            self._record(pipeline, keys, runs, run_dir, started)
+        assert self._result is not None
         return self._result
+
+    def _record(
+        self,
+        pipeline: Pipeline,
+        keys: Mapping[str, str],
+        runs: Mapping[str, TaskRun],
+        run_dir: Path,
+        started: float,
+    ) -> None:
+        """Keep the run's results and write its outcome (run.yaml, status.png, summary line)."""
+        self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
+        pipeline._result = self._result
+        doc = {
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+            "duration": round(time.time() - started, 3),
+            "tasks": {name: run.to_dict() for name, run in runs.items()},
+        }
+        (run_dir / RUN_FILE).write_text(yamlio.dump(doc))
+        try:
+            self.write_status_image(STATUS_IMAGE)
+        except Exception as exc:  # a picture must never fail a run that computed everything
+            log.warning("could not draw %s: %s", STATUS_IMAGE, exc)
+        counts = collections.Counter(run.status.value for run in runs.values())
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        failed = self._result.failed
+        for name, run in failed.items():
+            log.error("Failed: %s: %s", name, run.error)
+        if failed:
+            log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
+        elif Status.INTERRUPTED.value in counts:
+            log.warning("Pipeline stopped before the end (%s)", summary)
+        else:
+            log.info(
+                "Pipeline finished successfully (%s) in %.1f s", summary, time.time() - started
+            )
+
+    def _is_cached(self, name: str, key: str) -> bool:
+        state, problem = self.store.check(name, key)
+        if state is EntryState.DAMAGED:
+            log.warning("Cached result of %s is damaged (%s); computing it again", name, problem)
+        elif state is EntryState.OK:
+            for leftover in self.store.sweep(name, key):
+                log.info("Removed %s, left by an interrupted write", leftover)
+        return state is EntryState.OK
 
     def results(self) -> PipelineResult:
         """The results of the last run of this runner."""
@@ -119,7 +180,7 @@ class Runner:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _job(self, task: Any, keys: Mapping[str, str]) -> Job:
+    def _job(self, task: Any, keys: Mapping[str, str], forced: Set[str]) -> Job:
         key = keys[task.name]
         parents = tuple((p.name, keys[p.name]) for p in task.parents)
         record = {
@@ -133,7 +194,7 @@ class Runner:
             },
             "parents": dict(parents),
         }
-        return Job(task, key, parents, record)
+        return Job(task, key, parents, record, reuse=task.name not in forced)
 
     def _make_run_dir(self, name: str) -> Path:
         stamp = dt.datetime.now().strftime("%y%m%dT%H%M%S")
@@ -170,39 +231,21 @@ class Runner:
             "packages": _packages(),
         }
 
-    def _finish(self, run_dir: Path, runs: Mapping[str, TaskRun], started: float) -> None:
-        doc = {
-            "finished": dt.datetime.now().isoformat(timespec="seconds"),
-            "duration": round(time.time() - started, 3),
-            "tasks": {name: run.to_dict() for name, run in runs.items()},
-        }
-        (run_dir / RUN_FILE).write_text(yamlio.dump(doc))
-        counts: dict[str, int] = {}
-        for run in runs.values():
-            counts[run.status.value] = counts.get(run.status.value, 0) + 1
-        try:
-            self.write_status_image(STATUS_IMAGE)
-        except Exception as exc:  # a picture must never fail a run that computed everything
-            log.warning("could not draw %s: %s", STATUS_IMAGE, exc)
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        failed = [name for name, run in runs.items() if run.status is Status.FAILURE]
-        if failed:
-            log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
-        else:
-            log.info(
-                "Pipeline finished successfully (%s) in %.1f s", summary, time.time() - started
-            )
-
 
 def _log_change(name: str, run: TaskRun) -> None:
     if run.status is Status.RUNNING:
-        log.info("Starting %s (%s)", name, run.reason)
+        attempt = f", attempt {run.attempts}" if run.attempts > 1 else ""
+        log.info("Starting %s (%s%s)", name, run.reason, attempt)
     elif run.status is Status.SUCCESS:
         log.info("Finished %s in %.2f s", name, run.duration or 0.0)
     elif run.status is Status.FAILURE:
         log.error("Task %s failed: %s", name, run.error)
     elif run.status is Status.CANT_RUN:
         log.warning("Task %s can't run: %s", name, run.error)
+    elif run.status is Status.CACHED:
+        log.info("Using the result of %s that another run stored meanwhile", name)
+    elif run.status is Status.INTERRUPTED:
+        log.warning("Task %s was interrupted", name)
 
 
 def _plain(value: Any) -> Any:

@@ -1,14 +1,24 @@
 """The scheduler loop: run planned tasks as soon as their parents are done, within a limit.
 
 It keeps a ready set of tasks whose parents have all succeeded, hands them to an executor up to
-``workers`` at a time, and blocks on the executor for outcomes (no polling). A failed task marks
-every task downstream of it CANT_RUN; independent branches carry on to the end.
+``workers`` at a time, and blocks on the executor for outcomes (no polling). A failed attempt is
+retried after the task's ``retry_delay`` while ``retries`` last; a task that finally fails marks
+everything downstream CANT_RUN, and independent branches carry on to the end, unless
+``fail_fast`` stops launching new tasks. SIGINT and SIGTERM stop the run: running workers are
+stopped and recorded INTERRUPTED, and :class:`RunInterrupted` carries the records out.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Mapping
+import contextlib
+import dataclasses
+import heapq
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 
 import networkx as nx
 
@@ -18,6 +28,40 @@ from .status import Status, TaskRun
 
 Listener = Callable[[str, TaskRun], None]
 
+log = logging.getLogger()
+
+
+class RunInterrupted(BaseException):
+    """The run was stopped by a signal; ``runs`` holds every task's record at that moment."""
+
+    def __init__(self, signum: int, runs: Mapping[str, TaskRun]) -> None:
+        super().__init__(f"run interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.runs = dict(runs)
+
+
+class _Signalled(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into an exception while the loop runs (SIGINT already raises one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Signalled(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 def run_plan(
     graph: nx.DiGraph,
@@ -26,48 +70,133 @@ def run_plan(
     executor: Executor,
     workers: int,
     on_change: Listener = lambda name, run: None,
+    fail_fast: bool = False,
 ) -> dict[str, TaskRun]:
     """Execute ``plan`` over ``graph`` with ``executor``; return every task's record."""
-    runs = {name: TaskRun(Status.CACHED) for name in plan.cached}
-    runs.update(
-        {name: TaskRun(Status.NOT_STARTED, reason.value) for name, reason in plan.reasons.items()}
-    )
-    waiting = {
-        name: sum(p in plan.reasons for p in graph.predecessors(name)) for name in plan.reasons
-    }
-    ready = collections.deque(name for name in plan.to_run if waiting[name] == 0)
-    running = 0
-    try:
-        while ready or running:
-            while ready and running < workers:
-                name = ready.popleft()
-                runs[name].status = Status.RUNNING
-                on_change(name, runs[name])
-                executor.submit(jobs[name])
-                running += 1
-            for outcome in executor.wait():
-                running -= 1
-                _record(runs[outcome.name], outcome)
-                on_change(outcome.name, runs[outcome.name])
-                if outcome.ok:
-                    for child in graph.successors(outcome.name):
-                        if child in waiting:
-                            waiting[child] -= 1
-                            if waiting[child] == 0:
-                                ready.append(child)
-                else:
-                    for name in nx.descendants(graph, outcome.name):
-                        if runs[name].status is Status.NOT_STARTED:
-                            runs[name].status = Status.CANT_RUN
-                            runs[name].error = f"upstream task {outcome.name} failed"
-                            on_change(name, runs[name])
-    finally:
-        executor.shutdown()
-    return runs
+    loop = _Loop(graph, plan, dict(jobs), executor, workers, on_change, fail_fast)
+    with _sigterm_interrupts():
+        try:
+            loop.run()
+        except (KeyboardInterrupt, _Signalled) as exc:
+            signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
+            loop.interrupt()
+            raise RunInterrupted(signum, loop.runs) from None
+        except BaseException:
+            executor.shutdown()
+            raise
+    return loop.runs
 
 
-def _record(run: TaskRun, outcome: Outcome) -> None:
-    run.status = Status.SUCCESS if outcome.ok else Status.FAILURE
-    run.started, run.finished = outcome.started, outcome.finished
-    run.error, run.traceback = outcome.error, outcome.traceback
-    run.output_bytes = outcome.output_bytes
+@dataclasses.dataclass
+class _Loop:
+    graph: nx.DiGraph
+    plan: Plan
+    jobs: dict[str, Job]
+    executor: Executor
+    workers: int
+    on_change: Listener
+    fail_fast: bool
+
+    def __post_init__(self) -> None:
+        self.runs = {name: TaskRun(Status.CACHED) for name in self.plan.cached}
+        for name, reason in self.plan.reasons.items():
+            self.runs[name] = TaskRun(Status.NOT_STARTED, reason.value)
+        self.waiting = {
+            name: sum(p in self.plan.reasons for p in self.graph.predecessors(name))
+            for name in self.plan.reasons
+        }
+        self.ready = collections.deque(n for n in self.plan.to_run if self.waiting[n] == 0)
+        self.retry_at: list[tuple[float, str]] = []
+        self.running = 0
+        self.stopping = False
+
+    def run(self) -> None:
+        while self.ready or self.running or self.retry_at:
+            self._launch()
+            if not self.running and not self.retry_at:
+                break
+            for outcome in self.executor.wait(self._next_retry_in()):
+                self.running -= 1
+                self._finished(outcome)
+            self._release_due_retries()
+
+    def _launch(self) -> None:
+        while self.ready and self.running < self.workers and not self.stopping:
+            name = self.ready.popleft()
+            run = self.runs[name]
+            run.status, run.attempts = Status.RUNNING, run.attempts + 1
+            run.started, run.finished = time.time(), None
+            self.on_change(name, run)
+            self.executor.submit(dataclasses.replace(self.jobs[name], attempt=run.attempts))
+            self.running += 1
+
+    def _finished(self, outcome: Outcome) -> None:
+        name, run = outcome.name, self.runs[outcome.name]
+        run.started, run.finished = outcome.started, outcome.finished
+        run.error, run.traceback = outcome.error, outcome.traceback
+        run.output_bytes = outcome.output_bytes
+        if outcome.ok:
+            run.status = Status.CACHED if outcome.reused else Status.SUCCESS
+            self.on_change(name, run)
+            for child in self.graph.successors(name):
+                if child in self.waiting:
+                    self.waiting[child] -= 1
+                    if self.waiting[child] == 0:
+                        self.ready.append(child)
+            return
+        task = self.jobs[name].task
+        if run.attempts <= task.retries and not self.stopping:
+            log.warning(
+                "%s failed on attempt %d of %d (%s); retrying in %g s",
+                name,
+                run.attempts,
+                task.retries + 1,
+                run.error,
+                task.retry_delay,
+            )
+            run.status = Status.NOT_STARTED
+            self.on_change(name, run)
+            heapq.heappush(self.retry_at, (time.monotonic() + task.retry_delay, name))
+            return
+        run.status = Status.FAILURE
+        self.on_change(name, run)
+        self._cant_run_below(name)
+        if self.fail_fast:
+            self._stop_launching()
+
+    def _cant_run_below(self, name: str) -> None:
+        for below in nx.descendants(self.graph, name):
+            run = self.runs[below]
+            if run.status is Status.NOT_STARTED:
+                run.status = Status.CANT_RUN
+                run.error = f"upstream task {name} failed"
+                self.on_change(below, run)
+
+    def _stop_launching(self) -> None:
+        self.stopping = True
+        self.ready.clear()
+        for _, name in self.retry_at:
+            self.runs[name].status = Status.FAILURE
+            self.on_change(name, self.runs[name])
+            self._cant_run_below(name)
+        self.retry_at.clear()
+
+    def _next_retry_in(self) -> float | None:
+        if not self.retry_at:
+            return None
+        return max(0.0, self.retry_at[0][0] - time.monotonic())
+
+    def _release_due_retries(self) -> None:
+        now = time.monotonic()
+        while self.retry_at and self.retry_at[0][0] <= now:
+            _, name = heapq.heappop(self.retry_at)
+            self.ready.append(name)
+
+    def interrupt(self) -> None:
+        """Stop every running worker and record the tasks they ran as INTERRUPTED."""
+        self.executor.shutdown()
+        for name, run in self.runs.items():
+            if run.status is Status.RUNNING:
+                run.status, run.finished = Status.INTERRUPTED, time.time()
+                run.error = "interrupted"
+                self.on_change(name, run)

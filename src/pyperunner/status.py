@@ -21,6 +21,7 @@ class Status(str, enum.Enum):
     CACHED = "CACHED"
     FAILURE = "FAILURE"
     CANT_RUN = "CANT_RUN"
+    INTERRUPTED = "INTERRUPTED"
 
     @property
     def has_output(self) -> bool:
@@ -39,6 +40,7 @@ class TaskRun:
     error: str | None = None
     traceback: str | None = None
     output_bytes: int | None = None
+    attempts: int = 0
 
     @property
     def duration(self) -> float | None:

@@ -119,6 +119,19 @@ class Store:
             removed.append(leftover)
         return removed
 
+    def sweep(self, name: str, key: str) -> list[Path]:
+        """Remove leftovers of interrupted writes in an entry if no one is writing it now."""
+        from filelock import FileLock, Timeout
+
+        folder = self.entry(name, key)
+        if not any(folder.glob(f".*{TMP_SUFFIX}")):
+            return []
+        try:
+            with FileLock(folder / LOCK_FILE, timeout=0):
+                return self.clean(name, key)
+        except Timeout:
+            return []
+
     def save(self, name: str, key: str, value: Any, record: Mapping[str, Any]) -> int:
         """Store ``value`` and its ``record`` (params.yaml) atomically; return the bytes written.
 

@@ -34,6 +34,21 @@ class WiringError(ValueError):
     """Tasks are connected in a way a pipeline cannot run (cycle, wrong object, no input)."""
 
 
+def _check_execution_settings(name: str, retries: Any, retry_delay: Any, timeout: Any) -> None:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise TaskDefinitionError(
+            f"task {name}: retries must be a whole number >= 0, got {retries!r}"
+        )
+    if not isinstance(retry_delay, (int, float)) or retry_delay < 0:
+        raise TaskDefinitionError(
+            f"task {name}: retry_delay must be a number of seconds >= 0, got {retry_delay!r}"
+        )
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise TaskDefinitionError(
+            f"task {name}: timeout must be a number of seconds > 0 or None, got {timeout!r}"
+        )
+
+
 def run(func: Callable[..., T]) -> Callable[..., T]:
     """Mark a ``Task`` subclass's ``run`` method as the task's work; required on every ``run``."""
     if not callable(func):
@@ -78,17 +93,22 @@ class Task:
     ``Task(tag, reload=False, **params)``: ``tag`` makes the name ``ClassName(tag)`` unique within
     a pipeline, ``reload=True`` re-runs the task even when a cached result exists, and ``params``
     are the extra arguments of ``run``. Class attributes ``task_name`` and ``version`` override
-    the name shown and pin the code part of the key.
+    the name shown and pin the code part of the key; ``retries``, ``retry_delay`` (seconds) and
+    ``timeout`` (seconds per attempt) say how the task is run and are not part of the key.
     """
 
     task_name: ClassVar[str] = ""
     version: ClassVar[str | None] = None
+    retries: ClassVar[int] = 0
+    retry_delay: ClassVar[float] = 0.0
+    timeout: ClassVar[float | None] = None
     _code_cache: ClassVar[dict[type, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "task_name" not in cls.__dict__:
             cls.task_name = cls.__name__
+        _check_execution_settings(cls.__qualname__, cls.retries, cls.retry_delay, cls.timeout)
 
     def __init__(self, tag: Any = "", reload: bool = False, **params: Any) -> None:
         cls = type(self)
@@ -311,33 +331,46 @@ class FunctionTask(Task):
 
 
 def task(
-    name: str, receives_input: bool = True, *, version: str | None = None
+    name: str,
+    receives_input: bool = True,
+    *,
+    version: str | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Any], Any]:
     """Make a task from a function, or name a ``Task`` subclass: ``@task("Name")``.
 
     The function must take ``data`` unless ``receives_input=False``. ``version`` pins the code part
     of the key (edit the function without invalidating the cache, or bump it to force one).
+    ``retries``, ``retry_delay`` and ``timeout`` (seconds) control execution, not the key.
     """
     if not isinstance(name, str):
         raise TypeError(
             'Invalid decorator use: write @task("Name") with the task\'s name, not a bare @task'
         )
 
+    given = {"version": version, "retries": retries, "retry_delay": retry_delay}
+    settings = {k: v for k, v in given.items() if v is not None}
+    if timeout is not None:
+        settings["timeout"] = timeout
+
     def decorate(obj: Any) -> Any:
         if isinstance(obj, type) and issubclass(obj, Task):
             obj.task_name = name
-            if version is not None:
-                obj.version = version
+            for attribute, value in settings.items():
+                setattr(obj, attribute, value)
+            _check_execution_settings(name, obj.retries, obj.retry_delay, obj.timeout)
             return obj
         if not inspect.isfunction(obj):
             raise TypeError(f"@task({name!r}) decorates a function or a Task subclass")
-        return _function_task(obj, name, receives_input, version)
+        return _function_task(obj, name, receives_input, settings)
 
     return decorate
 
 
 def _function_task(
-    func: types.FunctionType, name: str, receives_input: bool, version: str | None
+    func: types.FunctionType, name: str, receives_input: bool, settings: Mapping[str, Any]
 ) -> type[FunctionTask]:
     params = inspect.signature(func).parameters
     if receives_input and "data" not in params:
@@ -359,7 +392,7 @@ def _function_task(
     namespace = {
         "func": staticmethod(func),
         "task_name": name,
-        "version": version,
+        **settings,
         "__module__": func.__module__,
         "__qualname__": func.__qualname__,
         "__doc__": func.__doc__,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Executor, Job, Outcome, execute
+from .base import Executor, Job, Outcome, TaskTimeoutError, execute
 from .local import InlineExecutor, ProcessExecutor, ThreadExecutor
 
 EXECUTORS: dict[str, type[Executor]] = {
@@ -31,6 +31,7 @@ __all__ = [
     "Job",
     "Outcome",
     "ProcessExecutor",
+    "TaskTimeoutError",
     "ThreadExecutor",
     "execute",
     "make_executor",

@@ -2,7 +2,9 @@
 
 A job names a task, its key and where its inputs are in the store; the worker that runs it loads
 the inputs, calls the task and writes the output back to the store. Only a small outcome message
-travels back to the scheduler, never a value, whatever the executor.
+travels back to the scheduler, never a value, whatever the executor. The worker holds the entry's
+lock while it computes, so two runs on one store never compute the same entry at once: the second
+waits and then reuses the first one's result.
 """
 
 from __future__ import annotations
@@ -20,24 +22,38 @@ from ..store import Store
 from ..task import Inputs, Task
 
 
+class TaskTimeoutError(Exception):
+    """A task ran longer than its ``timeout``."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One task to run: the task, its key, its parents' (name, key) in order, its params record."""
+    """One attempt at one task: the task, its key, its parents' (name, key), its params record.
+
+    ``reuse`` allows taking a result another run stored meanwhile instead of computing it.
+    """
 
     task: Task
     key: str
     inputs: tuple[tuple[str, str], ...]
     record: Mapping[str, Any]
+    reuse: bool = True
+    attempt: int = 1
 
     @property
     def name(self) -> str:
         """The task's name."""
         return self.task.name
 
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one attempt may take, if limited."""
+        return self.task.timeout
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How a job ended: ``error`` is None on success."""
+    """How a job ended: ``error`` is None on success; ``reused`` if another run computed it."""
 
     name: str
     started: float
@@ -45,23 +61,33 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     output_bytes: int | None = None
+    reused: bool = False
 
     @property
     def ok(self) -> bool:
-        """True if the task succeeded and its output is stored."""
+        """True if the task's output is now stored."""
         return self.error is None
 
 
 def execute(job: Job, store: Store) -> Outcome:
     """Run ``job`` in the calling thread: load inputs, call the task, store its output."""
     started = time.time()
+    log = logging.getLogger(job.name)
     with task_context(job.name):
-        log = logging.getLogger(job.name)
         try:
-            data = Inputs((name, store.load(name, key)) for name, key in job.inputs)
-            output = job.task.execute(data)
-            size = store.save(job.name, job.key, output, job.record)
-        except BaseException as exc:
+            with store.lock(
+                job.name,
+                job.key,
+                on_wait=lambda: log.info("waiting for another run that is computing this task"),
+            ):
+                if job.reuse and store.has(job.name, job.key):
+                    log.info("another run stored this result meanwhile; using it")
+                    return Outcome(job.name, started, time.time(), reused=True)
+                store.clean(job.name, job.key)
+                data = Inputs((name, store.load(name, key)) for name, key in job.inputs)
+                output = job.task.execute(data)
+                size = store.save(job.name, job.key, output, job.record)
+        except (Exception, SystemExit) as exc:
             text = traceback.format_exc()
             log.error("failed: %s: %s\n%s", type(exc).__name__, exc, text.rstrip())
             return Outcome(job.name, started, time.time(), f"{type(exc).__name__}: {exc}", text)
@@ -69,7 +95,11 @@ def execute(job: Job, store: Store) -> Outcome:
 
 
 class Executor(abc.ABC):
-    """Runs the scheduler's jobs: ``submit`` them, ``wait`` for outcomes, then ``shutdown``."""
+    """Runs the scheduler's jobs: ``submit`` them, ``wait`` for outcomes, then ``shutdown``.
+
+    An executor enforces each job's ``timeout`` as well as it can and reports a job that ran out
+    of time as an outcome with an error saying so.
+    """
 
     def __init__(self) -> None:
         self.store: Store | None = None
@@ -83,8 +113,16 @@ class Executor(abc.ABC):
         """Start ``job``; the scheduler never submits more jobs than ``workers`` at once."""
 
     @abc.abstractmethod
-    def wait(self) -> list[Outcome]:
-        """Block until at least one submitted job has ended; return all that have."""
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        """Block until a submitted job has ended or ``timeout`` passed; return what ended."""
 
-    def shutdown(self) -> None:  # noqa: B027  (most executors hold nothing to release)
-        """Release workers; called once at the end of a run, also after errors."""
+    def shutdown(self) -> list[str]:
+        """Stop whatever still runs (after an interrupt); return the names of jobs stopped."""
+        return []
+
+
+def timed_out(job: Job, started: float, how: str = "") -> Outcome:
+    """The outcome of a job stopped for running past its timeout."""
+    message = f"timed out after {job.timeout:g} s" + (f" ({how})" if how else "")
+    logging.getLogger(job.name).error(message)
+    return Outcome(job.name, started, time.time(), f"TaskTimeoutError: {message}")

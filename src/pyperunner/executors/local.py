@@ -1,24 +1,34 @@
-"""Executors on this machine: one process per task (default), a thread pool, or inline.
+"""Executors on this machine: one process per task (default), threads, or inline.
 
-``process`` forks a fresh process for every task, so tasks run truly in parallel, a crashing task
-cannot take the runner down, and tasks defined anywhere (``__main__``, notebooks, inside
-functions) work without pickling. ``thread`` suits I/O-bound tasks. ``inline`` runs each task in
-the calling thread at submission, one at a time, so debuggers and breakpoints work.
+``process`` forks a fresh process for every task, in a process group of its own, so tasks run
+truly in parallel, a crashing task cannot take the runner down, a timed-out or interrupted task is
+stopped together with any processes it started, and tasks defined anywhere (``__main__``,
+notebooks, inside functions) work without pickling. ``thread`` suits I/O-bound tasks; a thread
+cannot be killed, so a timed-out one is reported and left to finish in the background.
+``inline`` runs each task in the calling thread at submission, one at a time, so debuggers and
+breakpoints work; its timeouts use ``SIGALRM`` and so hold only on the main thread.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
 import queue
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from ..store import Store
-from .base import Executor, Job, Outcome, execute
+from .base import Executor, Job, Outcome, TaskTimeoutError, execute, timed_out
+
+KILL_GRACE = 1.0
+"""Seconds a stopped worker gets between SIGTERM and SIGKILL."""
 
 
 class InlineExecutor(Executor):
@@ -30,48 +40,106 @@ class InlineExecutor(Executor):
 
     def submit(self, job: Job) -> None:
         assert self.store is not None
-        self._done.append(execute(job, self.store))
+        with _alarm(job.timeout):
+            self._done.append(execute(job, self.store))
 
-    def wait(self) -> list[Outcome]:
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        if not self._done and timeout is not None:
+            time.sleep(timeout)  # nothing runs: the scheduler waits for a retry's delay
         done, self._done = self._done, []
         return done
 
 
+@contextlib.contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TaskTimeoutError(f"timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclasses.dataclass
+class _Running:
+    job: Job
+    started: float
+    deadline: float | None
+    process: BaseProcess | None = None
+
+
+def _deadline(job: Job) -> float | None:
+    return None if job.timeout is None else time.monotonic() + job.timeout
+
+
+def _wait_time(timeout: float | None, running: Iterator[_Running]) -> float | None:
+    deadlines = [r.deadline for r in running if r.deadline is not None]
+    if not deadlines:
+        return timeout
+    until_deadline = max(0.0, min(deadlines) - time.monotonic())
+    return until_deadline if timeout is None else min(timeout, until_deadline)
+
+
 class ThreadExecutor(Executor):
-    """Runs jobs on a pool of threads in this process."""
+    """Runs every job on a daemon thread of this process."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-
-    def start(self, store: Store, workers: int) -> None:
-        super().start(store, workers)
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "pyperunner")
+        self._done: queue.SimpleQueue[tuple[_Running, Outcome]] = queue.SimpleQueue()
+        self._running: dict[str, _Running] = {}
 
     def submit(self, job: Job) -> None:
-        assert self._pool is not None and self.store is not None
-        store = self.store
-        self._pool.submit(lambda: self._done.put(execute(job, store)))
+        assert self.store is not None
+        store, running = self.store, _Running(job, time.time(), _deadline(job))
+        self._running[job.name] = running
+        threading.Thread(
+            target=lambda: self._done.put((running, execute(job, store))),
+            name=f"pyperunner:{job.name}",
+            daemon=True,
+        ).start()
 
-    def wait(self) -> list[Outcome]:
-        done = [self._done.get()]
-        while not self._done.empty():
-            done.append(self._done.get())
-        return done
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        finished = []
+        try:
+            finished.append(self._done.get(timeout=_wait_time(timeout, self._running.values())))
+            while not self._done.empty():
+                finished.append(self._done.get())
+        except queue.Empty:
+            pass
+        outcomes = []
+        for running, outcome in finished:
+            if self._running.get(outcome.name) is running:  # not given up on after a timeout
+                del self._running[outcome.name]
+                outcomes.append(outcome)
+        now = time.monotonic()
+        for name, running in list(self._running.items()):
+            if running.deadline is not None and running.deadline <= now:
+                del self._running[name]
+                how = "the thread cannot be killed and finishes in the background"
+                outcomes.append(timed_out(running.job, running.started, how))
+        return outcomes
 
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def shutdown(self) -> list[str]:
+        names = list(self._running)
+        self._running.clear()  # daemon threads: they cannot be stopped, and do not block exit
+        return names
 
 
 class ProcessExecutor(Executor):
-    """Runs every job in a process of its own, forked from the runner."""
+    """Runs every job in a forked process of its own, leading its own process group."""
 
     def __init__(self) -> None:
         super().__init__()
         self._ctx = multiprocessing.get_context("fork")
-        self._running: dict[Connection, tuple[Job, BaseProcess, float]] = {}
+        self._running: dict[Connection, _Running] = {}
 
     def start(self, store: Store, workers: int) -> None:
         super().start(store, workers)
@@ -80,22 +148,33 @@ class ProcessExecutor(Executor):
     def submit(self, job: Job) -> None:
         assert self.store is not None
         receiver, sender = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=_worker_main, args=(job, self.store, sender), daemon=True
-        )
+        process = self._ctx.Process(target=_worker_main, args=(job, self.store, sender))
+        process.daemon = True
         started = time.time()
         process.start()
+        _own_group(process.pid)
         sender.close()
-        self._running[receiver] = (job, process, started)
+        self._running[receiver] = _Running(job, started, _deadline(job), process)
 
-    def wait(self) -> list[Outcome]:
-        by_sentinel = {proc.sentinel: conn for conn, (_, proc, _) in self._running.items()}
-        ready = multiprocessing.connection.wait([*self._running, *by_sentinel])
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        by_sentinel = {r.process.sentinel: conn for conn, r in self._running.items() if r.process}
+        ready = multiprocessing.connection.wait(
+            [*self._running, *by_sentinel], _wait_time(timeout, self._running.values())
+        )
         conns = {by_sentinel.get(obj, obj) for obj in ready}
-        return [self._collect(conn) for conn in conns]  # type: ignore[arg-type]
+        outcomes = [self._collect(conn) for conn in conns]  # type: ignore[arg-type]
+        now = time.monotonic()
+        expired = [c for c, r in self._running.items() if r.deadline and r.deadline <= now]
+        for conn in expired:
+            running = self._running.pop(conn)
+            _stop([running])
+            conn.close()
+            outcomes.append(timed_out(running.job, running.started, "worker killed"))
+        return outcomes
 
     def _collect(self, conn: Connection) -> Outcome:
-        job, process, started = self._running.pop(conn)
+        running = self._running.pop(conn)
+        assert running.process is not None
         outcome: Outcome | None = None
         try:
             if conn.poll():
@@ -104,22 +183,53 @@ class ProcessExecutor(Executor):
             outcome = None
         finally:
             conn.close()
-        process.join()
+        running.process.join()
         if outcome is None:
-            outcome = Outcome(job.name, started, time.time(), _death_message(process.exitcode))
+            _kill_group(running.process.pid, signal.SIGKILL)  # whatever the dead worker started
+            message = _death_message(running.process.exitcode)
+            outcome = Outcome(running.job.name, running.started, time.time(), message)
         return outcome
 
-    def shutdown(self) -> None:
-        for conn, (_, process, _) in list(self._running.items()):
-            process.kill()
-            process.join()
+    def shutdown(self) -> list[str]:
+        stopped = list(self._running.values())
+        _stop(stopped)
+        for conn in self._running:
             conn.close()
         self._running.clear()
+        return [r.job.name for r in stopped]
 
 
 def _worker_main(job: Job, store: Store, sender: Connection) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _own_group(0)
     sender.send(execute(job, store))
     sender.close()
+
+
+def _own_group(pid: int) -> None:
+    """Make ``pid`` (0: this process) lead a new process group; done on both sides of a fork."""
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, 0)
+
+
+def _kill_group(pid: int | None, sig: int) -> None:
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, sig)
+
+
+def _stop(stopped: list[_Running]) -> None:
+    """SIGTERM the workers' process groups, then SIGKILL what is left after a grace period."""
+    processes = [r.process for r in stopped if r.process is not None]
+    for process in processes:
+        _kill_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        _kill_group(process.pid, signal.SIGKILL)
+        process.join()
 
 
 def _death_message(exitcode: int | None) -> str:

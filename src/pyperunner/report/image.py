@@ -39,6 +39,7 @@ STATUS_COLORS: dict[Status, str] = {
     Status.CACHED: "#c7e9c0",
     Status.FAILURE: "#fb6a4a",
     Status.CANT_RUN: "#fdae6b",
+    Status.INTERRUPTED: "#bcbddc",
 }
 
 _LEGEND_LABELS: dict[Status, str] = {
@@ -48,6 +49,7 @@ _LEGEND_LABELS: dict[Status, str] = {
     Status.CACHED: "cached",
     Status.FAILURE: "failure",
     Status.CANT_RUN: "can't run",
+    Status.INTERRUPTED: "interrupted",
 }
 
 # Sizes below are in inches (or points where named so) before any down-scaling.
