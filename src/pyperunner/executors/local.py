@@ -1,10 +1,11 @@
 """Executors on this machine: one process per task (default), threads, or inline.
 
 ``process`` forks a fresh process for every task, in a process group of its own, so tasks run
-truly in parallel, a crashing task cannot take the runner down, a timed-out or interrupted task is
-stopped together with any processes it started, and tasks defined anywhere (``__main__``,
-notebooks, inside functions) work without pickling. ``thread`` suits I/O-bound tasks; a thread
-cannot be killed, so a timed-out one is reported and left to finish in the background.
+truly in parallel, a crashing task cannot take the runner down, any process a task starts ends
+with the task (also when it times out or is interrupted), and tasks defined anywhere
+(``__main__``, notebooks, inside functions) work without pickling. ``thread`` suits I/O-bound
+tasks; a thread cannot be killed, so a timed-out one is reported and left to finish in the
+background.
 ``inline`` runs each task in the calling thread at submission, one at a time, so debuggers and
 breakpoints work; its timeouts use ``SIGALRM`` and so hold only on the main thread.
 """
@@ -184,8 +185,8 @@ class ProcessExecutor(Executor):
         finally:
             conn.close()
         running.process.join()
+        _kill_group(running.process.pid, signal.SIGKILL)  # a task's processes end with it
         if outcome is None:
-            _kill_group(running.process.pid, signal.SIGKILL)  # whatever the dead worker started
             message = _death_message(running.process.exitcode)
             outcome = Outcome(running.job.name, running.started, time.time(), message)
         return outcome
