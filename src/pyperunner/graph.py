@@ -37,6 +37,7 @@ class Pipeline:
         self.name = name
         self._members: list[Task] = []
         self._result: Mapping[str, Any] | None = None
+        self._plan: Any = None  # the runner's last plan for this pipeline, for summary()
         for t in tasks or ():
             self.add(t)
 
@@ -115,13 +116,20 @@ class Pipeline:
 
     # -- display ------------------------------------------------------------------------------
 
-    def summary(self, labels: Mapping[str, str] | None = None) -> str:
-        """Print the pipeline as a layered ASCII drawing and return the text."""
+    def summary(self, labels: Mapping[str, str] | None = None, echo: bool = True) -> str:
+        """Print (if ``echo``) the pipeline as a layered ASCII drawing and return the text.
+
+        After ``runner.plan(pipeline)`` each box says whether the task will run, and why.
+        """
         from .report.ascii import draw_ascii
 
         graph = self.graph()
+        if labels is None and self._plan is not None:
+            labels = {name: f"{name} [cached]" for name in self._plan.cached}
+            labels.update({name: f"{name} [run: {why}]" for name, why in self._plan.why.items()})
         text = draw_ascii(list(graph.nodes), list(graph.edges), labels)
-        print(text)
+        if echo:
+            print(text)
         return text
 
     # -- save and load ------------------------------------------------------------------------

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import networkx as nx
+
+_MISSING = object()
 
 
 class Reason(str, enum.Enum):
@@ -34,6 +37,7 @@ class Plan:
     order: tuple[str, ...]
     reasons: Mapping[str, Reason]
     forced: frozenset[str] = frozenset()
+    why: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def to_run(self) -> list[str]:
@@ -51,23 +55,59 @@ def make_plan(
     is_cached: Callable[[str], bool],
     reload: Callable[[str], bool],
     force_reload: bool = False,
+    why_not_cached: Callable[[str], str] = lambda name: Reason.NOT_CACHED.value,
 ) -> Plan:
-    """Decide for every task of ``graph`` (names, edges parent -> child) whether it runs."""
+    """Decide for every task of ``graph`` (names, edges parent -> child) whether it runs, and why.
+
+    ``why_not_cached`` explains a missing result (e.g. which parameters changed since the last
+    stored one); it is asked only about tasks that run for that reason.
+    """
     order = tuple(nx.lexicographical_topological_sort(graph))
     reasons: dict[str, Reason] = {}
+    why: dict[str, str] = {}
     forced: set[str] = set()
     for name in order:
         parents = list(graph.predecessors(name))
+        running_parents = [p for p in parents if p in reasons]
         if force_reload:
-            reasons[name] = Reason.FORCE_RELOAD
+            reasons[name], why[name] = Reason.FORCE_RELOAD, "force_reload=True"
         elif reload(name):
-            reasons[name] = Reason.RELOAD
-        elif any(parent in reasons for parent in parents):
+            reasons[name], why[name] = Reason.RELOAD, "reload=True"
+        elif running_parents:
             reasons[name] = Reason.UPSTREAM
+            why[name] = f"upstream task {running_parents[0]} runs"
         elif not is_cached(name):
-            reasons[name] = Reason.NOT_CACHED
+            reasons[name], why[name] = Reason.NOT_CACHED, why_not_cached(name)
         if reasons.get(name) in (Reason.FORCE_RELOAD, Reason.RELOAD) or any(
             parent in forced for parent in parents
         ):
             forced.add(name)
-    return Plan(order=order, reasons=reasons, forced=frozenset(forced))
+    return Plan(order=order, reasons=reasons, forced=frozenset(forced), why=why)
+
+
+def describe_change(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
+    """Say why a task has no cached result, comparing its record with the last one stored.
+
+    Records are what ``params.yaml`` holds: ``task.params``, ``task.code`` and ``parents``.
+    """
+    if previous is None:
+        return Reason.NOT_CACHED.value
+    changes = []
+    now, before = current.get("task", {}), previous.get("task", {})
+    old_params, new_params = before.get("params") or {}, now.get("params") or {}
+    changed = sorted(
+        name
+        for name in old_params.keys() | new_params.keys()
+        if old_params.get(name, _MISSING) != new_params.get(name, _MISSING)
+    )
+    if changed:
+        changes.append(f"parameters changed: {', '.join(changed)}")
+    if before.get("code") is not None and before.get("code") != now.get("code"):
+        changes.append("code changed")
+    old_parents, new_parents = previous.get("parents") or {}, current.get("parents") or {}
+    upstream = [p for p in new_parents if old_parents.get(p) != new_parents[p]]
+    if list(old_parents) != list(new_parents) and not upstream:
+        upstream = ["(parents rewired)"]
+    if upstream:
+        changes.append(f"upstream changed: {', '.join(upstream)}")
+    return "; ".join(changes) or Reason.NOT_CACHED.value

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Pipeline
 from .logs import run_logging
-from .plan import make_plan
+from .plan import Plan, describe_change, make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import RunInterrupted, run_plan
 from .status import Status, TaskRun
 from .store import EntryState, Store
+from .task import Task
 
 LOG_FILE = "pipeline.log"
 STATUS_IMAGE = "status.png"
@@ -74,12 +75,17 @@ class Runner:
         return self.store.root
 
     def run(
-        self, pipeline: Pipeline, force_reload: bool = False, fail_fast: bool = False
+        self,
+        pipeline: Pipeline,
+        force_reload: bool = False,
+        fail_fast: bool = False,
+        show_execution_plan: bool = False,
     ) -> PipelineResult:
         """Run every task of ``pipeline`` that is not cached; return the run's results.
 
         ``force_reload`` runs every task; ``fail_fast`` stops launching tasks after the first
-        failure. On SIGINT or SIGTERM the run stops its workers, records the run, and then
+        failure; ``show_execution_plan`` prints the DAG marked with what will run and why before
+        anything runs. On SIGINT or SIGTERM the run stops its workers, records the run, and then
         raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit`` (SIGTERM).
         """
         graph = pipeline.graph()
@@ -91,14 +97,21 @@ class Runner:
             doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
             (run_dir / PIPELINE_FILE).write_text(yamlio.dump(doc))
             log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
-            plan = make_plan(
-                graph,
-                is_cached=lambda name: self._is_cached(name, keys[name]),
-                reload=lambda name: tasks[name].reload,
-                force_reload=force_reload,
-            )
+            records = {name: _record_of(tasks[name], keys) for name in graph}
+            plan = self._plan(graph, tasks, keys, records, force_reload, pipeline)
             log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
-            jobs = {name: self._job(tasks[name], keys, plan.forced) for name in plan.to_run}
+            if show_execution_plan:
+                pipeline.summary()
+            jobs = {
+                name: Job(
+                    tasks[name],
+                    keys[name],
+                    _inputs(tasks[name], keys),
+                    records[name],
+                    reuse=name not in plan.forced,
+                )
+                for name in plan.to_run
+            }
             started = time.time()
             executor = make_executor(self.executor)
             executor.start(self.store, self.process_limit)
@@ -151,6 +164,39 @@ class Runner:
                 "Pipeline finished successfully (%s) in %.1f s", summary, time.time() - started
             )
 
+    def plan(self, pipeline: Pipeline, force_reload: bool = False) -> Plan:
+        """Decide, without running anything, which tasks a run would execute and why.
+
+        The pipeline remembers the plan, so ``pipeline.summary()`` then marks each task.
+        """
+        graph = pipeline.graph()
+        keys = pipeline.keys()
+        tasks = {name: graph.nodes[name]["task"] for name in graph}
+        records = {name: _record_of(tasks[name], keys) for name in graph}
+        return self._plan(graph, tasks, keys, records, force_reload, pipeline)
+
+    def _plan(
+        self,
+        graph: nx.DiGraph,
+        tasks: Mapping[str, Task],
+        keys: Mapping[str, str],
+        records: Mapping[str, Mapping[str, Any]],
+        force_reload: bool,
+        pipeline: Pipeline | None = None,
+    ) -> Plan:
+        plan = make_plan(
+            graph,
+            is_cached=lambda name: self._is_cached(name, keys[name]),
+            reload=lambda name: tasks[name].reload,
+            force_reload=force_reload,
+            why_not_cached=lambda name: describe_change(
+                records[name], self.store.latest_record(name, except_key=keys[name])
+            ),
+        )
+        if pipeline is not None:
+            pipeline._plan = plan
+        return plan
+
     def _is_cached(self, name: str, key: str) -> bool:
         state, problem = self.store.check(name, key)
         if state is EntryState.DAMAGED:
@@ -179,22 +225,6 @@ class Runner:
         return write_status_png(graph, self.run_dir / fname, title=self._result.pipeline_name)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _job(self, task: Any, keys: Mapping[str, str], forced: Set[str]) -> Job:
-        key = keys[task.name]
-        parents = tuple((p.name, keys[p.name]) for p in task.parents)
-        record = {
-            "task": {
-                "name": task.name,
-                "module": type(task).__module__,
-                "class": type(task).__qualname__,
-                "tag": task.tag,
-                "key": key,
-                "params": {k: _plain(v) for k, v in task.params.items()},
-            },
-            "parents": dict(parents),
-        }
-        return Job(task, key, parents, record, reuse=task.name not in forced)
 
     def _make_run_dir(self, name: str) -> Path:
         stamp = dt.datetime.now().strftime("%y%m%dT%H%M%S")
@@ -246,6 +276,26 @@ def _log_change(name: str, run: TaskRun) -> None:
         log.info("Using the result of %s that another run stored meanwhile", name)
     elif run.status is Status.INTERRUPTED:
         log.warning("Task %s was interrupted", name)
+
+
+def _inputs(task: Task, keys: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple((p.name, keys[p.name]) for p in task.parents)
+
+
+def _record_of(task: Task, keys: Mapping[str, str]) -> dict[str, Any]:
+    """What ``params.yaml`` says of a task: how it was made and from which inputs."""
+    return {
+        "task": {
+            "name": task.name,
+            "module": type(task).__module__,
+            "class": type(task).__qualname__,
+            "tag": task.tag,
+            "key": keys[task.name],
+            "code": task.code_fingerprint(),
+            "params": {k: _plain(v) for k, v in task.params.items()},
+        },
+        "parents": dict(_inputs(task, keys)),
+    }
 
 
 def _plain(value: Any) -> Any:

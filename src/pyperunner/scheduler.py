@@ -100,7 +100,7 @@ class _Loop:
     def __post_init__(self) -> None:
         self.runs = {name: TaskRun(Status.CACHED) for name in self.plan.cached}
         for name, reason in self.plan.reasons.items():
-            self.runs[name] = TaskRun(Status.NOT_STARTED, reason.value)
+            self.runs[name] = TaskRun(Status.NOT_STARTED, self.plan.why.get(name, reason.value))
         self.waiting = {
             name: sum(p in self.plan.reasons for p in self.graph.predecessors(name))
             for name in self.plan.reasons

@@ -13,6 +13,7 @@ import contextlib
 import enum
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -176,6 +177,59 @@ class Store:
                 f"the stored result of task {name} at {path} cannot be read ({exc}); delete "
                 "that folder or run with force_reload=True to compute it again"
             ) from exc
+
+    def entries(self) -> Iterator[tuple[str, str]]:
+        """Every (task name, key) that has a folder in the store, complete or not."""
+        if not self.root.is_dir():
+            return
+        for task_folder in sorted(self.root.iterdir()):
+            if task_folder.is_dir():
+                for entry in sorted(task_folder.iterdir()):
+                    if entry.is_dir():
+                        yield task_folder.name, entry.name
+
+    def size(self, name: str, key: str) -> int:
+        """Bytes an entry takes on disk."""
+        return sum(f.stat().st_size for f in self.entry(name, key).rglob("*") if f.is_file())
+
+    def delete(self, name: str, key: str) -> bool:
+        """Delete an entry unless someone holds its lock (computing or reading it); True if gone.
+
+        The entry first stops counting (its result is removed under the lock), then its folder
+        goes, so a reader never sees a half-deleted entry as cached.
+        """
+        from filelock import FileLock, Timeout
+
+        folder = self.entry(name, key)
+        if not folder.is_dir():
+            return True
+        try:
+            with FileLock(folder / LOCK_FILE, timeout=0):
+                self.result_path(name, key).unlink(missing_ok=True)
+                for item in folder.iterdir():
+                    if item.name != LOCK_FILE:
+                        shutil.rmtree(item) if item.is_dir() else item.unlink()
+        except Timeout:
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # only if no other key of this task is left
+        return True
+
+    def latest_record(self, name: str, except_key: str | None = None) -> dict[str, Any] | None:
+        """The record of the most recently stored complete result of ``name``, if any."""
+        candidates = []
+        for result in (self.root / name).glob(f"*/{RESULT_FILE}"):
+            key = result.parent.name
+            if key != except_key:
+                with contextlib.suppress(OSError):
+                    candidates.append((result.stat().st_mtime, key))
+        for _, key in sorted(candidates, reverse=True):
+            with contextlib.suppress(OSError, ValueError, yamlio.YAMLError):
+                record = self.record(name, key)
+                if isinstance(record, dict):
+                    return record
+        return None
 
     def record(self, name: str, key: str) -> dict[str, Any]:
         """The ``params.yaml`` record stored beside a result."""
