@@ -9,16 +9,13 @@ too, because it is a property of the task's definition.
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import inspect
 import logging
-import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
 
-from . import keys
+from . import fingerprint, keys
 
 RESERVED_PARAMETERS = ("tag", "reload")
 _RUN_MARK = "__pyperunner_run__"
@@ -207,18 +204,21 @@ class Task:
 
     @classmethod
     def code_fingerprint(cls) -> str:
-        """Digest of the task's code without comments, docstrings and layout, or of its version."""
+        """Digest of the task's code (and the user functions it calls), or of its ``version``.
+
+        Comments, docstrings and layout do not count; see :mod:`pyperunner.fingerprint`.
+        """
         if cls.version is not None:
             return keys.digest(f"version:{cls.version}")
         cached = Task._code_cache.get(cls)
         if cached is None:
-            cached = Task._code_cache[cls] = keys.digest("\x1f".join(cls._code_sources()))
+            cached = Task._code_cache[cls] = fingerprint.fingerprint(cls._code_roots())
         return cached
 
     @classmethod
-    def _code_sources(cls) -> list[str]:
+    def _code_roots(cls) -> list[Any]:
         return [
-            code_text(klass)
+            klass
             for klass in cls.__mro__
             if isinstance(klass, type) and issubclass(klass, Task) and klass is not Task
         ]
@@ -321,8 +321,8 @@ class FunctionTask(Task):
         return cls.func
 
     @classmethod
-    def _code_sources(cls) -> list[str]:
-        return [code_text(cls.func)]
+    def _code_roots(cls) -> list[Any]:
+        return [cls.func]
 
     @run
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -398,50 +398,3 @@ def _function_task(
         "__doc__": func.__doc__,
     }
     return type(func.__name__, (FunctionTask,), namespace)
-
-
-def code_text(obj: Any) -> str:
-    """Return ``obj``'s code with comments, docstrings, decorators and formatting normalized away.
-
-    Falls back to the compiled bytecode where the source is not available (e.g. ``exec``).
-    """
-    try:
-        source = textwrap.dedent(inspect.getsource(obj))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError):
-        return _bytecode_text(obj)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            node.decorator_list = []
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
-
-
-def _bytecode_text(obj: Any) -> str:
-    codes: list[types.CodeType] = []
-    if isinstance(obj, type):
-        for value in vars(obj).values():
-            func = getattr(value, "__func__", value)
-            if isinstance(func, types.FunctionType):
-                codes.append(func.__code__)
-    elif isinstance(obj, types.FunctionType):
-        codes.append(obj.__code__)
-    return "|".join(_code_object_digest(code) for code in codes)
-
-
-def _code_object_digest(code: types.CodeType) -> str:
-    h = hashlib.sha256(code.co_code)
-    for const in code.co_consts:
-        text = _code_object_digest(const) if isinstance(const, types.CodeType) else repr(const)
-        h.update(text.encode())
-    h.update(repr(code.co_names).encode())
-    return h.hexdigest()
