@@ -13,7 +13,7 @@ import io
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -45,8 +45,62 @@ def task_context(name: str) -> Iterator[None]:
 
 class _TaskFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.task = current_task() or record.name
+        if not getattr(record, "task", None):
+            record.task = current_task() or record.name
         return True
+
+
+class ForwardingHandler(logging.Handler):
+    """Sends every record of a worker process to the runner, which writes it to the log.
+
+    ``send`` gets a plain, picklable record (message formatted, traceback as text), so one
+    process writes the log file and the console and lines never interleave.
+    """
+
+    def __init__(self, send: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            plain = logging.makeLogRecord(
+                {
+                    **record.__dict__,
+                    "msg": message,
+                    "args": None,
+                    "exc_info": None,
+                    "exc_text": None,
+                    "task": current_task() or record.name,
+                }
+            )
+            self.send(plain)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def forward_records(send: Callable[[logging.LogRecord], None]) -> Iterator[None]:
+    """In a worker process: route all logging to ``send`` instead of the inherited handlers."""
+    root = logging.getLogger()
+    inherited = root.handlers[:]
+    for handler in inherited:
+        root.removeHandler(handler)
+    forwarding = ForwardingHandler(send)
+    root.addHandler(forwarding)
+    try:
+        yield
+    finally:
+        root.removeHandler(forwarding)
+
+
+def handle_forwarded(record: logging.LogRecord) -> None:
+    """In the runner: write a record a worker forwarded, as if it had been logged here."""
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
 
 
 class _TaskStream(io.TextIOBase):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from ..logs import forward_records, handle_forwarded
 from ..store import Store
 from .base import Executor, Job, Outcome, TaskTimeoutError, execute, timed_out
 
@@ -158,14 +160,43 @@ class ProcessExecutor(Executor):
         self._running[receiver] = _Running(job, started, _deadline(job), process)
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
-        by_sentinel = {r.process.sentinel: conn for conn, r in self._running.items() if r.process}
-        ready = multiprocessing.connection.wait(
-            [*self._running, *by_sentinel], _wait_time(timeout, self._running.values())
-        )
-        conns = {by_sentinel.get(obj, obj) for obj in ready}
-        outcomes = [self._collect(conn) for conn in conns]  # type: ignore[arg-type]
+        outcomes = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not outcomes:
+            by_sentinel = {r.process.sentinel: c for c, r in self._running.items() if r.process}
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = multiprocessing.connection.wait(
+                [*self._running, *by_sentinel], _wait_time(remaining, self._running.values())
+            )
+            for conn in {by_sentinel.get(obj, obj) for obj in ready}:
+                outcome = self._receive(conn)  # type: ignore[arg-type]
+                if outcome is not None:
+                    outcomes.append(outcome)
+            outcomes.extend(self._expire())
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return outcomes
+
+    def _receive(self, conn: Connection) -> Outcome | None:
+        """Handle what a worker sent: log records, then its outcome; None while it still runs."""
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if isinstance(message, logging.LogRecord):
+                    handle_forwarded(message)
+                else:
+                    return self._finish(conn, message)
+        except (EOFError, OSError):
+            return self._finish(conn, None)
+        process = self._running[conn].process
+        if process is not None and process.exitcode is not None:
+            return self._finish(conn, None)
+        return None
+
+    def _expire(self) -> list[Outcome]:
         now = time.monotonic()
         expired = [c for c, r in self._running.items() if r.deadline and r.deadline <= now]
+        outcomes = []
         for conn in expired:
             running = self._running.pop(conn)
             _stop([running])
@@ -173,17 +204,10 @@ class ProcessExecutor(Executor):
             outcomes.append(timed_out(running.job, running.started, "worker killed"))
         return outcomes
 
-    def _collect(self, conn: Connection) -> Outcome:
+    def _finish(self, conn: Connection, outcome: Outcome | None) -> Outcome:
         running = self._running.pop(conn)
         assert running.process is not None
-        outcome: Outcome | None = None
-        try:
-            if conn.poll():
-                outcome = conn.recv()
-        except (EOFError, OSError):
-            outcome = None
-        finally:
-            conn.close()
+        conn.close()
         running.process.join()
         _kill_group(running.process.pid, signal.SIGKILL)  # a task's processes end with it
         if outcome is None:
@@ -204,7 +228,15 @@ def _worker_main(job: Job, store: Store, sender: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _own_group(0)
-    sender.send(execute(job, store))
+    lock = threading.Lock()  # the task's own threads may log while this one reports
+
+    def send(message: object) -> None:
+        with lock:
+            sender.send(message)
+
+    with forward_records(send):
+        outcome = execute(job, store)
+    send(outcome)
     sender.close()
 
 
