@@ -155,16 +155,21 @@ def formatter() -> logging.Formatter:
 
 
 @contextlib.contextmanager
-def run_logging(log_file: Path, console: bool = True) -> Iterator[logging.Logger]:
+def run_logging(
+    log_file: Path, console: bool = True, console_level: int = logging.INFO
+) -> Iterator[logging.Logger]:
     """Log to ``log_file`` (and the console) for the duration of a run, then restore logging."""
     root = logging.getLogger()
-    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
+    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = [file_handler]
     if console:
-        handlers.append(logging.StreamHandler(_original(sys.stderr)))
+        console_handler = logging.StreamHandler(_original(sys.stderr))
+        console_handler.setLevel(console_level)
+        handlers.append(console_handler)
     for handler in handlers:
         handler.setFormatter(formatter())
         handler.addFilter(_TaskFilter())
-        handler.setLevel(logging.INFO)
         root.addHandler(handler)
     old_level = root.level
     if root.getEffectiveLevel() > logging.INFO:

@@ -8,6 +8,7 @@ status picture; then it plans the run and hands the plan to the scheduler.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import getpass
 import importlib.metadata
@@ -30,8 +31,9 @@ from .executors import Executor, Job, make_executor
 from .graph import Pipeline
 from .logs import run_logging
 from .plan import Plan, describe_change, make_plan
+from .report.progress import LiveProgress
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
-from .scheduler import RunInterrupted, run_plan
+from .scheduler import Listener, RunInterrupted, run_plan
 from .status import Status, TaskRun
 from .store import EntryState, Store
 from .task import Task
@@ -46,7 +48,9 @@ class Runner:
     """Runs pipelines, caching every task's output under ``data_path`` and logging to ``log_path``.
 
     ``process_limit`` caps how many tasks run at once (default: the number of CPUs);
-    ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``.
+    ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``;
+    ``console=False`` keeps log lines off the console (the run's log file still has them);
+    ``progress`` shows a live view of the run: by default when the console is a terminal.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Runner:
         process_limit: int | None = None,
         executor: str | Executor = "process",
         console: bool = True,
+        progress: bool | None = None,
     ) -> None:
         if process_limit is not None and process_limit < 1:
             raise ValueError(f"process_limit must be at least 1, got {process_limit}")
@@ -65,6 +70,7 @@ class Runner:
         self.executor = executor
         make_executor(executor)  # fail now on an unknown name, not at run()
         self.console = console
+        self.progress = progress
         self.run_dir: Path | None = None
         self._graph: nx.DiGraph | None = None
         self._result: PipelineResult | None = None
@@ -93,7 +99,11 @@ class Runner:
         tasks = {name: graph.nodes[name]["task"] for name in graph}
         run_dir = self._make_run_dir(pipeline.name)
         self.run_dir, self._graph = run_dir, graph
-        with run_logging(run_dir / LOG_FILE, console=self.console):
+        with contextlib.ExitStack() as stack:
+            view = stack.enter_context(LiveProgress(pipeline.name)) if self._live() else None
+            listener = _log_change if view is None else _both(_log_change, view.update)
+            console_level = logging.INFO if view is None else logging.WARNING
+            stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, console_level))
             doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
             (run_dir / PIPELINE_FILE).write_text(yamlio.dump(doc))
             log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
@@ -102,6 +112,8 @@ class Runner:
             log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
             if show_execution_plan:
                 pipeline.summary()
+            if view is not None:
+                view.plan(plan.to_run, plan.cached)
             jobs = {
                 name: Job(
                     tasks[name],
@@ -117,7 +129,7 @@ class Runner:
             executor.start(self.store, self.process_limit)
             try:
                 runs = run_plan(
-                    graph, plan, jobs, executor, self.process_limit, _log_change, fail_fast
+                    graph, plan, jobs, executor, self.process_limit, listener, fail_fast
                 )
             except RunInterrupted as interrupted:
                 self._record(pipeline, keys, interrupted.runs, run_dir, started)
@@ -197,6 +209,11 @@ class Runner:
             pipeline._plan = plan
         return plan
 
+    def _live(self) -> bool:
+        if not self.console or self.progress is False:
+            return False
+        return bool(self.progress) or sys.stderr.isatty()
+
     def _is_cached(self, name: str, key: str) -> bool:
         state, problem = self.store.check(name, key)
         if state is EntryState.DAMAGED:
@@ -260,6 +277,14 @@ class Runner:
             "git": _git_state(),
             "packages": _packages(),
         }
+
+
+def _both(*listeners: Listener) -> Listener:
+    def notify(name: str, run: TaskRun) -> None:
+        for listener in listeners:
+            listener(name, run)
+
+    return notify
 
 
 def _log_change(name: str, run: TaskRun) -> None:

@@ -1,0 +1,105 @@
+"""Live progress of a run on a terminal, drawn with ``rich``.
+
+While a run goes on, the view shows the counts by status, a bar over the tasks to run, every
+running task with its elapsed time, and failures as they happen. It is fed the same status
+changes the log gets; the runner uses it only when the console is a terminal (or when asked to),
+and otherwise keeps to plain log lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from ..status import Status, TaskRun
+from .image import STATUS_COLORS
+
+_DONE = (Status.SUCCESS, Status.CACHED, Status.FAILURE, Status.CANT_RUN, Status.INTERRUPTED)
+_SHOWN_FAILURES = 5
+
+
+class LiveProgress:
+    """A context manager showing a run's progress; call :meth:`plan` then :meth:`update`."""
+
+    def __init__(self, title: str, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.title = title
+        self.console = console or Console(stderr=True)
+        self.statuses: dict[str, Status] = {}
+        self.started: dict[str, float] = {}
+        self.failures: list[tuple[str, str]] = []
+        self.to_run: set[str] = set()
+        self._live: Any = None
+
+    def __enter__(self) -> LiveProgress:
+        from rich.live import Live
+
+        self._live = Live(
+            get_renderable=self.render,
+            console=self.console,
+            refresh_per_second=4,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._live.refresh()
+        self._live.__exit__(exc_type, exc, tb)
+
+    def plan(self, to_run: Iterable[str], cached: Iterable[str]) -> None:
+        """Record what the run will do before it starts."""
+        self.to_run = set(to_run)
+        self.statuses.update({name: Status.NOT_STARTED for name in self.to_run})
+        self.statuses.update({name: Status.CACHED for name in cached})
+
+    def update(self, name: str, run: TaskRun) -> None:
+        """Take one status change of one task."""
+        self.statuses[name] = run.status
+        if run.status is Status.RUNNING:
+            self.started[name] = time.monotonic()
+        else:
+            self.started.pop(name, None)
+        if run.status is Status.FAILURE:
+            self.failures.append((name, run.error or ""))
+
+    def render(self) -> Any:
+        """The view as it is now (rich calls this on every refresh)."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        counts = Counter(self.statuses.values())
+        header = Text(f"{self.title}  ", style="bold")
+        for status in Status:
+            if counts[status]:
+                header.append(f" {counts[status]} {status.value} ", style=_chip(status))
+                header.append(" ")
+        done = sum(1 for n in self.to_run if self.statuses.get(n) in _DONE)
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(
+            ProgressBar(total=max(len(self.to_run), 1), completed=done, width=40),
+            Text(f"{done}/{len(self.to_run)} tasks to run"),
+        )
+        parts: list[Any] = [header, bar]
+        now = time.monotonic()
+        for name, since in sorted(self.started.items(), key=lambda item: item[1]):
+            parts.append(Text(f"  ▶ {name}  {now - since:6.1f} s", style="cyan"))
+        for name, error in self.failures[-_SHOWN_FAILURES:]:
+            parts.append(Text(f"  ✗ {name}: {error}", style="bold red"))
+        return Group(*parts)
+
+
+def _chip(status: Status) -> str:
+    return f"black on {STATUS_COLORS[status]}"

@@ -1,0 +1,72 @@
+"""The live progress view: what it shows, and plain log lines when there is no terminal."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from pyperunner import Pipeline, Runner, task
+from pyperunner.report.progress import LiveProgress
+from pyperunner.status import Status, TaskRun
+
+
+@task("Ok", receives_input=False)
+def ok():
+    return 1
+
+
+@task("Bad", receives_input=False)
+def bad():
+    raise ValueError("broken on purpose")
+
+
+def terminal() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=100, color_system=None), out
+
+
+def test_view_shows_counts_bar_running_tasks_and_failures():
+    console, _ = terminal()
+    view = LiveProgress("demo", console=console)
+    view.plan(["A()", "B()", "C()"], ["D()"])
+    view.update("A()", TaskRun(Status.RUNNING))
+    view.update("B()", TaskRun(Status.RUNNING))
+    view.update("B()", TaskRun(Status.FAILURE, error="ValueError: boom"))
+    view.update("C()", TaskRun(Status.CANT_RUN))
+    with console.capture() as capture:
+        console.print(view.render())
+    text = capture.get()
+    assert "1 RUNNING" in text and "1 FAILURE" in text and "1 CACHED" in text
+    assert "1 CANT_RUN" in text
+    assert "2/3 tasks to run" in text
+    assert "▶ A()" in text and "▶ B()" not in text
+    assert "✗ B(): ValueError: boom" in text
+
+
+def test_runner_shows_the_live_view_when_asked(tmp_path, capsys):
+    pipeline = Pipeline("live", [ok("x"), bad("y")])
+    Runner(tmp_path / "d", tmp_path / "l", executor="inline", progress=True).run(pipeline)
+    err = capsys.readouterr().err
+    assert "tasks to run" in err
+    assert "broken on purpose" in err  # failures show up on the console
+    assert "Starting Ok(x)" not in err  # per-task info lines stay in the log file only
+    log = next((tmp_path / "l").glob("live_*/pipeline.log")).read_text()
+    assert "Starting Ok(x)" in log
+
+
+def test_without_a_terminal_the_console_gets_plain_log_lines(tmp_path, capsys):
+    pipeline = Pipeline("plain", [ok("x")])
+    Runner(tmp_path / "d", tmp_path / "l", executor="inline").run(pipeline)
+    err = capsys.readouterr().err
+    assert "Starting Ok(x)" in err
+    assert "tasks to run" not in err
+    assert "\x1b[" not in err
+
+
+def test_progress_false_and_console_false_keep_the_console_quiet(tmp_path, capsys):
+    pipeline = Pipeline("quiet", [ok("x")])
+    Runner(tmp_path / "d", tmp_path / "l", executor="inline", progress=False).run(pipeline)
+    assert "tasks to run" not in capsys.readouterr().err
+    Runner(tmp_path / "d", tmp_path / "l", executor="inline", console=False).run(pipeline)
+    assert capsys.readouterr().err == ""
