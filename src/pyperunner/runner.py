@@ -31,6 +31,7 @@ from .executors import Executor, Job, make_executor
 from .graph import Pipeline
 from .logs import run_logging
 from .plan import Plan, describe_change, make_plan
+from .report.html import write_report
 from .report.progress import LiveProgress
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, run_plan
@@ -158,10 +159,11 @@ class Runner:
             "tasks": {name: run.to_dict() for name, run in runs.items()},
         }
         (run_dir / RUN_FILE).write_text(yamlio.dump(doc))
-        try:
+        try:  # pictures must never fail a run that computed everything
             self.write_status_image(STATUS_IMAGE)
-        except Exception as exc:  # a picture must never fail a run that computed everything
-            log.warning("could not draw %s: %s", STATUS_IMAGE, exc)
+            write_report(run_dir)
+        except Exception as exc:
+            log.warning("could not draw the run's pictures: %s", exc)
         counts = collections.Counter(run.status.value for run in runs.values())
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         failed = self._result.failed
