@@ -47,42 +47,42 @@ class PipelineResult(Mapping[str, Any]):
     ) -> None:
         self.pipeline_name = pipeline_name
         self.store = store
-        self.keys = dict(keys)
+        self.task_keys = dict(keys)
         self.runs = dict(runs)
         self.run_dir = run_dir
 
     def __getitem__(self, name: str) -> Any:
-        if name not in self.keys:
+        if name not in self.task_keys:
             raise KeyError(f"no task named {name!r} in pipeline {self.pipeline_name!r}")
         run = self.runs.get(name)
         if run is not None and not run.status.has_output:
             raise TaskOutputUnavailableError(name, run)
-        return self.store.load(name, self.keys[name])
+        return self.store.load(name, self.task_keys[name])
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(name for name in self.keys if self._has_output(name)))
+        return iter(sorted(name for name in self.task_keys if self._has_output(name)))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.keys and self._has_output(name)
+        return isinstance(name, str) and name in self.task_keys and self._has_output(name)
 
     def _has_output(self, name: str) -> bool:
         run = self.runs.get(name)
         if run is None:
-            return self.store.has(name, self.keys[name])
+            return self.store.has(name, self.task_keys[name])
         return run.status.has_output
 
     @property
     def statuses(self) -> dict[str, Status]:
         """Every task's final status (NOT_STARTED where the run left no record)."""
-        return {name: self.runs.get(name, TaskRun()).status for name in sorted(self.keys)}
+        return {name: self.runs.get(name, TaskRun()).status for name in sorted(self.task_keys)}
 
     @property
     def durations(self) -> dict[str, float | None]:
         """Seconds each task ran in this run (None for tasks that did not run)."""
-        return {name: self.runs.get(name, TaskRun()).duration for name in sorted(self.keys)}
+        return {name: self.runs.get(name, TaskRun()).duration for name in sorted(self.task_keys)}
 
     @property
     def failed(self) -> dict[str, TaskRun]:
@@ -92,11 +92,11 @@ class PipelineResult(Mapping[str, Any]):
     @property
     def ok(self) -> bool:
         """True if every task of the run succeeded or was cached."""
-        return all(self.runs.get(n, TaskRun()).status.has_output for n in self.keys)
+        return all(self.runs.get(n, TaskRun()).status.has_output for n in self.task_keys)
 
     def path(self, name: str) -> Path:
         """Where the output of ``name`` is stored (loadable with ``joblib.load``)."""
-        return self.store.result_path(name, self.keys[name])
+        return self.store.result_path(name, self.task_keys[name])
 
     @classmethod
     def from_file(

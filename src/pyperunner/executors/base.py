@@ -21,6 +21,11 @@ from ..logs import task_context
 from ..store import Store
 from ..task import Inputs, Task
 
+_WAITING = (
+    "waiting for the entry's lock: another run (or an earlier attempt that timed out and is "
+    "still finishing) is computing this task"
+)
+
 
 class TaskTimeoutError(Exception):
     """A task ran longer than its ``timeout``."""
@@ -75,11 +80,7 @@ def execute(job: Job, store: Store) -> Outcome:
     log = logging.getLogger(job.name)
     with task_context(job.name):
         try:
-            with store.lock(
-                job.name,
-                job.key,
-                on_wait=lambda: log.info("waiting for another run that is computing this task"),
-            ):
+            with store.lock(job.name, job.key, on_wait=lambda: log.info(_WAITING)):
                 if job.reuse and store.has(job.name, job.key):
                     log.info("another run stored this result meanwhile; using it")
                     return Outcome(job.name, started, time.time(), reused=True)
