@@ -1,0 +1,429 @@
+"""Tests for the ``pyperunner`` command (``pyperunner.cli``): run, runs, show, result, report,
+explain and gc on pipelines saved from a task module written into a temporary folder, mostly
+in-process with click's runner and the inline executor, once as a real subprocess."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from pyperunner import PipelineResult, StoreError
+from pyperunner.cli import main
+from pyperunner.store import Store
+
+TASKS = """
+from pyperunner import Pipeline, Task, run, task
+
+
+@task("Load", receives_input=False)
+def load(size=3):
+    return list(range(size))
+
+
+@task("Scale")
+def scale(data, factor=2, fail=False):
+    if fail:
+        raise ValueError("asked to fail")
+    return [x * factor for x in data[0]]
+
+
+class Total(Task):
+    @run
+    def run(self, data):
+        return {"total": sum(data[0]), "count": len(data[0])}
+
+
+def make(factor=2, fail=False):
+    return Pipeline("demo", [Total()(scale(factor=factor, fail=fail)(load()))])
+"""
+
+NAMES = ["Load()", "Scale()", "Total()"]
+
+
+@dataclass
+class Project:
+    """A folder with ``mytasks.py``, the current directory of the test."""
+
+    root: Path
+
+    def pipeline(self, fname: str = "pipeline.yml", **params: object) -> Path:
+        """Save the demo pipeline built with ``params`` to ``fname`` and return its path."""
+        mytasks = importlib.import_module("mytasks")
+        return mytasks.make(**params).to_file(self.root / fname)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    (tmp_path / "mytasks.py").write_text(textwrap.dedent(TASKS).lstrip())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # undo what the command adds
+    sys.modules.pop("mytasks", None)
+    importlib.invalidate_caches()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield Project(tmp_path)
+    sys.modules.pop("mytasks", None)
+
+
+def cli(*args: object, code: int = 0) -> Result:
+    """Invoke the command in-process and check its exit code."""
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def run_inline(pipeline: Path, *args: object, code: int = 0) -> Path:
+    """``pyperunner run`` with the inline executor; returns the run folder it made."""
+    result = cli("run", pipeline, "--executor", "inline", *args, code=code)
+    return run_folder(result.output)
+
+
+def run_folder(output: str) -> Path:
+    match = re.search(r"^Run folder: (.+)$", output, re.MULTILINE)
+    assert match, output
+    return Path(match.group(1))
+
+
+def statuses(run_dir: Path) -> dict[str, str]:
+    doc = yaml.safe_load((run_dir / "run.yaml").read_text())
+    return {name: spec["status"] for name, spec in doc["tasks"].items()}
+
+
+def task_keys(run_dir: Path) -> set[tuple[str, str]]:
+    doc = yaml.safe_load((run_dir / "pipeline.yaml").read_text())
+    return {(name, spec["key"]) for name, spec in doc["pipeline"]["tasks"].items()}
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_success_makes_a_run_folder_and_stores_results(project: Project) -> None:
+    run_dir = run_inline(project.pipeline())
+    assert run_dir.parent == project.log
+    assert {p.name for p in run_dir.iterdir()} >= {"pipeline.yaml", "run.yaml", "pipeline.log"}
+    assert statuses(run_dir) == dict.fromkeys(NAMES, "SUCCESS")
+    assert PipelineResult.from_file(run_dir)["Total()"] == {"total": 6, "count": 3}
+    assert len(list(project.data.glob("*/*/result.dump.gz"))) == 3
+
+
+def test_run_with_a_failing_task_exits_1(project: Project) -> None:
+    result = cli("run", project.pipeline(fail=True), "--executor", "inline", code=1)
+    assert "FAILED Scale(): ValueError: asked to fail" in result.output
+    assert statuses(run_folder(result.output)) == {
+        "Load()": "SUCCESS",
+        "Scale()": "FAILURE",
+        "Total()": "CANT_RUN",
+    }
+
+
+def test_run_missing_file_is_bad_usage(project: Project) -> None:
+    result = cli("run", "nowhere.yml", code=2)
+    assert "no pipeline file nowhere.yml" in result.output
+    assert not project.log.exists()
+
+
+def test_run_unknown_executor_is_bad_usage(project: Project) -> None:
+    result = cli("run", project.pipeline(), "--executor", "nope", code=2)
+    assert "nope" in result.output
+    assert not project.log.exists()
+
+
+def test_run_unloadable_pipeline_says_what_to_do(project: Project) -> None:
+    path = project.pipeline()
+    path.write_text(path.read_text().replace("module: mytasks", "module: othertasks"))
+    result = cli("run", path, code=2)
+    assert "cannot load pipeline" in result.output
+    assert "--import MODULE" in result.output
+    assert "Traceback" not in result.output
+    not_yaml = project.root / "notes.yml"
+    not_yaml.write_text("just: words\n")
+    assert "no 'pipeline' section" in cli("run", not_yaml, code=2).output
+
+
+def test_run_imports_modules_and_finds_tasks_from_another_folder(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = project.pipeline("pipelines/demo.yml")
+    elsewhere = project.root / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    sys.modules.pop("mytasks", None)
+    run_dir = run_inline(path, "--import", "mytasks")
+    assert run_dir.parent == elsewhere / "log"
+    assert statuses(run_dir) == dict.fromkeys(NAMES, "SUCCESS")
+    result = cli("run", path, "--import", "no_such_module", code=2)
+    assert "cannot import module 'no_such_module'" in result.output
+
+
+def test_run_force_reload_and_workers(project: Project) -> None:
+    path = project.pipeline()
+    run_inline(path)
+    assert set(statuses(run_inline(path)).values()) == {"CACHED"}
+    run_dir = run_inline(path, "--force-reload", "--workers", "1")
+    assert set(statuses(run_dir).values()) == {"SUCCESS"}
+    assert yaml.safe_load((run_dir / "pipeline.yaml").read_text())["run"]["process_limit"] == 1
+    cli("run", path, "--workers", "0", code=2)
+
+
+def test_run_as_a_real_command(project: Project) -> None:
+    command = shutil.which("pyperunner")
+    argv = [command] if command else [sys.executable, "-m", "pyperunner.cli"]
+    path = project.pipeline()
+    args = ["run", path.name, "--data-path", "store", "--log-path", "runs", "--workers", "2"]
+    done = subprocess.run(
+        [*argv, *args], cwd=project.root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = run_folder(done.stdout)
+    assert run_dir.parent == project.root / "runs"
+    assert statuses(run_dir) == dict.fromkeys(NAMES, "SUCCESS")
+    assert "Finished Total()" in done.stderr  # the run's log on the console
+    assert PipelineResult.from_file(run_dir)["Scale()"] == [0, 2, 4]
+    project.pipeline("bad.yml", fail=True)
+    failed = subprocess.run(
+        [*argv, "run", "bad.yml", "--data-path", "store", "--log-path", "runs"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+# --------------------------------------------------------------------------- runs, show
+
+
+def test_runs_lists_every_run_in_start_order(project: Project) -> None:
+    first = run_inline(project.pipeline())
+    second = run_inline(project.pipeline(fail=True), code=1)
+    third = run_inline(project.pipeline(factor=4))
+    (third / "run.yaml").unlink()
+    output = cli("runs", project.log).output
+    lines = output.splitlines()
+    assert lines[0].split() == ["RUN", "PIPELINE", "STARTED", "DURATION", "TASKS"]
+    assert [line.split()[0] for line in lines[1:]] == [first.name, second.name, third.name]
+    assert lines[1].endswith("3 SUCCESS")
+    assert lines[2].endswith("1 CACHED, 1 FAILURE, 1 CANT_RUN")
+    assert lines[3].endswith("incomplete")
+    assert all(" demo " in line for line in lines[1:])
+    assert cli("runs").output == output  # log/ by default
+    cli("runs", project.root / "missing", code=2)
+
+
+def test_show_draws_statuses_durations_and_errors(project: Project) -> None:
+    run_dir = run_inline(project.pipeline(fail=True), code=1)
+    output = cli("show", run_dir).output
+    assert re.search(r"\| Load\(\) \[SUCCESS \d+\.\d+ s\] \|", output), output
+    assert re.search(r"\| Scale\(\) \[FAILURE \d+\.\d+ s\] \|", output), output
+    assert "| Total() [CANT_RUN] |" in output
+    assert "1 SUCCESS, 1 FAILURE, 1 CANT_RUN" in output
+    assert output.rstrip().splitlines()[-1] == "FAILED Scale(): ValueError: asked to fail"
+    assert cli("show", run_dir / "pipeline.yaml").output == output
+    cached = run_inline(project.pipeline())
+    assert "| Load() [CACHED] |" in cli("show", cached).output
+
+
+def test_show_of_a_folder_without_a_run_is_bad_usage(project: Project) -> None:
+    assert "does not exist" in cli("show", project.data, code=2).output
+    project.data.mkdir()
+    assert "not a run folder" in cli("show", project.data, code=2).output
+    saved = cli("show", project.pipeline(), code=2).output  # a pipeline file, not a run
+    assert "give a run folder made by pyperunner run" in saved
+
+
+# --------------------------------------------------------------------------- result, report
+
+
+def test_result_prints_and_saves_an_output(project: Project) -> None:
+    run_dir = run_inline(project.pipeline())
+    assert cli("result", run_dir, "Total()").output == "{'count': 3, 'total': 6}\n"
+    assert cli("result", run_dir, "Scale").output == "[0, 2, 4]\n"  # the tag may be left out
+    out = project.root / "total.joblib"
+    result = cli("result", run_dir / "pipeline.yaml", "Total()", "--out", out)
+    assert "joblib.load" in result.output
+    assert joblib.load(out) == {"total": 6, "count": 3}
+
+
+def test_result_of_a_failed_task_exits_1_and_unknown_task_2(project: Project) -> None:
+    run_dir = run_inline(project.pipeline(fail=True), code=1)
+    failed = cli("result", run_dir, "Scale()", code=1)
+    assert "ended FAILURE (ValueError: asked to fail)" in failed.output
+    cli("result", run_dir, "Total()", code=1)
+    unknown = cli("result", run_dir, "Nope()", code=2)
+    assert "Load(), Scale(), Total()" in unknown.output
+
+
+def test_report_writes_report_html(project: Project) -> None:
+    pytest.importorskip("pyperunner.report.html")
+    run_dir = run_inline(project.pipeline())
+    (run_dir / "report.html").unlink(missing_ok=True)
+    output = cli("report", run_dir).output
+    assert Path(output.strip()) == run_dir / "report.html"
+    assert (run_dir / "report.html").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def explained(pipeline: Path, *args: object) -> dict[str, tuple[str, str]]:
+    """``pyperunner explain``'s table as {task: (decision, why)}."""
+    output = cli("explain", pipeline, *args).output
+    rows = output.split("\n\n")[0].splitlines()[1:]
+    parsed = {}
+    for row in rows:
+        decision, name, *why = row.split(maxsplit=2)
+        parsed[name] = (decision, why[0] if why else "")
+    return parsed
+
+
+def test_explain_before_and_after_runs(project: Project) -> None:
+    path = project.pipeline()
+    assert explained(path) == {
+        "Load()": ("run", "no cached result"),
+        "Scale()": ("run", "upstream task Load() runs"),
+        "Total()": ("run", "upstream task Scale() runs"),
+    }
+    assert not project.log.exists() and not project.data.exists()  # nothing ran
+    run_inline(path)
+    assert explained(path) == dict.fromkeys(NAMES, ("cached", ""))
+    assert explained(path, "--force-reload")["Load()"] == ("run", "force_reload=True")
+    changed = project.pipeline(factor=3)
+    assert explained(changed) == {
+        "Load()": ("cached", ""),
+        "Scale()": ("run", "parameters changed: factor"),
+        "Total()": ("run", "upstream task Scale() runs"),
+    }
+    output = cli("explain", changed, "--graph").output
+    assert "2 task(s) would run, 1 cached" in output
+    assert "| Scale() [run: parameters changed: factor] |" in output
+    assert explained(changed, "--data-path", "elsewhere")["Load()"] == ("run", "no cached result")
+
+
+def test_explain_after_a_code_change_says_code_changed(project: Project) -> None:
+    path = project.pipeline()
+    run_inline(path)
+    source = project.root / "mytasks.py"
+    source.write_text(source.read_text().replace("x * factor", "factor * x + 0"))
+    sys.modules.pop("mytasks", None)
+    importlib.invalidate_caches()
+    result = cli("explain", path)
+    assert re.search(r"^run +Scale\(\) +code changed$", result.output, re.MULTILINE), result.output
+    assert "using the tasks as they are now" in result.output
+
+
+# --------------------------------------------------------------------------- gc
+
+
+def two_generations(project: Project) -> tuple[Path, Path, set[tuple[str, str]]]:
+    """An old run (under old-log/) and a new one (under log/) with another factor.
+
+    Returns both run folders and the entries only the old one uses.
+    """
+    old = run_inline(project.pipeline(factor=2), "--log-path", "old-log")
+    new = run_inline(project.pipeline(factor=3))
+    garbage = task_keys(old) - task_keys(new)
+    assert {name for name, _ in garbage} == {"Scale()", "Total()"}
+    return old, new, garbage
+
+
+def listed(output: str, word: str) -> set[tuple[str, str]]:
+    found = re.findall(rf"^{word} +(\S+)/(\w+)", output, re.MULTILINE)
+    return {(name, key) for name, key in found}
+
+
+def test_gc_dry_run_lists_exactly_the_unkept_entries(project: Project) -> None:
+    _, _, garbage = two_generations(project)
+    before = sorted(project.data.rglob("*"))
+    output = cli("gc", project.data, "--keep", project.log).output
+    assert listed(output, "would delete") == garbage
+    assert re.search(r"would delete +Scale\(\)/\w+ +\d+(\.\d)? (B|KiB)$", output, re.MULTILINE)
+    assert "Would delete 2 entries" in output
+    assert "kept 3 entries used by 1 run(s)" in output
+    assert sorted(project.data.rglob("*")) == before
+    both = cli("gc", project.data, "--keep", project.log, "--keep", project.root / "old-log")
+    assert "Would delete 0 entries" in both.output
+
+
+def test_gc_delete_removes_garbage_and_keeps_the_rest(project: Project) -> None:
+    old, new, garbage = two_generations(project)
+    output = cli("gc", project.data, "--keep", project.log, "--delete").output
+    assert listed(output, "deleted") == garbage
+    assert "Deleted 2 entries" in output
+    store = Store(project.data)
+    assert set(store.entries()) == task_keys(new)
+    kept = PipelineResult.from_file(new)
+    assert kept["Total()"] == {"total": 9, "count": 3}
+    assert kept["Load()"] == [0, 1, 2]
+    with pytest.raises(StoreError):
+        PipelineResult.from_file(old)["Total()"]
+    again = cli("gc", project.data, "--keep", project.log)
+    assert "Would delete 0 entries" in again.output
+
+
+def test_gc_never_deletes_a_locked_entry(project: Project) -> None:
+    _, new, garbage = two_generations(project)
+    locked = min(garbage)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Store(project.data).lock(*locked):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        output = cli("gc", project.data, "--keep", project.log, "--delete").output
+    finally:
+        release.set()
+        holder.join()
+    assert listed(output, "skipped") == {locked}
+    assert listed(output, "deleted") == garbage - {locked}
+    assert "skipped 1 locked" in output
+    assert Store(project.data).has(*locked)
+    assert set(Store(project.data).entries()) == task_keys(new) | {locked}
+
+
+def test_gc_refuses_when_no_run_is_kept(project: Project) -> None:
+    run_inline(project.pipeline())
+    empty = project.root / "empty"
+    empty.mkdir()
+    output = cli("gc", project.data, "--keep", empty, "--delete", code=2).output
+    assert "no run folder found" in output
+    assert len(list(project.data.glob("*/*/result.dump.gz"))) == 3
+
+
+# --------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", [None, *sorted(main.commands)])
+def test_every_help_explains_with_an_example(command: str | None) -> None:
+    args = [command, "--help"] if command else ["--help"]
+    output = cli(*args).output
+    assert "Example" in output
+    assert "pyperunner " in output
+
+
+def test_version() -> None:
+    assert re.search(r"pyperunner, version \d+\.\d+", cli("--version").output)
