@@ -32,6 +32,7 @@ from . import (
     __version__,
     yamlio,
 )
+from .report.text import format_bytes, format_duration
 from .store import Store
 
 PIPELINE_FILE = "pipeline.yaml"
@@ -84,16 +85,25 @@ def main() -> None:
 
 # --------------------------------------------------------------------------- run
 
-
-@main.command()
-@click.argument("pipeline_file", metavar="PIPELINE.yml", type=click.Path(dir_okay=False))
-@click.option(
+data_path_option = click.option(
     "--data-path",
     default="data/",
     show_default=True,
     type=click.Path(file_okay=False),
     help="Folder of the result cache.",
 )
+import_option = click.option(
+    "--import",
+    "imports",
+    metavar="MODULE",
+    multiple=True,
+    help="Import MODULE first so its task classes can be found (repeatable).",
+)
+
+
+@main.command()
+@click.argument("pipeline_file", metavar="PIPELINE.yml", type=click.Path(dir_okay=False))
+@data_path_option
 @click.option(
     "--log-path",
     default="log/",
@@ -116,13 +126,7 @@ def main() -> None:
     show_default=True,
     help="How each task runs.",
 )
-@click.option(
-    "--import",
-    "imports",
-    metavar="MODULE",
-    multiple=True,
-    help="Import MODULE first so its task classes can be found (repeatable).",
-)
+@import_option
 @click.option("--show-plan", is_flag=True, help="Print the DAG with what will run before running.")
 def run(
     pipeline_file: str,
@@ -296,12 +300,9 @@ def report(run_path: str) -> None:
     Example:
         pyperunner report log/my-pipeline_240101T120000
     """
-    folder = run_file(Path(run_path)).parent
-    try:
-        from .report.html import write_report
-    except ImportError as exc:
-        raise click.ClickException(f"HTML reports are not available here ({exc})") from exc
-    click.echo(str(write_report(folder)))
+    from .report.html import write_report
+
+    click.echo(str(write_report(run_file(Path(run_path)).parent)))
 
 
 # --------------------------------------------------------------------------- explain
@@ -309,20 +310,8 @@ def report(run_path: str) -> None:
 
 @main.command()
 @click.argument("pipeline_file", metavar="PIPELINE.yml", type=click.Path(dir_okay=False))
-@click.option(
-    "--data-path",
-    default="data/",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder of the result cache.",
-)
-@click.option(
-    "--import",
-    "imports",
-    metavar="MODULE",
-    multiple=True,
-    help="Import MODULE first so its task classes can be found (repeatable).",
-)
+@data_path_option
+@import_option
 @click.option("--force-reload", is_flag=True, help="Explain a run with --force-reload.")
 @click.option("--graph", is_flag=True, help="Also draw the DAG marked with the plan.")
 def explain(
@@ -396,21 +385,21 @@ def gc(data_path: str, keep_paths: tuple[str, ...], delete: bool) -> None:
     for name, key in garbage:
         where = f"{name}/{key}"
         if not delete:
-            click.echo(f"would delete  {where}  {format_size(sizes[name, key])}")
+            click.echo(f"would delete  {where}  {format_bytes(sizes[name, key])}")
         elif store.delete(name, key):
             deleted.append((name, key))
-            click.echo(f"deleted       {where}  {format_size(sizes[name, key])}")
+            click.echo(f"deleted       {where}  {format_bytes(sizes[name, key])}")
         else:
             skipped.append((name, key))
             click.echo(f"skipped       {where}  (locked: in use by a run)")
     kept = f"kept {len(entries) - len(garbage)} entries used by {run_count} run(s)"
     if delete:
-        freed = format_size(sum(sizes[entry] for entry in deleted))
+        freed = format_bytes(sum(sizes[entry] for entry in deleted))
         click.echo(
             f"Deleted {len(deleted)} entries ({freed}), skipped {len(skipped)} locked; {kept}"
         )
     else:
-        total = format_size(sum(sizes.values()))
+        total = format_bytes(sum(sizes.values()))
         click.echo(f"Would delete {len(garbage)} entries ({total}); {kept}")
         if garbage:
             click.echo("Run again with --delete to delete them.")
@@ -607,34 +596,9 @@ def format_counts(statuses: Iterable[Status]) -> str:
     return ", ".join(parts) or "no tasks"
 
 
-def format_duration(seconds: float | None) -> str:
-    """A duration for people: ``0.04 s``, ``12.3 s``, ``2 min 5 s``, ``1 h 2 min``."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
 def duration_suffix(seconds: float | None) -> str:
     """`` 1.2 s`` after a status, or nothing for a task that did not run."""
     return "" if seconds is None else f" {format_duration(seconds)}"
-
-
-def format_size(size: int) -> str:
-    """Bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 MiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

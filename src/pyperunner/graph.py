@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 
 from . import keys, yamlio
-from .task import Task, WiringError
+from .task import Task, require_task
 
 
 class PipelineError(ValueError):
@@ -43,15 +43,7 @@ class Pipeline:
 
     def add(self, task: Task) -> None:
         """Add ``task`` and every task connected to it to the pipeline."""
-        if isinstance(task, type) and issubclass(task, Task):
-            raise WiringError(
-                f"pipeline {self.name!r}: got the class {task.__qualname__}; "
-                f"add a task instance: {task.__qualname__}(...)"
-            )
-        if not isinstance(task, Task):
-            raise WiringError(
-                f"pipeline {self.name!r}: only tasks can be added, got {type(task).__qualname__}"
-            )
+        require_task(task, f"pipeline {self.name!r}: what is added")
         if any(t is task for t in self._members):
             return
         self._members.append(task)

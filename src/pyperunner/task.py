@@ -248,15 +248,7 @@ class Task:
         return self
 
     def _check_parent(self, parent: Any) -> None:
-        if isinstance(parent, type) and issubclass(parent, Task):
-            raise WiringError(
-                f"{self.name}: got the class {parent.__qualname__} as a parent; "
-                f"create a task first: {parent.__qualname__}(...)"
-            )
-        if not isinstance(parent, Task):
-            raise WiringError(
-                f"{self.name}: parents must be tasks, got {type(parent).__qualname__}"
-            )
+        require_task(parent, f"{self.name}: a parent")
         if not self.receives_input():
             raise WiringError(
                 f"{self.name} takes no input (no `data` parameter), so {parent.name} cannot be "
@@ -297,6 +289,17 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+
+def require_task(obj: Any, where: str) -> None:
+    """Raise a ``WiringError`` saying what to do unless ``obj`` is a task instance."""
+    if isinstance(obj, type) and issubclass(obj, Task):
+        raise WiringError(
+            f"{where} must be a task, got the class {obj.__qualname__}; "
+            f"create a task first: {obj.__qualname__}(...)"
+        )
+    if not isinstance(obj, Task):
+        raise WiringError(f"{where} must be a task, got {type(obj).__qualname__}")
 
 
 def _walk(start: Iterable[Task], step: Callable[[Task], Iterable[Task]]) -> Iterator[Task]:

@@ -29,6 +29,7 @@ from .. import yamlio
 from ..results import PIPELINE_FILE, RUN_FILE
 from ..status import Status, TaskRun
 from .image import STATUS_COLORS, layout_boxes
+from .text import format_bytes, format_duration
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
 
@@ -145,33 +146,6 @@ def _unique_slugs(names: Iterable[str]) -> dict[str, str]:
 def _e(value: object) -> str:
     """HTML-escape any value (quotes too, so the result is safe in attributes)."""
     return html.escape(str(value), quote=True)
-
-
-def format_duration(seconds: float | None) -> str:
-    """Short human-readable duration, e.g. ``35 ms``, ``1.2 s``, ``3 min 05 s``; ``-`` if None."""
-    if seconds is None:
-        return "-"
-    if seconds < 0.1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_bytes(size: int | None) -> str:
-    """Human-readable size, e.g. ``812 B``, ``1.5 KiB``, ``3.2 MiB``; ``-`` if None."""
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _detail_line(task: TaskView) -> str:

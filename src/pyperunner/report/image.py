@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from pyperunner.status import Status
+from ..status import Status
+from .text import format_duration
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -110,19 +111,6 @@ def _node_status(graph: nx.DiGraph, node: Hashable) -> Status:
     return Status.NOT_STARTED if value is None else Status(value)
 
 
-def _format_duration(seconds: float) -> str:
-    """Short human-readable duration, e.g. ``35 ms``, ``1.2 s``, ``3 min 05 s``."""
-    if seconds < 0.1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def _detail_line(graph: nx.DiGraph, node: Hashable) -> str:
     """Second line of a box: the status, plus the duration when known (``cached`` if cached)."""
     status = _node_status(graph, node)
@@ -131,7 +119,7 @@ def _detail_line(graph: nx.DiGraph, node: Hashable) -> str:
     duration = graph.nodes[node].get("duration")
     if duration is None:
         return status.value
-    return f"{status.value} · {_format_duration(float(duration))}"
+    return f"{status.value} · {format_duration(float(duration))}"
 
 
 def _text_width(text: str, font_pt: float) -> float:
