@@ -51,6 +51,11 @@ class Store:
         self.root = Path(root).absolute()
         self.compress = compress
 
+    def preload(self) -> None:
+        """Import what storing and loading need, so processes forked afterwards inherit it."""
+        import filelock  # noqa: F401
+        import joblib  # noqa: F401
+
     def entry(self, name: str, key: str) -> Path:
         """The folder of one task's result for one key."""
         return self.root / name / key

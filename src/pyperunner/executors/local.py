@@ -146,7 +146,7 @@ class ProcessExecutor(Executor):
 
     def start(self, store: Store, workers: int) -> None:
         super().start(store, workers)
-        import joblib  # noqa: F401  (imported once here, so no forked worker pays for it)
+        store.preload()  # once here, so no forked worker pays for the imports
 
     def submit(self, job: Job) -> None:
         assert self.store is not None
