@@ -300,7 +300,7 @@ def _log_change(name: str, run: TaskRun) -> None:
     elif run.status is Status.CANT_RUN:
         log.warning("Task %s can't run: %s", name, run.error)
     elif run.status is Status.CACHED:
-        log.info("Using the result of %s that another run stored meanwhile", name)
+        log.info("Using the stored result of %s, found when it was about to run", name)
     elif run.status is Status.INTERRUPTED:
         log.warning("Task %s was interrupted", name)
 

@@ -82,7 +82,10 @@ def execute(job: Job, store: Store) -> Outcome:
         try:
             with store.lock(job.name, job.key, on_wait=lambda: log.info(_WAITING)):
                 if job.reuse and store.has(job.name, job.key):
-                    log.info("another run stored this result meanwhile; using it")
+                    log.info(
+                        "a result for this key is stored already (by another run, or kept while "
+                        "an upstream task was recomputed); using it"
+                    )
                     return Outcome(job.name, started, time.time(), reused=True)
                 store.clean(job.name, job.key)
                 data = Inputs((name, store.load(name, key)) for name, key in job.inputs)

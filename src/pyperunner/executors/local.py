@@ -228,6 +228,7 @@ def _worker_main(job: Job, store: Store, sender: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _own_group(0)
+    threading.Thread(target=_die_with_runner, name="pyperunner-lifeline", daemon=True).start()
     lock = threading.Lock()  # the task's own threads may log while this one reports
 
     def send(message: object) -> None:
@@ -238,6 +239,14 @@ def _worker_main(job: Job, store: Store, sender: Connection) -> None:
         outcome = execute(job, store)
     send(outcome)
     sender.close()
+
+
+def _die_with_runner() -> None:
+    """End this worker's whole process group if the runner dies (even by SIGKILL)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.killpg(0, signal.SIGKILL)
 
 
 def _own_group(pid: int) -> None:
