@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +346,23 @@ def test_none_is_a_stored_result_not_a_missing_one(tmp_path: Path) -> None:
 
     assert store.has(NAME, KEY)
     assert store.load(NAME, KEY) is None
+
+
+def test_large_arrays_load_memory_mapped_copy_on_write(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    array = np.arange(5_000_000, dtype=np.int64)
+    store.save(NAME, KEY, {"x": array}, RECORD)
+    loaded = store.load(NAME, KEY)["x"]
+    assert isinstance(loaded, np.memmap)
+    loaded[0] = -1  # writable, but only this copy changes
+    assert store.load(NAME, KEY)["x"][0] == 0
+    assert np.array_equal(store.load(NAME, KEY)["x"], array)
+
+
+def test_compressed_results_still_load(tmp_path: Path) -> None:
+    store = Store(tmp_path, compress=("gzip", 3))
+    store.save(NAME, KEY, np.zeros(1000), RECORD)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(store.load(NAME, KEY), np.zeros(1000))
+    assert (tmp_path / NAME / KEY / "result.dump.gz").read_bytes()[:2] == b"\x1f\x8b"

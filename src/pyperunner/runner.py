@@ -36,7 +36,7 @@ from .report.progress import LiveProgress
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, run_plan
 from .status import Status, TaskRun
-from .store import EntryState, Store
+from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
 
 LOG_FILE = "pipeline.log"
@@ -51,7 +51,8 @@ class Runner:
     ``process_limit`` caps how many tasks run at once (default: the number of CPUs);
     ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``;
     ``console=False`` keeps log lines off the console (the run's log file still has them);
-    ``progress`` shows a live view of the run: by default when the console is a terminal.
+    ``progress`` shows a live view of the run: by default when the console is a terminal;
+    ``compress`` is how results are compressed (``joblib.dump``'s argument; default none).
     """
 
     def __init__(
@@ -62,10 +63,11 @@ class Runner:
         executor: str | Executor = "process",
         console: bool = True,
         progress: bool | None = None,
+        compress: Any = DEFAULT_COMPRESS,
     ) -> None:
         if process_limit is not None and process_limit < 1:
             raise ValueError(f"process_limit must be at least 1, got {process_limit}")
-        self.store = Store(data_path)
+        self.store = Store(data_path, compress)
         self.log_path = Path(log_path).absolute()
         self.process_limit = process_limit or os.cpu_count() or 1
         self.executor = executor
