@@ -12,12 +12,13 @@ import importlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from . import keys, yamlio
 from .task import Task, require_task
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class PipelineError(ValueError):
@@ -57,11 +58,15 @@ class Pipeline:
 
     def tasks(self) -> list[Task]:
         """All tasks of the pipeline in a topological order (parents before children)."""
+        import networkx as nx
+
         graph = self.graph()
         return [graph.nodes[name]["task"] for name in nx.lexicographical_topological_sort(graph)]
 
     def graph(self) -> nx.DiGraph:
         """The pipeline as a DAG of task names (node attribute ``task``), checked for a run."""
+        import networkx as nx
+
         graph = nx.DiGraph(name=self.name)
         for t in _connected(self._members):
             other = graph.nodes[t.name]["task"] if t.name in graph else None

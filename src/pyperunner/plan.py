@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
+
 
 _MISSING = object()
 
@@ -62,6 +64,8 @@ def make_plan(
     ``why_not_cached`` explains a missing result (e.g. which parameters changed since the last
     stored one); it is asked only about tasks that run for that reason.
     """
+    import networkx as nx
+
     order = tuple(nx.lexicographical_topological_sort(graph))
     reasons: dict[str, Reason] = {}
     why: dict[str, str] = {}

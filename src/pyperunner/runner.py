@@ -11,7 +11,6 @@ import collections
 import contextlib
 import datetime as dt
 import getpass
-import importlib.metadata
 import logging
 import os
 import platform
@@ -22,22 +21,21 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Pipeline
 from .logs import run_logging
 from .plan import Plan, describe_change, make_plan
-from .report.html import write_report
-from .report.progress import LiveProgress
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, run_plan
 from .status import Status, TaskRun
 from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 LOG_FILE = "pipeline.log"
 STATUS_IMAGE = "status.png"
@@ -103,7 +101,11 @@ class Runner:
         run_dir = self._make_run_dir(pipeline.name)
         self.run_dir, self._graph = run_dir, graph
         with contextlib.ExitStack() as stack:
-            view = stack.enter_context(LiveProgress(pipeline.name)) if self._live() else None
+            view = None
+            if self._live():
+                from .report.progress import LiveProgress
+
+                view = stack.enter_context(LiveProgress(pipeline.name))
             listener = _log_change if view is None else _both(_log_change, view.update)
             console_level = logging.INFO if view is None else logging.WARNING
             stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, console_level))
@@ -162,6 +164,8 @@ class Runner:
         }
         (run_dir / RUN_FILE).write_text(yamlio.dump(doc))
         try:  # pictures must never fail a run that computed everything
+            from .report.html import write_report
+
             self.write_status_image(STATUS_IMAGE)
             write_report(run_dir)
         except Exception as exc:
@@ -365,6 +369,8 @@ def _git_state() -> dict[str, Any] | None:
 
 
 def _packages() -> dict[str, str]:
+    import importlib.metadata
+
     found = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]

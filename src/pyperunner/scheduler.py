@@ -19,12 +19,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from .executors import Executor, Job, Outcome
 from .plan import Plan
 from .status import Status, TaskRun
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Listener = Callable[[str, TaskRun], None]
 
@@ -165,6 +167,8 @@ class _Loop:
             self._stop_launching()
 
     def _cant_run_below(self, name: str) -> None:
+        import networkx as nx
+
         for below in nx.descendants(self.graph, name):
             run = self.runs[below]
             if run.status is Status.NOT_STARTED:

@@ -1,0 +1,274 @@
+"""Run tasks on a Dask ``distributed`` cluster: ``Runner(..., executor=DaskExecutor(address))``.
+
+Each attempt at a task becomes one Dask task calling :func:`~pyperunner.executors.base.execute`
+on a worker, which reads the parents' outputs from the store and writes its output there; so the
+store must be a path every worker reaches (the same machine for a ``LocalCluster``, a shared
+filesystem otherwise). Only a small outcome and the task's log records come back, and the runner
+writes the records into the run's log. Task objects travel with ``cloudpickle``, so tasks defined
+in ``__main__`` work. Dask never sees the DAG: pyperunner's scheduler submits a task only once its
+parents succeeded, so FAILURE / CANT_RUN, retries and timeouts keep their meaning. A timed-out task
+is cancelled, but Dask cannot stop a function that runs: it may finish on its worker. A worker that
+dies mid-task is Dask's to handle: it reruns the task on another worker, and only after
+``distributed.scheduler.allowed-failures`` deaths does the task fail with ``KilledWorker``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..logs import ForwardingHandler, handle_forwarded
+from ..store import Store
+from .base import Executor, Job, Outcome, execute, timed_out
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+CANCELLED = "the Dask task is cancelled; a running task may finish on its worker"
+INSTALL_HINT = 'the Dask executor needs dask.distributed: pip install "pyperunner[dask]"'
+
+
+def _distributed() -> Any:
+    """Import ``distributed`` on first use, so that ``import pyperunner`` never imports Dask."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+    return distributed
+
+
+@dataclasses.dataclass
+class _Submitted:
+    job: Job
+    future: Future
+    started: float
+    deadline: float | None
+
+
+class DaskExecutor(Executor):
+    """Runs every job as one task on a Dask cluster, given its scheduler's address or a Client.
+
+    Given an address (or a cluster object, or None for a new local cluster), the executor
+    connects a client of its own at ``start`` and closes it at ``shutdown`` / ``close``; a given
+    ``Client`` stays the caller's: it is used and never closed.
+    """
+
+    def __init__(self, address_or_client: str | Client | None = None) -> None:
+        super().__init__()
+        distributed = _distributed()
+        self._owns_client = not isinstance(address_or_client, distributed.Client)
+        self._address = address_or_client if self._owns_client else None
+        self._client: Client | None = None if self._owns_client else address_or_client
+        self._running: dict[str, _Submitted] = {}
+
+    def __repr__(self) -> str:
+        target = self._address if self._owns_client else self._client
+        return f"DaskExecutor({target!r})"
+
+    @property
+    def client(self) -> Client | None:
+        """The client jobs go through: the given one, or the executor's own once started."""
+        return self._client
+
+    def start(self, store: Store, workers: int) -> None:
+        super().start(store, workers)
+        self._running.clear()
+        if self._client is None:
+            self._client = _distributed().Client(self._address, set_as_default=False)
+
+    def submit(self, job: Job) -> None:
+        assert self.store is not None and self._client is not None, "call start() first"
+        future = self._client.submit(
+            run_on_worker,
+            _detached(job),
+            self.store,
+            logging.getLogger().getEffectiveLevel(),
+            key=_task_key(job),
+            pure=False,
+        )
+        deadline = None if job.timeout is None else time.monotonic() + job.timeout
+        self._running[future.key] = _Submitted(job, future, time.time(), deadline)
+
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        if not self._running:
+            if timeout is not None:  # nothing runs: the scheduler waits for a retry's delay
+                threading.Event().wait(timeout)
+            return []
+        self._block(_wait_time(timeout, self._running.values()))
+        outcomes = [self._finish(key) for key in list(self._running) if self._is_done(key)]
+        return outcomes + self._expire()
+
+    def shutdown(self) -> list[str]:
+        names = [submitted.job.name for submitted in self._running.values()]
+        if self._running and self._client is not None:
+            with contextlib.suppress(Exception):  # a client already closed cancels nothing
+                self._client.cancel([s.future for s in self._running.values()])
+        self._running.clear()
+        self.close()
+        return names
+
+    def close(self) -> None:
+        """Close the executor's own client, if it has one open; a given client stays open."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _block(self, timeout: float | None) -> None:
+        """Block in ``distributed.wait`` until a future is done or ``timeout`` passed."""
+        distributed = _distributed()
+        assert self._client is not None
+        futures = [submitted.future for submitted in self._running.values()]
+        if any(future.done() for future in futures):
+            return
+        with (
+            contextlib.suppress(distributed.TimeoutError, distributed.CancelledError),
+            self._client.as_current(),
+        ):
+            distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+
+    def _is_done(self, key: str) -> bool:
+        return bool(self._running[key].future.done())
+
+    def _finish(self, key: str) -> Outcome:
+        submitted = self._running.pop(key)
+        try:
+            return _outcome_of(submitted)
+        finally:
+            submitted.future.release()  # the worker forgets the outcome
+
+    def _expire(self) -> list[Outcome]:
+        now = time.monotonic()
+        outcomes = []
+        for key, submitted in list(self._running.items()):
+            if submitted.deadline is not None and submitted.deadline <= now:
+                del self._running[key]
+                submitted.future.cancel()
+                outcomes.append(timed_out(submitted.job, submitted.started, CANCELLED))
+        return outcomes
+
+
+def _detached(job: Job) -> Job:
+    """``job`` with a copy of its task cut from the graph, so only that one task is pickled."""
+    task = copy.copy(job.task)
+    task.parents, task.children = [], []
+    return dataclasses.replace(job, task=task)
+
+
+def _task_key(job: Job) -> str:
+    """A Dask key unique to this attempt, readable on the dashboard."""
+    return f"{job.name}-{job.key[:12]}-attempt{job.attempt}-{uuid.uuid4().hex[:8]}"
+
+
+def _wait_time(timeout: float | None, running: Iterable[_Submitted]) -> float | None:
+    """Seconds to block: up to ``timeout``, and no later than the nearest deadline."""
+    deadlines = [s.deadline for s in running if s.deadline is not None]
+    if not deadlines:
+        return timeout
+    until_deadline = max(0.0, min(deadlines) - time.monotonic())
+    return until_deadline if timeout is None else min(timeout, until_deadline)
+
+
+def _outcome_of(submitted: _Submitted) -> Outcome:
+    """The outcome a done future stands for; the task's log records are replayed here."""
+    future = submitted.future
+    if future.status == "finished":
+        try:
+            outcome, records = future.result()
+        except Exception as exc:  # the result did not arrive (e.g. it could not be unpickled)
+            return _failed(submitted, exc, exc.__traceback__)
+        for record in records:
+            handle_forwarded(record)
+        return outcome
+    if future.cancelled():
+        message = "CancelledError: the Dask task was cancelled before it ended"
+        logging.getLogger(submitted.job.name).error(message)
+        return Outcome(submitted.job.name, submitted.started, time.time(), message)
+    return _failed(submitted, future.exception(), future.traceback())
+
+
+def _failed(submitted: _Submitted, exc: BaseException, tb: TracebackType | None) -> Outcome:
+    """The outcome of a Dask task that raised: the worker died (``KilledWorker``) or worse."""
+    error = f"{type(exc).__name__}: {exc}"
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    logging.getLogger(submitted.job.name).error("failed on Dask: %s", error)
+    return Outcome(submitted.job.name, submitted.started, time.time(), error, text)
+
+
+# -- on the worker ----------------------------------------------------------------------------
+
+
+def run_on_worker(job: Job, store: Store, level: int) -> tuple[Outcome, list[logging.LogRecord]]:
+    """On a Dask worker: run ``job`` against ``store``; return its outcome and its log records.
+
+    ``level`` is the runner's logging level, so the worker keeps the records the run logs.
+    """
+    with _TASK_LOGS.capture(job.name, level) as records:
+        outcome = execute(job, store)
+    return outcome, records
+
+
+class _TaskLogs:
+    """Collects the log records of each task running in this worker process, per task.
+
+    A worker may run several tasks at once on its threads, so one handler on the root logger
+    sorts records by the task the logging thread runs; a record from a thread that runs no task
+    (one a task started, say) goes to every task running. The worker's own handlers stay.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, list[logging.LogRecord]] = {}
+        self._handler = ForwardingHandler(self._route)
+        self._saved_level = logging.NOTSET
+
+    @contextlib.contextmanager
+    def capture(self, name: str, level: int) -> Iterator[list[logging.LogRecord]]:
+        """Collect the records of task ``name`` at ``level`` and above while the block runs."""
+        records: list[logging.LogRecord] = []
+        root = logging.getLogger()
+        with self._lock:
+            if not self._records:
+                self._saved_level = root.level
+                root.addHandler(self._handler)
+            self._records[name] = records
+            if root.getEffectiveLevel() > level:
+                root.setLevel(level)
+        try:
+            yield records
+        finally:
+            with self._lock:
+                del self._records[name]
+                if not self._records:
+                    root.removeHandler(self._handler)
+                    root.setLevel(self._saved_level)
+
+    def _route(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            own = self._records.get(getattr(record, "task", ""))
+            for records in [own] if own is not None else self._records.values():
+                records.append(record)
+
+
+_TASK_LOGS = _TaskLogs()
