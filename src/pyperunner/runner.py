@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import functools
 import getpass
 import logging
 import os
@@ -368,12 +369,21 @@ def _git_state() -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
+@functools.cache
 def _packages() -> dict[str, str]:
-    import importlib.metadata
+    """Installed distributions and their versions, read from the ``*.dist-info`` folder names.
 
-    found = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found[name] = dist.version
+    Much faster than parsing every distribution's metadata; cached, as installs do not change
+    under a running interpreter in any way a run should record twice.
+    """
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                project, _, version = name[: -len(".dist-info")].rpartition("-")
+                found.setdefault(project.replace("_", "-"), version)
     return dict(sorted(found.items(), key=lambda item: item[0].lower()))
