@@ -7,6 +7,7 @@ under a key of the task's parameters, code and whole upstream.
 
 from __future__ import annotations
 
+from .executors import DaskExecutor, Executor
 from .graph import KeyMismatchError, Pipeline, PipelineError, Sequential
 from .keys import UnhashableParameterError
 from .results import PipelineResult, TaskOutputUnavailableError
@@ -18,6 +19,8 @@ from .task import Inputs, Task, TaskDefinitionError, WiringError, run, task
 __version__ = "0.1.0"
 
 __all__ = [
+    "DaskExecutor",
+    "Executor",
     "Inputs",
     "KeyMismatchError",
     "Pipeline",

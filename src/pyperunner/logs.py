@@ -94,6 +94,8 @@ def forward_records(send: Callable[[logging.LogRecord], None]) -> Iterator[None]
         yield
     finally:
         root.removeHandler(forwarding)
+        for handler in inherited:
+            root.addHandler(handler)
 
 
 def handle_forwarded(record: logging.LogRecord) -> None:

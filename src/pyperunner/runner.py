@@ -143,6 +143,8 @@ class Runner:
                 if interrupted.signum == signal.SIGINT:
                     raise KeyboardInterrupt from None
                 raise SystemExit(128 + interrupted.signum) from None
+            finally:
+                executor.shutdown()  # idempotent; releases what an executor holds (a client)
             self._record(pipeline, keys, runs, run_dir, started)
         assert self._result is not None
         return self._result
@@ -272,9 +274,7 @@ class Runner:
             "data_path": str(self.store.root),
             "log_path": str(self.log_path),
             "run_dir": str(run_dir),
-            "executor": str(self.executor)
-            if isinstance(self.executor, str)
-            else type(self.executor).__name__,
+            "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
             "process_limit": self.process_limit,
             "host": socket.gethostname(),
             "user": _user(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Executor, Job, Outcome, TaskTimeoutError, execute
+from .dask import DaskExecutor
 from .local import InlineExecutor, ProcessExecutor, ThreadExecutor
 
 EXECUTORS: dict[str, type[Executor]] = {
@@ -26,6 +27,7 @@ def make_executor(executor: str | Executor) -> Executor:
 
 __all__ = [
     "EXECUTORS",
+    "DaskExecutor",
     "Executor",
     "InlineExecutor",
     "Job",

@@ -1,34 +1,35 @@
 """Render a pipeline's task graph as a PNG picture coloured by task status.
 
-The picture is drawn with matplotlib alone (no Graphviz): tasks are placed in layers by
-their longest path from a root, so every parent sits above its children, the order within
-a layer is improved by a few barycenter sweeps to reduce edge crossings, and long edges are
-routed through invisible waypoints so they do not run behind other boxes. All positions are
-computed in inches from an estimate of the label widths, so boxes keep a readable size and
-never overlap however many tasks there are; the figure grows instead (up to a cap, beyond
-which everything, text included, is scaled down together). Drawing uses a bare
-``matplotlib.figure.Figure`` with the Agg canvas and never touches pyplot's global state,
-so it is safe in worker processes and on machines without a display.
+The picture is drawn with Pillow alone (no Graphviz, no matplotlib): tasks are placed in
+layers by their longest path from a root, so every parent sits above its children, the order
+within a layer is improved by a few barycenter sweeps to reduce edge crossings, and long
+edges are routed through invisible waypoints so they do not run behind other boxes. All
+positions are computed in inches from an estimate of the label widths, so boxes keep a
+readable size and never overlap however many tasks there are; the picture grows instead (up
+to a cap, beyond which everything, text included, is scaled down together). Inches become
+pixels at 100 per inch, fewer for pictures that would exceed 20 megapixels.
+
+Drawing goes straight into an 8-bit palette image, which keeps even a 200-task picture to a
+few tens of milliseconds: shapes are anti-aliased by rasterising them at four times the
+resolution and mapping the coverage onto colour ramps held in the palette, and text is set
+in DejaVu Sans from cached glyphs (Pillow's built-in font if DejaVu is not installed).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import networkx as nx
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from ..status import Status
 from .text import format_duration
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = ["STATUS_COLORS", "layout_boxes", "write_status_png"]
 
@@ -69,7 +70,7 @@ _MAX_V_GAP = 1.5
 _DUMMY_WIDTH = 0.1  # width reserved for a long edge passing through a layer
 _MARGIN = 0.3
 _TITLE_BAND = 0.45
-_LEGEND_BAND = 0.55  # two rows of three entries
+_LEGEND_BAND = 0.55  # three rows of up to three entries
 _LEGEND_COLUMNS = 3
 _EDGE_COLOR = "#555555"
 _BORDER_COLOR = "#444444"
@@ -327,141 +328,503 @@ def layout_boxes(
     return dict(_compute_layout(graph, title).boxes)
 
 
+# --------------------------------------------------------------------------- palette
+#
+# The picture is drawn straight into an 8-bit palette image: it is a third the size of an
+# RGB one to fill and to compress, which is what keeps a tall 200-task picture fast. Smooth
+# edges come from colour ramps in the palette. Each ramp from a background colour to the
+# text colour takes contiguous indices, so text drawn with the ramp's last index over its
+# first is blended by Pillow into exactly the right ramp entries; other ramps (white to a
+# box fill, a fill to the border, white to the border or to the edges) are reached through
+# lookup tables from the coverage (0-255) of shapes drawn at a higher resolution.
+
+_WHITE = "#ffffff"
+_TEXT_COLOR = "#1a1a1a"
+_TEXT_LEVELS = 16  # entries in a background-to-text ramp, both ends included
+_SHAPE_LEVELS = 9  # entries in any other ramp, both ends included
+_SUPERSAMPLE = 4  # sub-pixels per pixel (each way) when drawing shapes
+_NONZERO = [0] + [255] * 255
+_OPAQUE = [0] * 255 + [255]
+_PNG_COMPRESSION = 1
+_BAND_AREA = 40_000  # pixels: edge bands are merged into tiles up to about this size
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16))
+
+
+def _mix(low: str, high: str, t: float) -> tuple[int, int, int]:
+    return tuple(round(a + (b - a) * t) for a, b in zip(_rgb(low), _rgb(high), strict=True))
+
+
+@dataclass
+class _Palette:
+    """The fixed palette: colour entries, text ramps and coverage lookup tables."""
+
+    colours: list[tuple[int, ...]] = field(default_factory=list)
+    #: Background colour -> index of that colour, first of its contiguous ramp to the text.
+    text_base: dict[str, int] = field(default_factory=dict)
+    #: (background, foreground) -> 256 palette indices, one per coverage value.
+    luts: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: Palette index -> coverage, for the white-to-edge ramp (0 for any other index).
+    edge_coverage: list[int] = field(default_factory=list)
+
+    def add_ramp(self, low: str, high: str, low_index: int, high_index: int) -> list[int]:
+        """Append the inner entries of a ramp and return its coverage lookup table."""
+        steps = [low_index]
+        for k in range(1, _SHAPE_LEVELS - 1):
+            steps.append(len(self.colours))
+            self.colours.append(_mix(low, high, k / (_SHAPE_LEVELS - 1)))
+        steps.append(high_index)
+        lut = [steps[round(c * (_SHAPE_LEVELS - 1) / 255)] for c in range(256)]
+        self.luts[(low, high)] = lut
+        return lut
+
+    def image_palette(self) -> list[int]:
+        flat = [channel for colour in self.colours for channel in colour]
+        return flat + [0] * (768 - len(flat))
+
+
+@functools.cache
+def _palette() -> _Palette:
+    palette = _Palette()
+    for background in (_WHITE, *STATUS_COLORS.values()):  # white first: index 0
+        palette.text_base[background] = len(palette.colours)
+        palette.colours += [
+            _mix(background, _TEXT_COLOR, k / (_TEXT_LEVELS - 1)) for k in range(_TEXT_LEVELS)
+        ]
+    border, edge = len(palette.colours), len(palette.colours) + 1
+    palette.colours += [_rgb(_BORDER_COLOR), _rgb(_EDGE_COLOR)]
+    white = palette.text_base[_WHITE]
+    for fill in STATUS_COLORS.values():
+        palette.add_ramp(_WHITE, fill, white, palette.text_base[fill])
+        palette.add_ramp(fill, _BORDER_COLOR, palette.text_base[fill], border)
+    palette.add_ramp(_WHITE, _BORDER_COLOR, white, border)
+    edge_lut = palette.add_ramp(_WHITE, _EDGE_COLOR, white, edge)
+    palette.edge_coverage = [0] * 256
+    for coverage in range(255, -1, -1):  # the lowest coverage giving each index
+        palette.edge_coverage[edge_lut[coverage]] = coverage
+    palette.edge_coverage[white] = 0
+    assert len(palette.colours) <= 256
+    return palette
+
+
+# --------------------------------------------------------------------------- fonts
+
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+# Basic layout: hinted whole-pixel advances, so glyphs set one by one space evenly.
+_BASIC_LAYOUT = getattr(getattr(ImageFont, "Layout", None), "BASIC", 0)
+
+
+@functools.cache
+def _font(size: float, bold: bool) -> _Font:
+    """DejaVu Sans (bold) at ``size`` pixels, or Pillow's built-in font if it is missing."""
+    names = ["DejaVuSans-Bold.ttf"] if bold else []
+    names.append("DejaVuSans.ttf")
+    for name in names:
+        for candidate in (name, f"/usr/share/fonts/truetype/dejavu/{name}"):
+            for sized in (size, max(1, round(size))):  # float sizes need Pillow >= 10.1
+                try:
+                    return ImageFont.truetype(candidate, sized, layout_engine=_BASIC_LAYOUT)
+                except (OSError, TypeError, ValueError):
+                    continue
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType
+    except (TypeError, OSError, ImportError):
+        pass
+    try:
+        return ImageFont.load_default()
+    except (OSError, ImportError):  # FreeType unusable: Pillow's fixed-size bitmap font
+        return ImageFont.load_default_imagefont()
+
+
+def _ink_span(font: _Font, text: str) -> tuple[int, ...]:
+    """``(left, top, right, bottom)`` of ``text`` drawn at the origin."""
+    try:
+        return tuple(font.getbbox(text))
+    except AttributeError:  # bitmap fonts of Pillow < 9.2
+        width, height = font.getsize(text)  # type: ignore[union-attr]
+        return (0, 0, width, height)
+
+
+@functools.lru_cache(maxsize=8192)
+def _glyph(font: _Font, char: str) -> tuple[Image.Image | None, int, int, float]:
+    """Coverage mask of one character, its offset from the pen position, and its advance.
+
+    Text is set from these cached glyphs: rasterising (and hinting) every string anew costs
+    far more than the rest of the picture.
+    """
+    try:
+        advance = float(font.getlength(char))
+    except AttributeError:  # bitmap fonts of Pillow < 9.2
+        advance = float(font.getsize(char)[0])  # type: ignore[union-attr]
+    left, top, right, bottom = _ink_span(font, char)
+    if right <= left or bottom <= top:
+        return None, 0, 0, advance
+    mask = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(mask).text((-left, -top), char, font=font, fill=255)
+    return mask, left, top, advance
+
+
+def _set_width(font: _Font, text: str) -> float:
+    """Width in pixels of ``text`` set from cached glyphs."""
+    return sum(_glyph(font, char)[3] for char in text)
+
+
+@functools.lru_cache(maxsize=256)
+def _cap_span(font: _Font) -> tuple[int, int]:
+    """Top and bottom (the baseline) of a capital letter, below the drawing origin."""
+    _, top, _, bottom = _ink_span(font, "H")
+    return top, bottom
+
+
+def _fitting_font(text: str, size: float, bold: bool, max_width: float) -> _Font:
+    """The font at ``size``, or smaller until ``text`` is at most ``max_width`` wide."""
+    font = _font(size, bold)
+    for _ in range(4):
+        width = _set_width(font, text)
+        if width <= max_width or size <= 4:
+            break
+        size = max(4.0, round(size * max_width / width - 0.25, 1))
+        font = _font(size, bold)
+    return font
+
+
 # --------------------------------------------------------------------------- drawing
 
 
 def _dpi_for(width: float, height: float) -> int:
-    """Default dpi, lowered so the PNG stays under the pixel budget."""
+    """Default pixels per inch, lowered so the PNG stays under the pixel budget."""
     fit = math.floor(math.sqrt(_MAX_PIXELS / max(width * height, 1e-9)))
     return max(_MIN_DPI, min(_DEFAULT_DPI, fit))
 
 
-def _draw_box(ax: Axes, graph: nx.DiGraph, node: Hashable, rect: tuple, scale: float) -> None:
-    from matplotlib.patches import FancyBboxPatch
+class _Canvas:
+    """A palette image in the making, with pixel helpers (origin at the top left)."""
 
-    x, y, w, h = rect
-    status = _node_status(graph, node)
-    ax.add_patch(
-        FancyBboxPatch(
-            (x, y),
-            w,
-            h,
-            boxstyle=f"round,pad=0,rounding_size={0.08 * scale}",
-            facecolor=STATUS_COLORS[status],
-            edgecolor=_BORDER_COLOR,
-            linewidth=1.0 * scale,
-            linestyle="--" if status is Status.CACHED else "-",
-            zorder=2,
+    def __init__(self, layout: _Layout, dpi: int) -> None:
+        self.palette = _palette()
+        self.dpi = dpi
+        self.height_in = layout.height
+        self.pt = layout.scale * dpi / 72.0  # pixels per point of font size or line width
+        size = (max(1, round(layout.width * dpi)), max(1, round(layout.height * dpi)))
+        # Mode "L" while drawing (so pastes and text copy indices untouched), "P" at the end.
+        self.image = Image.new("L", size, self.palette.text_base[_WHITE])
+        self.draw = ImageDraw.Draw(self.image)
+        self.line_width = 1.0 * self.pt
+        self._tiles: dict[tuple, tuple[Image.Image, Image.Image]] = {}
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        """Pixel position of a point given in layout inches (origin bottom left)."""
+        return x * self.dpi, (self.height_in - y) * self.dpi
+
+    # ----------------------------------------------------------------- boxes
+
+    def box(self, x0: int, y0: int, width: int, height: int, status: Status, radius: float) -> None:
+        """A rounded box of ``status``'s colour; its inside stays that colour's text base."""
+        key = (width, height, status, radius)
+        if key not in self._tiles:
+            self._tiles[key] = self._box_tile(width, height, status, radius)
+        tile, mask = self._tiles[key]
+        self.image.paste(tile, (x0 - 1, y0 - 1), mask)
+
+    def _box_tile(
+        self, width: int, height: int, status: Status, radius: float
+    ) -> tuple[Image.Image, Image.Image]:
+        ss = _SUPERSAMPLE
+        fill = STATUS_COLORS[status]
+        size = ((width + 2) * ss, (height + 2) * ss)
+        border = max(1, round(self.line_width * ss))
+        outer = Image.new("L", size, 0)
+        inner = Image.new("L", size, 0)
+        rect = (ss, ss, (width + 1) * ss - 1, (height + 1) * ss - 1)
+        ImageDraw.Draw(outer).rounded_rectangle(rect, radius=radius * ss, fill=255)
+        ImageDraw.Draw(inner).rounded_rectangle(
+            (rect[0] + border, rect[1] + border, rect[2] - border, rect[3] - border),
+            radius=max(0.0, radius * ss - border),
+            fill=255,
         )
-    )
-    cx, cy = x + w / 2, y + h / 2
-    ax.text(
-        cx,
-        cy + h * 0.17,
-        str(node),
-        ha="center",
-        va="center",
-        fontsize=_NAME_FONT_PT * scale,
-        fontweight="bold",
-        color="#111111",
-        zorder=3,
-    )
-    ax.text(
-        cx,
-        cy - h * 0.2,
-        _detail_line(graph, node),
-        ha="center",
-        va="center",
-        fontsize=_DETAIL_FONT_PT * scale,
-        color="#222222",
-        zorder=3,
-    )
+        ring = ImageChops.subtract(outer, inner)
+        if status is Status.CACHED:
+            ring = ImageChops.multiply(ring, self._dash_mask(size, rect, radius * ss))
+        cover = outer.reduce(ss)
+        stroke = ring.reduce(ss)
+        luts = self.palette.luts
+        tile = cover.point(luts[(_WHITE, fill)])
+        on_stroke = stroke.point(_NONZERO)
+        inside = ImageChops.multiply(on_stroke, cover.point(_OPAQUE))
+        tile.paste(stroke.point(luts[(fill, _BORDER_COLOR)]), (0, 0), inside)
+        rim = ImageChops.subtract(on_stroke, inside)
+        tile.paste(stroke.point(luts[(_WHITE, _BORDER_COLOR)]), (0, 0), rim)
+        return tile, cover.point(_NONZERO)
 
+    def _dash_mask(self, size: tuple[int, int], rect: tuple, radius: float) -> Image.Image:
+        """Where a dashed border is inked: corners, then evenly spaced dashes on each side."""
+        ss = _SUPERSAMPLE
+        dash = max(2.0, 3.6 * self.line_width) * ss
+        gap = max(1.5, 2.2 * self.line_width) * ss
+        mask = Image.new("L", size, 255)
+        draw = ImageDraw.Draw(mask)
+        left, top, right, bottom = rect
+        corner = max(radius, dash / 2)
+        # Gaps at both ends of each straight side and evenly between its dashes.
+        for lo, hi, horizontal in (
+            (left + corner, right - corner, True),
+            (top + corner, bottom - corner, False),
+        ):
+            if hi - lo < dash + 2 * gap:
+                continue  # too short for a dash between two gaps: left solid
+            count = max(1, round((hi - lo - gap) / (dash + gap)))
+            period = (hi - lo - gap) / count
+            for i in range(count + 1):
+                start = lo + i * period
+                if horizontal:
+                    draw.rectangle((start, 0, start + gap - 1, size[1]), fill=0)
+                else:
+                    draw.rectangle((0, start, size[0], start + gap - 1), fill=0)
+        return mask
 
-def _draw_edge(ax: Axes, points: list[tuple[float, float]], scale: float) -> None:
-    from matplotlib.patches import FancyArrowPatch
-    from matplotlib.path import Path as MplPath
+    # ----------------------------------------------------------------- text
 
-    codes = [MplPath.MOVETO] + [MplPath.LINETO] * (len(points) - 1)
-    ax.add_patch(
-        FancyArrowPatch(
-            path=MplPath(points, codes),
-            arrowstyle="-|>",
-            mutation_scale=10 * scale,
-            color=_EDGE_COLOR,
-            linewidth=1.0 * scale,
-            zorder=1,
+    def text(
+        self,
+        text: str,
+        font: _Font,
+        centre_x: float,
+        y: float,
+        background: str,
+        vertical: str = "middle",
+    ) -> None:
+        """Text centred on ``centre_x``, over pixels that are ``background``'s text base.
+
+        ``vertical`` says what ``y`` is: the middle of the capitals (``middle``), their top
+        (``top``) or the baseline (``baseline``).
+        """
+        cap_top, baseline = _cap_span(font)
+        offset = {"middle": (cap_top + baseline) / 2, "top": cap_top, "baseline": baseline}
+        glyphs = [_glyph(font, char) for char in text]
+        x = round(centre_x - sum(glyph[3] for glyph in glyphs) / 2)
+        y0 = round(y - offset[vertical])
+        ink = self.palette.text_base[background] + _TEXT_LEVELS - 1
+        pen = 0.0
+        for mask, dx, dy, advance in glyphs:
+            if mask is not None:
+                self.draw.bitmap((x + round(pen) + dx, y0 + dy), mask, fill=ink)
+            pen += advance
+
+    # ----------------------------------------------------------------- edges
+
+    def edges(self, routes: list[list[tuple[float, float]]]) -> None:
+        """Anti-aliased polylines ending in arrowheads, drawn band by band."""
+        width = self.line_width
+        head_length = 5.5 * self.pt
+        head_half = 2.4 * self.pt
+        bands: dict[tuple[int, int], list[list[tuple[float, float]]]] = {}
+        for route in routes:
+            points = [self._snap(*self.px(x, y)) for x, y in route]
+            for i, (a, b) in enumerate(itertools.pairwise(points)):
+                last = i == len(points) - 2
+                shapes = self._segment_shapes(a, b, width, last, head_length, head_half)
+                key = (round(min(a[1], b[1])), round(max(a[1], b[1])))
+                bands.setdefault(key, []).extend(shapes)
+        for shapes in self._merge_bands([bands[key] for key in sorted(bands)]):
+            self._paste_band(shapes)
+
+    @staticmethod
+    def _merge_bands(
+        bands: list[list[list[tuple[float, float]]]],
+    ) -> list[list[list[tuple[float, float]]]]:
+        """Join neighbouring bands while that wastes little area: fewer, fuller tiles."""
+
+        def bounds(shapes: list) -> tuple[float, float, float, float]:
+            xs = [x for shape in shapes for x, _ in shape]
+            ys = [y for shape in shapes for _, y in shape]
+            return min(xs), min(ys), max(xs), max(ys)
+
+        def area(b: tuple[float, float, float, float]) -> float:
+            return (b[2] - b[0] + 3) * (b[3] - b[1] + 3)
+
+        merged: list[list[list[tuple[float, float]]]] = []
+        current: tuple[float, float, float, float] | None = None
+        for shapes in bands:
+            box = bounds(shapes)
+            if current is not None:
+                union = (
+                    min(current[0], box[0]),
+                    min(current[1], box[1]),
+                    max(current[2], box[2]),
+                    max(current[3], box[3]),
+                )
+                if area(union) <= max(_BAND_AREA, 1.25 * (area(current) + area(box))):
+                    merged[-1] = merged[-1] + shapes
+                    current = union
+                    continue
+            merged.append(list(shapes))
+            current = box
+        return merged
+
+    def _snap(self, x: float, y: float) -> tuple[float, float]:
+        """Centre of the pixel column, so vertical lines stay crisp."""
+        return math.floor(x) + 0.5, y
+
+    @staticmethod
+    def _segment_shapes(
+        a: tuple[float, float],
+        b: tuple[float, float],
+        width: float,
+        arrow: bool,
+        head_length: float,
+        head_half: float,
+    ) -> list[list[tuple[float, float]]]:
+        """Polygons (a circle is a many-sided one) inking segment ``a``-``b``."""
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        length = math.hypot(dx, dy) or 1.0
+        ux, uy = dx / length, dy / length
+        shapes = []
+        end = b
+        if arrow:
+            head = min(head_length, length * 0.6)
+            end = (b[0] - ux * head * 0.8, b[1] - uy * head * 0.8)
+            base = (b[0] - ux * head, b[1] - uy * head)
+            shapes.append(
+                [
+                    b,
+                    (base[0] - uy * head_half, base[1] + ux * head_half),
+                    (base[0] + uy * head_half, base[1] - ux * head_half),
+                ]
+            )
+        half = width / 2
+        nx_, ny_ = -uy * half, ux * half
+        shapes.append(
+            [
+                (a[0] + nx_, a[1] + ny_),
+                (end[0] + nx_, end[1] + ny_),
+                (end[0] - nx_, end[1] - ny_),
+                (a[0] - nx_, a[1] - ny_),
+            ]
         )
-    )
+        # Round caps, so that bends at waypoints join without a notch.
+        caps = [a] if arrow else [a, b]
+        for cx, cy in caps:
+            shapes.append(
+                [
+                    (cx + half * math.cos(t * math.pi / 6), cy + half * math.sin(t * math.pi / 6))
+                    for t in range(12)
+                ]
+            )
+        return shapes
+
+    def _paste_band(self, shapes: list[list[tuple[float, float]]]) -> None:
+        """Rasterise ``shapes`` at the supersampled scale and merge them into the image."""
+        ss = _SUPERSAMPLE
+        xs = [x for shape in shapes for x, _ in shape]
+        ys = [y for shape in shapes for _, y in shape]
+        img_w, img_h = self.image.size
+        x0, y0 = max(0, math.floor(min(xs)) - 1), max(0, math.floor(min(ys)) - 1)
+        x1, y1 = min(img_w, math.ceil(max(xs)) + 1), min(img_h, math.ceil(max(ys)) + 1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        hires = Image.new("L", ((x1 - x0) * ss, (y1 - y0) * ss), 0)
+        draw = ImageDraw.Draw(hires)
+        for shape in shapes:
+            draw.polygon([((x - x0) * ss, (y - y0) * ss) for x, y in shape], fill=255)
+        cover = hires.reduce(ss)
+        box = (x0, y0, x1, y1)
+        cover = ImageChops.lighter(cover, self.image.crop(box).point(self.palette.edge_coverage))
+        lut = self.palette.luts[(_WHITE, _EDGE_COLOR)]
+        self.image.paste(cover.point(lut), box, cover.point(_NONZERO))
+
+    # ----------------------------------------------------------------- output
+
+    def save(self, path: Path) -> None:
+        self.image.putpalette(self.palette.image_palette())
+        self.image.save(path, format="PNG", compress_level=_PNG_COMPRESSION)
 
 
-def _draw_legend(ax: Axes, layout: _Layout) -> None:
-    from matplotlib.patches import Patch
+def _draw_tasks(canvas: _Canvas, graph: nx.DiGraph, layout: _Layout) -> None:
+    pt = canvas.pt
+    radius = 0.08 * layout.scale * canvas.dpi
+    pad = 0.08 * layout.scale * canvas.dpi
+    for node, (x, y, w, h) in layout.boxes.items():
+        left, top = canvas.px(x, y + h)
+        right, bottom = canvas.px(x + w, y)
+        x0, y0 = round(left), round(top)
+        width, height = round(right) - x0, round(bottom) - y0
+        status = _node_status(graph, node)
+        canvas.box(x0, y0, width, height, status, radius)
+        fill = STATUS_COLORS[status]
+        room = width - 2 * pad
+        centre_x, centre_y = x0 + width / 2, y0 + height / 2
+        name, detail = str(node), _detail_line(graph, node)
+        name_font = _fitting_font(name, _NAME_FONT_PT * pt, True, room)
+        detail_font = _fitting_font(detail, _DETAIL_FONT_PT * pt, False, room)
+        canvas.text(name, name_font, centre_x, centre_y - 0.19 * height, fill)
+        canvas.text(detail, detail_font, centre_x, centre_y + 0.21 * height, fill)
 
-    handles = [
-        Patch(
-            facecolor=STATUS_COLORS[status],
-            edgecolor=_BORDER_COLOR,
-            linestyle="--" if status is Status.CACHED else "-",
-            label=_LEGEND_LABELS[status],
-        )
-        for status in Status
+
+def _draw_legend(canvas: _Canvas, layout: _Layout) -> None:
+    """Swatch and label of every status, in three columns filled top to bottom."""
+    pt = canvas.pt
+    font_px = _LEGEND_FONT_PT * pt
+    font = _font(font_px, False)
+    statuses = list(Status)
+    rows = math.ceil(len(statuses) / _LEGEND_COLUMNS)
+    long_columns = len(statuses) % _LEGEND_COLUMNS or _LEGEND_COLUMNS
+    columns: list[list[Status]] = []
+    for c in range(_LEGEND_COLUMNS):
+        take = rows if c < long_columns else rows - 1
+        columns.append(statuses[sum(len(col) for col in columns) :][:take])
+    swatch_w, swatch_h = round(2.0 * font_px), max(3, round(0.9 * font_px))
+    text_pad, column_gap, row_pitch = 0.8 * font_px, 2.0 * font_px, 1.55 * font_px
+    widths = [
+        swatch_w + text_pad + max(_ink_span(font, _LEGEND_LABELS[s])[2] for s in col)
+        for col in columns
     ]
-    ax.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(layout.width / 2, layout.legend_top),
-        bbox_transform=ax.transData,
-        ncol=_LEGEND_COLUMNS,
-        fontsize=_LEGEND_FONT_PT * layout.scale,
-        frameon=False,
-        borderaxespad=0,
-        borderpad=0,
-        handlelength=2.0,
-        handleheight=1.0,
-    )
+    total = sum(widths) + column_gap * (len(columns) - 1)
+    x = layout.width * canvas.dpi / 2 - total / 2
+    top = canvas.px(0, layout.legend_top)[1]
+    for col, col_width in zip(columns, widths, strict=True):
+        for row, status in enumerate(col):
+            y_mid = top + row * row_pitch + swatch_h / 2
+            x0, y0 = round(x), round(y_mid - swatch_h / 2)
+            canvas.box(x0, y0, swatch_w, swatch_h, status, 0.15 * font_px)
+            label = _LEGEND_LABELS[status]
+            label_left = x0 + swatch_w + text_pad
+            span = _ink_span(font, label)
+            canvas.text(label, font, label_left + (span[0] + span[2]) / 2, y_mid, _WHITE)
+        x += col_width + column_gap
 
 
-def _render(graph: nx.DiGraph, layout: _Layout, title: str | None) -> Figure:
-    """Build the figure (not yet saved)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(layout.width, layout.height), facecolor="white")
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, layout.width)
-    ax.set_ylim(0, layout.height)
-    ax.set_axis_off()
-    ax.set_facecolor("white")
-    for points in layout.routes.values():
-        _draw_edge(ax, points, layout.scale)
-    for node, rect in layout.boxes.items():
-        _draw_box(ax, graph, node, rect, layout.scale)
+def _render(graph: nx.DiGraph, layout: _Layout, title: str | None, dpi: int) -> _Canvas:
+    """Draw the picture (not yet saved)."""
+    canvas = _Canvas(layout, dpi)
+    canvas.edges(list(layout.routes.values()))
+    _draw_tasks(canvas, graph, layout)
+    centre_x = layout.width * dpi / 2
     if title:
-        ax.text(
-            layout.width / 2,
-            layout.title_y,
-            title,
-            ha="center",
-            va="top",
-            fontsize=_TITLE_FONT_PT * layout.scale,
-            fontweight="bold",
+        font = _fitting_font(
+            title, _TITLE_FONT_PT * canvas.pt, True, canvas.image.width - 2 * _MARGIN * dpi
         )
+        canvas.text(title, font, centre_x, canvas.px(0, layout.title_y)[1], _WHITE, "top")
     if not layout.boxes:
-        ax.text(layout.width / 2, _MARGIN * layout.scale, "(no tasks)", ha="center")
-    _draw_legend(ax, layout)
-    return fig
+        font = _font(_DETAIL_FONT_PT * canvas.pt * 1.2, False)
+        baseline = canvas.px(0, _MARGIN * layout.scale)[1]
+        canvas.text("(no tasks)", font, centre_x, baseline, _WHITE, "baseline")
+    _draw_legend(canvas, layout)
+    return canvas
 
 
 def write_status_png(
     graph: nx.DiGraph, path: str | os.PathLike[str], title: str | None = None
 ) -> Path:
-    """Draw the DAG coloured by task status to a PNG file and return its path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """Draw the DAG coloured by task status to a PNG file and return its path.
 
+    The file holds PNG bytes whatever its suffix; missing parent folders are created.
+    Raises ``ValueError`` if the graph has a cycle (before anything is written).
+    """
     layout = _compute_layout(graph, title)
-    fig = _render(graph, layout, title)
-    FigureCanvasAgg(fig)
+    canvas = _render(graph, layout, title, _dpi_for(layout.width, layout.height))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=_dpi_for(layout.width, layout.height), facecolor="white")
+    canvas.save(out)
     return out
