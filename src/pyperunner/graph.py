@@ -47,12 +47,8 @@ class Pipeline:
         require_task(task, f"pipeline {self.name!r}: what is added")
         if any(t is task for t in self._members):
             return
+        self._unique_names([*self._members, task])
         self._members.append(task)
-        try:
-            self.graph()
-        except PipelineError:
-            self._members.pop()
-            raise
 
     # -- structure ----------------------------------------------------------------------------
 
@@ -68,21 +64,27 @@ class Pipeline:
         import networkx as nx
 
         graph = nx.DiGraph(name=self.name)
-        for t in _connected(self._members):
-            other = graph.nodes[t.name]["task"] if t.name in graph else None
-            if other is not None and other is not t:
-                raise PipelineError(
-                    f"pipeline {self.name!r}: two different tasks are named {t.name!r}; "
-                    "give one of them another tag, e.g. Task('other-tag', ...)"
-                )
-            graph.add_node(t.name, task=t)
-        for t in list(graph.nodes[n]["task"] for n in graph):
+        by_name = self._unique_names(self._members)
+        graph.add_nodes_from((name, {"task": t}) for name, t in by_name.items())
+        for t in by_name.values():
             for order, parent in enumerate(t.parents):
                 graph.add_edge(parent.name, t.name, order=order)
         if not nx.is_directed_acyclic_graph(graph):
             cycle = " -> ".join(u for u, _ in nx.find_cycle(graph))
             raise PipelineError(f"pipeline {self.name!r} has a cycle: {cycle}")
         return graph
+
+    def _unique_names(self, members: Iterable[Task]) -> dict[str, Task]:
+        """Every task connected to ``members`` by name; two tasks with one name are an error."""
+        by_name: dict[str, Task] = {}
+        for t in _connected(members):
+            other = by_name.setdefault(t.name, t)
+            if other is not t:
+                raise PipelineError(
+                    f"pipeline {self.name!r}: two different tasks are named {t.name!r}; "
+                    "give one of them another tag, e.g. Task('other-tag', ...)"
+                )
+        return by_name
 
     def keys(self) -> dict[str, str]:
         """Every task's key, computed once for the whole pipeline (O(V+E))."""

@@ -110,8 +110,8 @@ class Runner:
             listener = _log_change if view is None else _both(_log_change, view.update)
             console_level = logging.INFO if view is None else logging.WARNING
             stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, console_level))
-            doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
-            (run_dir / PIPELINE_FILE).write_text(yamlio.dump(doc))
+            pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
+            (run_dir / PIPELINE_FILE).write_text(yamlio.dump(pipeline_doc))
             log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
             records = {name: _record_of(tasks[name], keys) for name in graph}
             plan = self._plan(graph, tasks, keys, records, force_reload, pipeline)
@@ -132,32 +132,35 @@ class Runner:
             }
             started = time.time()
             executor = make_executor(self.executor)
-            executor.start(self.store, self.process_limit)
+            if jobs:
+                executor.start(self.store, self.process_limit)
             try:
                 runs = run_plan(
                     graph, plan, jobs, executor, self.process_limit, listener, fail_fast
                 )
             except RunInterrupted as interrupted:
-                self._record(pipeline, keys, interrupted.runs, run_dir, started)
+                self._record(pipeline, pipeline_doc, keys, interrupted.runs, started)
                 log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
                 if interrupted.signum == signal.SIGINT:
                     raise KeyboardInterrupt from None
                 raise SystemExit(128 + interrupted.signum) from None
             finally:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)
-            self._record(pipeline, keys, runs, run_dir, started)
+            self._record(pipeline, pipeline_doc, keys, runs, started)
         assert self._result is not None
         return self._result
 
     def _record(
         self,
         pipeline: Pipeline,
+        pipeline_doc: Mapping[str, Any],
         keys: Mapping[str, str],
         runs: Mapping[str, TaskRun],
-        run_dir: Path,
         started: float,
     ) -> None:
-        """Keep the run's results and write its outcome (run.yaml, status.png, summary line)."""
+        """Keep the run's results and write its outcome (run.yaml, pictures, summary line)."""
+        assert self.run_dir is not None
+        run_dir = self.run_dir
         self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
         pipeline._result = self._result
         doc = {
@@ -170,7 +173,7 @@ class Runner:
             from .report.html import write_report
 
             self.write_status_image(STATUS_IMAGE)
-            write_report(run_dir)
+            write_report(run_dir, (pipeline_doc, doc))
         except Exception as exc:
             log.warning("could not draw the run's pictures: %s", exc)
         counts = collections.Counter(run.status.value for run in runs.values())

@@ -87,15 +87,24 @@ class RunView:
     tasks: list[TaskView]
 
 
-def read_run(run_dir: str | os.PathLike[str]) -> RunView:
-    """Read a run folder's ``pipeline.yaml`` and (if present) ``run.yaml``."""
+def read_run(
+    run_dir: str | os.PathLike[str],
+    docs: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> RunView:
+    """Read a run folder's ``pipeline.yaml`` and (if present) ``run.yaml``.
+
+    ``docs`` gives both documents as the runner just wrote them, sparing the parse.
+    """
     folder = Path(run_dir)
-    doc = yamlio.load((folder / PIPELINE_FILE).read_text(encoding="utf-8")) or {}
-    pipeline = doc.get("pipeline") or {}
     run_file = folder / RUN_FILE
     outcome: Mapping[str, Any] = {}
-    if run_file.is_file():
-        outcome = yamlio.load(run_file.read_text(encoding="utf-8")) or {}
+    if docs is not None:
+        doc, outcome = docs
+    else:
+        doc = yamlio.load((folder / PIPELINE_FILE).read_text(encoding="utf-8")) or {}
+        if run_file.is_file():
+            outcome = yamlio.load(run_file.read_text(encoding="utf-8")) or {}
+    pipeline = doc.get("pipeline") or {}
     records = outcome.get("tasks") or {}
     specs: Mapping[str, Any] = pipeline.get("tasks") or {}
     slugs = _unique_slugs(specs)
@@ -115,7 +124,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunView:
         info=doc.get("run") or {},
         finished=outcome.get("finished"),
         duration=None if duration is None else float(duration),
-        has_outcome=run_file.is_file(),
+        has_outcome=bool(outcome),
         tasks=tasks,
     )
 
@@ -579,9 +588,12 @@ table.packages td { padding: 2px 12px; font-size: 12.5px; }
 """
 
 
-def render_report(run_dir: str | os.PathLike[str]) -> str:
-    """The HTML text of the report of the run in ``run_dir``."""
-    view = read_run(run_dir)
+def render_report(
+    run_dir: str | os.PathLike[str],
+    docs: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> str:
+    """The HTML text of the report of the run in ``run_dir`` (``docs``: see :func:`read_run`)."""
+    view = read_run(run_dir, docs)
     title = f"{view.pipeline_name} · {view.run_dir.name}"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -604,8 +616,14 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
 """
 
 
-def write_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``report.html`` into the run folder ``run_dir`` and return its path."""
+def write_report(
+    run_dir: str | os.PathLike[str],
+    docs: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write ``report.html`` into the run folder ``run_dir`` and return its path.
+
+    ``docs`` are the run's ``pipeline.yaml`` and ``run.yaml`` documents, if already in memory.
+    """
     out = Path(run_dir) / REPORT_FILE
-    out.write_text(render_report(run_dir), encoding="utf-8")
+    out.write_text(render_report(run_dir, docs), encoding="utf-8")
     return out
