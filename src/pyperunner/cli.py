@@ -358,8 +358,14 @@ def explain(
     metavar="LOG_PATH",
     help="Keep every entry a run under LOG_PATH uses (repeatable; a pipeline file works too).",
 )
-@click.option("--delete", is_flag=True, help="Delete the garbage (default: only list it).")
-def gc(data_path: str, keep_paths: tuple[str, ...], delete: bool) -> None:
+@click.option(
+    "--dry-run/--delete",
+    "dry_run",
+    default=True,
+    show_default=True,
+    help="List the garbage (the default), or delete it.",
+)
+def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
     """List (or --delete) cached results that no kept run uses.
 
     An entry of DATA_PATH is kept if the pipeline.yaml of a run folder under a --keep LOG_PATH
@@ -371,6 +377,7 @@ def gc(data_path: str, keep_paths: tuple[str, ...], delete: bool) -> None:
         pyperunner gc data/ --keep log/            # dry run: what would go
         pyperunner gc data/ --keep log/ --delete
     """
+    delete = not dry_run
     used, run_count = used_entries([Path(p) for p in keep_paths])
     if run_count == 0:
         raise BadUsage(
