@@ -125,17 +125,28 @@ class Store:
     def clean(self, name: str, key: str) -> list[Path]:
         """Remove leftovers of interrupted writes in an entry; call it holding the entry's lock."""
         removed = []
-        for leftover in self.entry(name, key).glob(f".*{TMP_SUFFIX}"):
+        for leftover in self._leftovers(name, key):
             leftover.unlink(missing_ok=True)
             removed.append(leftover)
         return removed
+
+    def _leftovers(self, name: str, key: str) -> list[Path]:
+        try:
+            with os.scandir(self.entry(name, key)) as found:
+                return [
+                    Path(item.path)
+                    for item in found
+                    if item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)
+                ]
+        except FileNotFoundError:
+            return []
 
     def sweep(self, name: str, key: str) -> list[Path]:
         """Remove leftovers of interrupted writes in an entry if no one is writing it now."""
         from filelock import FileLock, Timeout
 
         folder = self.entry(name, key)
-        if not any(folder.glob(f".*{TMP_SUFFIX}")):
+        if not self._leftovers(name, key):
             return []
         try:
             with FileLock(folder / LOCK_FILE, timeout=0):

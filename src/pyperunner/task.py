@@ -144,7 +144,11 @@ class Task:
     @classmethod
     def receives_input(cls) -> bool:
         """True if the task's function takes ``data`` (the outputs of its parents)."""
-        return "data" in cls._signature().parameters
+        known = cls.__dict__.get("_receives_input")
+        if known is None:
+            known = "data" in cls._signature().parameters
+            cls._receives_input = known  # per class: asked for every task run
+        return known
 
     def _bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
         sig = self._signature()
