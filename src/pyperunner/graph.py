@@ -1,24 +1,23 @@
 """Pipelines: the set of wired tasks a runner executes, validated, drawn and saved to YAML.
 
 A pipeline holds the tasks added to it and everything connected to them (up- and downstream), as a
-``networkx`` DAG whose nodes are task names and whose edges go parent -> child. It checks what a
+:class:`Dag` whose nodes are task names and whose edges go parent -> child. It checks what a
 run relies on: unique names and no cycles. It round-trips through YAML, rebuilding tasks by
 module and qualified name and verifying that every rebuilt task has the key that was saved.
 """
 
 from __future__ import annotations
 
+import graphlib
+import heapq
 import importlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import keys, yamlio
 from .task import Task, require_task
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 
 class PipelineError(ValueError):
@@ -27,6 +26,113 @@ class PipelineError(ValueError):
 
 class KeyMismatchError(PipelineError):
     """A task rebuilt from a file has a different key than the one saved with it."""
+
+
+class GraphLike(Protocol):
+    """What planning, scheduling and the pictures need of a graph: a :class:`Dag` or a
+    ``networkx.DiGraph``."""
+
+    @property
+    def nodes(self) -> Any: ...
+    @property
+    def edges(self) -> Any: ...
+    def predecessors(self, node: Any) -> Iterator[Any]: ...
+    def successors(self, node: Any) -> Iterator[Any]: ...
+
+
+class Dag:
+    """A directed graph of task names, edges parent -> child, each node with a dict of attributes.
+
+    It offers the part of ``networkx.DiGraph``'s interface that planning, scheduling and the
+    pictures use (``nodes[name]``, ``edges``, ``predecessors``, ``successors``), so those take
+    either. A run never imports networkx: its import alone (about 0.1 s) is most of the budget of
+    a fully cached run; the algorithms a run needs come from the standard library's ``graphlib``.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.nodes: dict[Hashable, dict[str, Any]] = {}
+        self._parents: dict[Hashable, list[Hashable]] = {}
+        self._children: dict[Hashable, dict[Hashable, None]] = {}
+
+    def add_node(self, node: Hashable, **attrs: Any) -> None:
+        """Add ``node`` (if new) and set its attributes."""
+        if node not in self.nodes:
+            self.nodes[node], self._parents[node], self._children[node] = {}, [], {}
+        self.nodes[node].update(attrs)
+
+    def add_edge(self, parent: Hashable, child: Hashable) -> None:
+        """Add the edge ``parent -> child`` (and the nodes); a child's parents keep their order."""
+        self.add_node(parent)
+        self.add_node(child)
+        if child not in self._children[parent]:
+            self._children[parent][child] = None
+            self._parents[child].append(parent)
+
+    @property
+    def edges(self) -> list[tuple[Hashable, Hashable]]:
+        """Every edge as ``(parent, child)``."""
+        return [(p, c) for p, children in self._children.items() for c in children]
+
+    def predecessors(self, node: Hashable) -> Iterator[Hashable]:
+        """The parents of ``node``, in the order they were connected."""
+        return iter(self._parents[node])
+
+    def successors(self, node: Hashable) -> Iterator[Hashable]:
+        """The children of ``node``."""
+        return iter(self._children[node])
+
+    def copy(self) -> Dag:
+        """A copy whose node attributes can change without touching this graph's."""
+        other = Dag(self.name)
+        other.nodes = {node: dict(attrs) for node, attrs in self.nodes.items()}
+        other._parents = {node: list(ps) for node, ps in self._parents.items()}
+        other._children = {node: dict(cs) for node, cs in self._children.items()}
+        return other
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.nodes
+
+
+def topological_order(graph: GraphLike) -> list[Any]:
+    """The nodes of ``graph``, parents before children, ties broken by name (stable output).
+
+    Raises ``ValueError`` naming a cycle if there is one.
+    """
+    sorter = graphlib.TopologicalSorter({n: graph.predecessors(n) for n in graph.nodes})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(str(node) for node in exc.args[1])
+        raise ValueError(f"the graph has a cycle: {cycle}") from None
+    ready = list(sorter.get_ready())
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        sorter.done(node)
+        for child in sorter.get_ready():
+            heapq.heappush(ready, child)
+    return order
+
+
+def descendants(graph: GraphLike, node: Any) -> set[Any]:
+    """Every node reachable from ``node`` (not ``node`` itself)."""
+    found: set[Any] = set()
+    stack = list(graph.successors(node))
+    while stack:
+        below = stack.pop()
+        if below not in found:
+            found.add(below)
+            stack.extend(graph.successors(below))
+    return found
 
 
 class Pipeline:
@@ -54,24 +160,22 @@ class Pipeline:
 
     def tasks(self) -> list[Task]:
         """All tasks of the pipeline in a topological order (parents before children)."""
-        import networkx as nx
-
         graph = self.graph()
-        return [graph.nodes[name]["task"] for name in nx.lexicographical_topological_sort(graph)]
+        return [graph.nodes[name]["task"] for name in topological_order(graph)]
 
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> Dag:
         """The pipeline as a DAG of task names (node attribute ``task``), checked for a run."""
-        import networkx as nx
-
-        graph = nx.DiGraph(name=self.name)
+        graph = Dag(self.name)
         by_name = self._unique_names(self._members)
-        graph.add_nodes_from((name, {"task": t}) for name, t in by_name.items())
+        for name, t in by_name.items():
+            graph.add_node(name, task=t)
         for t in by_name.values():
-            for order, parent in enumerate(t.parents):
-                graph.add_edge(parent.name, t.name, order=order)
-        if not nx.is_directed_acyclic_graph(graph):
-            cycle = " -> ".join(u for u, _ in nx.find_cycle(graph))
-            raise PipelineError(f"pipeline {self.name!r} has a cycle: {cycle}")
+            for parent in t.parents:
+                graph.add_edge(parent.name, t.name)
+        try:
+            topological_order(graph)
+        except ValueError as exc:
+            raise PipelineError(f"pipeline {self.name!r}: {exc}") from None
         return graph
 
     def _unique_names(self, members: Iterable[Task]) -> dict[str, Task]:

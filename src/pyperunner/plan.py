@@ -10,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import networkx as nx
-
+from .graph import GraphLike, topological_order
 
 _MISSING = object()
 
@@ -53,7 +51,7 @@ class Plan:
 
 
 def make_plan(
-    graph: nx.DiGraph,
+    graph: GraphLike,
     is_cached: Callable[[str], bool],
     reload: Callable[[str], bool],
     force_reload: bool = False,
@@ -64,9 +62,7 @@ def make_plan(
     ``why_not_cached`` explains a missing result (e.g. which parameters changed since the last
     stored one); it is asked only about tasks that run for that reason.
     """
-    import networkx as nx
-
-    order = tuple(nx.lexicographical_topological_sort(graph))
+    order = tuple(topological_order(graph))
     reasons: dict[str, Reason] = {}
     why: dict[str, str] = {}
     forced: set[str] = set()

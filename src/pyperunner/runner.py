@@ -22,11 +22,11 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import yamlio
 from .executors import Executor, Job, make_executor
-from .graph import Pipeline
+from .graph import Dag, Pipeline
 from .logs import run_logging
 from .plan import Plan, describe_change, make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
@@ -34,9 +34,6 @@ from .scheduler import Listener, RunInterrupted, run_plan
 from .status import Status, TaskRun
 from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 LOG_FILE = "pipeline.log"
 STATUS_IMAGE = "status.png"
@@ -74,7 +71,7 @@ class Runner:
         self.console = console
         self.progress = progress
         self.run_dir: Path | None = None
-        self._graph: nx.DiGraph | None = None
+        self._graph: Dag | None = None
         self._result: PipelineResult | None = None
 
     @property
@@ -203,7 +200,7 @@ class Runner:
 
     def _plan(
         self,
-        graph: nx.DiGraph,
+        graph: Dag,
         tasks: Mapping[str, Task],
         keys: Mapping[str, str],
         records: Mapping[str, Mapping[str, Any]],

@@ -19,14 +19,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
 
 from .executors import Executor, Job, Outcome
+from .graph import GraphLike, descendants
 from .plan import Plan
 from .status import Status, TaskRun
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 Listener = Callable[[str, TaskRun], None]
 
@@ -66,7 +63,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def run_plan(
-    graph: nx.DiGraph,
+    graph: GraphLike,
     plan: Plan,
     jobs: Mapping[str, Job],
     executor: Executor,
@@ -91,7 +88,7 @@ def run_plan(
 
 @dataclasses.dataclass
 class _Loop:
-    graph: nx.DiGraph
+    graph: GraphLike
     plan: Plan
     jobs: dict[str, Job]
     executor: Executor
@@ -167,9 +164,7 @@ class _Loop:
             self._stop_launching()
 
     def _cant_run_below(self, name: str) -> None:
-        import networkx as nx
-
-        for below in nx.descendants(self.graph, name):
+        for below in descendants(self.graph, name):
             run = self.runs[below]
             if run.status is Status.NOT_STARTED:
                 run.status = Status.CANT_RUN

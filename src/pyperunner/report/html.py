@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from .. import yamlio
+from ..graph import Dag
 from ..results import PIPELINE_FILE, RUN_FILE
 from ..status import Status, TaskRun
 from .image import STATUS_COLORS, layout_boxes
@@ -219,9 +218,9 @@ def _header(view: RunView) -> str:
 {warning}</header>"""
 
 
-def _task_graph(view: RunView) -> nx.DiGraph:
+def _task_graph(view: RunView) -> Dag:
     """The DAG with each node's status and duration, as ``layout_boxes`` expects it."""
-    graph = nx.DiGraph()
+    graph = Dag()
     for task in view.tasks:
         graph.add_node(task.name, status=task.run.status, duration=task.run.duration)
     for task in view.tasks:
@@ -231,7 +230,7 @@ def _task_graph(view: RunView) -> nx.DiGraph:
     return graph
 
 
-def _pixel_boxes(graph: nx.DiGraph) -> dict[str, Rect]:
+def _pixel_boxes(graph: Dag) -> dict[str, Rect]:
     """Boxes from ``layout_boxes`` in SVG pixels (origin top left), tight around the boxes."""
     boxes = layout_boxes(graph)
     if not boxes:

@@ -25,9 +25,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from ..graph import GraphLike, topological_order
 from ..status import Status
 from .text import format_duration
 
@@ -106,13 +106,13 @@ class _Dummy:
 # --------------------------------------------------------------------------- labels
 
 
-def _node_status(graph: nx.DiGraph, node: Hashable) -> Status:
+def _node_status(graph: GraphLike, node: Hashable) -> Status:
     """The node's ``status`` attribute as a ``Status`` (NOT_STARTED if missing)."""
     value = graph.nodes[node].get("status")
     return Status.NOT_STARTED if value is None else Status(value)
 
 
-def _detail_line(graph: nx.DiGraph, node: Hashable) -> str:
+def _detail_line(graph: GraphLike, node: Hashable) -> str:
     """Second line of a box: the status, plus the duration when known (``cached`` if cached)."""
     status = _node_status(graph, node)
     if status is Status.CACHED:
@@ -128,7 +128,7 @@ def _text_width(text: str, font_pt: float) -> float:
     return len(text) * _CHAR_WIDTH_PER_PT * font_pt
 
 
-def _box_width(graph: nx.DiGraph, node: Hashable) -> float:
+def _box_width(graph: GraphLike, node: Hashable) -> float:
     """Unscaled box width in inches that fits both label lines."""
     text = max(
         _text_width(str(node), _NAME_FONT_PT),
@@ -149,22 +149,19 @@ def _legend_width() -> float:
 # --------------------------------------------------------------------------- layering
 
 
-def _check_acyclic(graph: nx.DiGraph) -> None:
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = nx.find_cycle(graph)
-        raise ValueError(f"task graph has a cycle: {cycle}")
+def _longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
+    """Layer of each node: length of the longest path reaching it from a root.
 
-
-def _longest_path_layers(graph: nx.DiGraph) -> dict[Hashable, int]:
-    """Layer of each node: length of the longest path reaching it from a root."""
+    Raises ``ValueError`` naming a cycle if there is one.
+    """
     layer: dict[Hashable, int] = {}
-    for node in nx.topological_sort(graph):
+    for node in topological_order(graph):
         layer[node] = max((layer[p] + 1 for p in graph.predecessors(node)), default=0)
     return layer
 
 
 def _expand_long_edges(
-    graph: nx.DiGraph, layer: dict[Hashable, int]
+    graph: GraphLike, layer: dict[Hashable, int]
 ) -> tuple[list[list[Hashable]], dict[Hashable, list[Hashable]], dict[Hashable, list[Hashable]]]:
     """Layers (in graph order) plus up/down neighbours, with dummies splitting long edges."""
     depth = max(layer.values(), default=-1) + 1
@@ -217,9 +214,8 @@ def _barycenter_order(
 # --------------------------------------------------------------------------- geometry
 
 
-def _compute_layout(graph: nx.DiGraph, title: str | None) -> _Layout:
+def _compute_layout(graph: GraphLike, title: str | None) -> _Layout:
     """Positions of every box and edge route, in final figure inches."""
-    _check_acyclic(graph)
     layers, up, down = _expand_long_edges(graph, _longest_path_layers(graph))
     layers = _barycenter_order(layers, up, down)
 
@@ -294,7 +290,7 @@ def _layer_gaps(
 
 
 def _edge_routes(
-    graph: nx.DiGraph,
+    graph: GraphLike,
     layers: list[list[Hashable]],
     rects: dict[Hashable, tuple[float, float, float, float]],
 ) -> dict[tuple[Hashable, Hashable], list[tuple[float, float]]]:
@@ -318,7 +314,7 @@ def _edge_routes(
 
 
 def layout_boxes(
-    graph: nx.DiGraph, title: str | None = None
+    graph: GraphLike, title: str | None = None
 ) -> dict[str, tuple[float, float, float, float]]:
     """Box of every task as ``(x, y, width, height)`` in figure inches, origin bottom left.
 
@@ -741,7 +737,7 @@ class _Canvas:
         self.image.save(path, format="PNG", compress_level=_PNG_COMPRESSION)
 
 
-def _draw_tasks(canvas: _Canvas, graph: nx.DiGraph, layout: _Layout) -> None:
+def _draw_tasks(canvas: _Canvas, graph: GraphLike, layout: _Layout) -> None:
     pt = canvas.pt
     radius = 0.08 * layout.scale * canvas.dpi
     pad = 0.08 * layout.scale * canvas.dpi
@@ -795,7 +791,7 @@ def _draw_legend(canvas: _Canvas, layout: _Layout) -> None:
         x += col_width + column_gap
 
 
-def _render(graph: nx.DiGraph, layout: _Layout, title: str | None, dpi: int) -> _Canvas:
+def _render(graph: GraphLike, layout: _Layout, title: str | None, dpi: int) -> _Canvas:
     """Draw the picture (not yet saved)."""
     canvas = _Canvas(layout, dpi)
     canvas.edges(list(layout.routes.values()))
@@ -815,7 +811,7 @@ def _render(graph: nx.DiGraph, layout: _Layout, title: str | None, dpi: int) -> 
 
 
 def write_status_png(
-    graph: nx.DiGraph, path: str | os.PathLike[str], title: str | None = None
+    graph: GraphLike, path: str | os.PathLike[str], title: str | None = None
 ) -> Path:
     """Draw the DAG coloured by task status to a PNG file and return its path.
 
