@@ -703,7 +703,83 @@ def test_sigkill_of_runner_at_any_instant_never_leaves_a_result_a_later_run_trus
         most_workers_outliving_the_runner=orphans,
     )
     assert killed_mid_run >= KILL_ITERATIONS // 3
-    assert torn_writes >= 1, "no kill landed during a write: the test did not test much"
+
+
+class _StallWhilePickled:
+    """While ``fifo`` exists, pickling it says so on the fifo and blocks: the result file is
+    half written. Without the fifo it pickles as a plain string."""
+
+    def __init__(self, fifo: str) -> None:
+        self.fifo = fifo
+
+    def __reduce__(self) -> Any:
+        if os.path.exists(self.fifo):
+            with open(self.fifo, "w") as signal_to_test:
+                signal_to_test.write("writing\n")
+            time.sleep(WAIT)
+        return (str, ("written",))
+
+
+class HalfWritten(Task):
+    """Returns a large blob followed by an object whose pickling may stall (see above)."""
+
+    @run
+    def run(self, data, fifo):
+        record_call(self.name)
+        return [random.Random(0).randbytes(BLOB_SIZE), _StallWhilePickled(fifo)]
+
+
+def torn_write_pipeline(fifo: str) -> Pipeline:
+    return Pipeline("torn", [Echo("after")(HalfWritten("x", fifo=fifo))])
+
+
+TORN_WRITE_SCRIPT = """
+import sys
+
+sys.path.insert(0, @TESTS@)
+import test_faults
+
+from pyperunner import Runner
+
+fifo, data_path, log_path = sys.argv[1:4]
+runner = Runner(data_path=data_path, log_path=log_path, console=False)
+print("ready", flush=True)
+runner.run(test_faults.torn_write_pipeline(fifo))
+"""
+
+
+@pytest.mark.parametrize("who", ["machine", "runner"])
+def test_sigkill_in_the_middle_of_writing_a_result_leaves_nothing_trusted(tmp_path, calls, who):
+    data, log, fifo = tmp_path / "data", tmp_path / "log", tmp_path / "writing.fifo"
+    os.mkfifo(fifo)
+    script = write_script(tmp_path, "torn.py", TORN_WRITE_SCRIPT)
+    pipeline = torn_write_pipeline(str(fifo))
+    key = pipeline.keys()["HalfWritten(x)"]
+    store = Store(data)
+    with scripts() as started:
+        victim = Script(tmp_path, script, str(fifo), str(data), str(log))
+        started.append(victim)
+        assert victim.read_line() == "ready", victim.stderr()
+        with open(fifo) as writing:  # blocks until the worker is inside the write
+            assert writing.readline() == "writing\n"
+        torn = temp_leftovers(data)
+        assert torn and torn[0].stat().st_size > 0, "the result should be half written now"
+        os.kill(victim.pid, signal.SIGKILL)
+        if who == "machine":
+            victim.kill_session()
+        victim.wait()
+        for pid in session_members(victim.pid):  # the workers end with the runner
+            assert wait_gone(pid, WAIT), f"process {pid} outlived the runner"
+        assert not store.has("HalfWritten(x)", key)
+        assert not store.result_path("HalfWritten(x)", key).exists()
+    fifo.unlink()
+    calls.reset()
+
+    result = Runner(data, log, console=False).run(pipeline)
+
+    assert result.ok and calls.counts() == {"HalfWritten(x)": 1, "Echo(after)": 1}
+    assert temp_leftovers(data) == []
+    assert result["HalfWritten(x)"][1] == "written"
 
 
 def damage_result(path: Path, how: str) -> None:

@@ -143,6 +143,8 @@ class Runner:
                 raise SystemExit(128 + interrupted.signum) from None
             finally:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)
+                if jobs:
+                    self.store.sync()  # the run's results survive a power cut from here on
             self._record(pipeline, pipeline_doc, keys, runs, started)
         assert self._result is not None
         return self._result
