@@ -884,3 +884,9 @@ def test_a_runs_pipeline_yaml_loads_with_from_file(tmp_path: Path) -> None:
     loaded = Pipeline.from_file(run_file)
 
     assert_same_pipeline(loaded, pipeline)
+
+
+@pytest.mark.parametrize("name", ["team/experiment", "..", "a\\b"])
+def test_a_pipeline_name_that_is_no_folder_name_is_rejected(name):
+    with pytest.raises(PipelineError, match="folder name"):
+        Pipeline(name)

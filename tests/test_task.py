@@ -575,3 +575,27 @@ def test_diamond_is_not_a_cycle():
     right(top)
     assert bottom([left, right]) is bottom
     assert set(bottom.ancestors()) == {top, left, right}
+
+
+# -- names and arguments that would go wrong later ---------------------------------------------
+
+
+def test_a_second_positional_argument_is_an_error_naming_the_task():
+    with pytest.raises(TaskDefinitionError, match=r"Source\(tg\).*only the tag.*by name"):
+        source("tg", True)
+
+
+@pytest.mark.parametrize("tag", ["a/b", "../../escape", "back\\slash", "nul\0"])
+def test_a_tag_that_is_no_folder_name_is_rejected_at_creation(tag):
+    with pytest.raises(TaskDefinitionError, match="folder name"):
+        source(tag)
+
+
+def test_a_parameter_changed_after_creation_changes_the_key():
+    values = [1, 2]
+    made = source("list", value=values)
+    before = made.hash()
+    values.append(100)
+    assert made.hash() != before
+    assert made.hash() == source("list", value=[1, 2, 100]).hash()
+    assert before == source("list", value=[1, 2]).hash()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import keys, yamlio
-from .task import Task, require_task
+from .task import Task, TaskDefinitionError, check_name, require_task
 
 
 class PipelineError(ValueError):
@@ -141,6 +141,10 @@ class Pipeline:
     def __init__(self, name: str, tasks: Sequence[Task] | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise PipelineError("a pipeline needs a non-empty name: Pipeline('my-pipeline')")
+        try:
+            check_name(name, "pipeline name")
+        except TaskDefinitionError as exc:
+            raise PipelineError(str(exc)) from None
         self.name = name
         self._members: list[Task] = []
         self._result: Mapping[str, Any] | None = None

@@ -107,7 +107,7 @@ class Task:
             cls.task_name = cls.__name__
         _check_execution_settings(cls.__qualname__, cls.retries, cls.retry_delay, cls.timeout)
 
-    def __init__(self, tag: Any = "", reload: bool = False, **params: Any) -> None:
+    def __init__(self, tag: Any = "", *extra: Any, reload: bool = False, **params: Any) -> None:
         cls = type(self)
         if cls is Task:
             raise TaskDefinitionError("Task is a base class: subclass it and implement run()")
@@ -117,13 +117,20 @@ class Task:
                 "add `@run` on the line above `def run`"
             )
         self.tag = "" if tag is None else str(tag)
-        self.reload = bool(reload)
         self.name = f"{cls.task_name}({self.tag})"
+        if extra:
+            raise TaskDefinitionError(
+                f"{self.name}: only the tag may be given by position, got {len(extra)} more "
+                f"argument(s) {extra!r}; pass parameters and reload by name, e.g. "
+                f"{cls.__qualname__}({self.tag!r}, reload=True, n=3)"
+            )
+        check_name(self.name, "task name")
+        self.reload = bool(reload)
         self.params = self._bind(params)
         self.parents: list[Task] = []
         self.children: list[Task] = []
         self.logger = logging.getLogger(self.name)
-        self._params_digest = self._digest_params()
+        self._check_params_hashable()
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -189,7 +196,7 @@ class Task:
         bound.update(params)
         return bound
 
-    def _digest_params(self) -> str:
+    def _check_params_hashable(self) -> None:
         for name, value in self.params.items():
             try:
                 keys.params_digest({name: value})
@@ -197,7 +204,6 @@ class Task:
                 raise keys.UnhashableParameterError(
                     f"{self.name}: parameter {name!r}: {exc}"
                 ) from exc
-        return keys.params_digest(self.params)
 
     # -- identity and keys --------------------------------------------------------------------
 
@@ -228,10 +234,13 @@ class Task:
         ]
 
     def own_digest(self) -> str:
-        """Digest of this task alone: identity, tag, parameters and code (not its parents)."""
-        return keys.own_digest(
-            self.identity(), self.name, self._params_digest, self.code_fingerprint()
-        )
+        """Digest of this task alone: identity, tag, parameters and code (not its parents).
+
+        Parameters are hashed as they are now, so a list changed after creating the task
+        changes the key too, as it changes what the task computes.
+        """
+        params = keys.params_digest(self.params)
+        return keys.own_digest(self.identity(), self.name, params, self.code_fingerprint())
 
     def hash(self) -> str:
         """The task's key: its own digest combined with the keys of all upstream tasks."""
@@ -293,6 +302,18 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+
+def check_name(name: str, what: str) -> None:
+    """Names become folder names: no path separators, no NUL, nothing that walks up."""
+    bad = [c for c in ("/", "\\", "\0") if c in name]
+    if bad or name in (".", ".."):
+        raise TaskDefinitionError(
+            f"{what} {name!r} cannot be used as a folder name (it contains {bad[0]!r}); "
+            "use letters, digits, '-', '_' or '.' instead"
+            if bad
+            else f"{what} {name!r} cannot be used as a folder name"
+        )
 
 
 def require_task(obj: Any, where: str) -> None:
