@@ -52,6 +52,45 @@ def test_plan_names_the_parameters_that_changed(runner):
     assert plan.why["Step(third)"] == "upstream task Step(second) runs"
 
 
+def chain_with_third_factor(third_factor):
+    return Sequential(
+        "why",
+        [
+            step("first", factor=1),
+            step("second", factor=2),
+            step("third", factor=third_factor),
+            step("fourth", factor=4),
+        ],
+    )
+
+
+def test_a_task_that_runs_for_upstream_also_names_its_own_changed_parameters(runner):
+    runner.run(chain_with_third_factor(3))
+    pipeline = chain_with_third_factor(30)
+    pipeline.tasks()[1].reload = True  # Step(second): runs, and so does everything below it
+    plan = runner.plan(pipeline)
+    assert plan.why["Step(third)"] == "upstream task Step(second) runs; parameters changed: factor"
+    assert plan.why["Step(fourth)"] == "upstream task Step(third) runs"
+
+
+def test_a_damaged_result_is_the_reason_given_not_a_parameter_change(runner):
+    runner.run(chain())
+    runner.run(chain(second_factor=20))  # the newest stored Step(second) has other parameters
+    first_key = chain().keys()["Step(second)"]
+    damaged = runner.store.result_path("Step(second)", first_key)
+    damaged.write_bytes(damaged.read_bytes()[:-1])
+    why = runner.plan(chain()).why["Step(second)"]
+    assert why.startswith("stored result is damaged") and str(damaged) in why
+
+
+def test_summary_after_a_run_shows_plain_names_not_that_runs_plan(runner):
+    pipeline = chain()
+    runner.run(pipeline, show_execution_plan=True)
+    text = pipeline.summary(echo=False)
+    assert "[run:" not in text and "[cached]" not in text
+    assert "| Step(first) |" in text
+
+
 def test_plan_says_reload_and_force_reload(runner):
     runner.run(chain())
     assert runner.plan(chain(reload_third=True)).why == {

@@ -788,3 +788,15 @@ def test_runner_paths_relative_to_cwd(tmp_path, monkeypatch):
     assert result.path("Node(a)").is_file()
     assert str(result.path("Node(a)")).startswith(str(tmp_path / "data"))
     assert len(list((tmp_path / "log").glob("rel_*/pipeline.yaml"))) == 1
+
+
+def test_a_cached_task_reports_the_size_of_its_stored_output(paths):
+    data, log = paths
+    runner = Runner(data, log, executor="inline", console=False)
+    first = runner.run(Pipeline("sizes", [Node("big")]))
+    again = runner.run(Pipeline("sizes", [Node("big")]))
+    assert again.runs["Node(big)"].status is Status.CACHED
+    size = first.runs["Node(big)"].output_bytes
+    assert size and again.runs["Node(big)"].output_bytes == size
+    reloaded = PipelineResult.from_file(again.run_dir / "pipeline.yaml")
+    assert reloaded.runs["Node(big)"].output_bytes == size

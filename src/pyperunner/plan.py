@@ -50,17 +50,33 @@ class Plan:
         return [name for name in self.order if name not in self.reasons]
 
 
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """How a task differs from its last stored result: its own changes and changed parents."""
+
+    own: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        """One line for logs and reports; "no cached result" if nothing is known to differ."""
+        parts = list(self.own)
+        if self.upstream:
+            parts.append(f"upstream changed: {', '.join(self.upstream)}")
+        return "; ".join(parts) or Reason.NOT_CACHED.value
+
+
 def make_plan(
     graph: GraphLike,
     is_cached: Callable[[str], bool],
     reload: Callable[[str], bool],
     force_reload: bool = False,
-    why_not_cached: Callable[[str], str] = lambda name: Reason.NOT_CACHED.value,
+    changes: Callable[[str], Change] = lambda name: Change(),
 ) -> Plan:
     """Decide for every task of ``graph`` (names, edges parent -> child) whether it runs, and why.
 
-    ``why_not_cached`` explains a missing result (e.g. which parameters changed since the last
-    stored one); it is asked only about tasks that run for that reason.
+    ``changes`` tells how a task differs from its last stored result (e.g. which parameters
+    changed); it is asked only about tasks that run for want of a result or because an upstream
+    task runs, and ``is_cached`` only about tasks whose parents are all cached.
     """
     order = tuple(topological_order(graph))
     reasons: dict[str, Reason] = {}
@@ -75,9 +91,9 @@ def make_plan(
             reasons[name], why[name] = Reason.RELOAD, "reload=True"
         elif running_parents:
             reasons[name] = Reason.UPSTREAM
-            why[name] = f"upstream task {running_parents[0]} runs"
+            why[name] = "; ".join((f"upstream task {running_parents[0]} runs", *changes(name).own))
         elif not is_cached(name):
-            reasons[name], why[name] = Reason.NOT_CACHED, why_not_cached(name)
+            reasons[name], why[name] = Reason.NOT_CACHED, changes(name).text()
         if reasons.get(name) in (Reason.FORCE_RELOAD, Reason.RELOAD) or any(
             parent in forced for parent in parents
         ):
@@ -85,14 +101,12 @@ def make_plan(
     return Plan(order=order, reasons=reasons, forced=frozenset(forced), why=why)
 
 
-def describe_change(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
-    """Say why a task has no cached result, comparing its record with the last one stored.
-
-    Records are what ``params.yaml`` holds: ``task.params``, ``task.code`` and ``parents``.
-    """
+def compare_records(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> Change:
+    """How a task's record differs from the last one stored (records are what ``params.yaml``
+    holds: ``task.params``, ``task.code`` and ``parents``)."""
     if previous is None:
-        return Reason.NOT_CACHED.value
-    changes = []
+        return Change()
+    own = []
     now, before = current.get("task", {}), previous.get("task", {})
     old_params, new_params = before.get("params") or {}, now.get("params") or {}
     changed = sorted(
@@ -101,13 +115,11 @@ def describe_change(current: Mapping[str, Any], previous: Mapping[str, Any] | No
         if old_params.get(name, _MISSING) != new_params.get(name, _MISSING)
     )
     if changed:
-        changes.append(f"parameters changed: {', '.join(changed)}")
+        own.append(f"parameters changed: {', '.join(changed)}")
     if before.get("code") is not None and before.get("code") != now.get("code"):
-        changes.append("code changed")
+        own.append("code changed")
     old_parents, new_parents = previous.get("parents") or {}, current.get("parents") or {}
     upstream = [p for p in new_parents if old_parents.get(p) != new_parents[p]]
     if list(old_parents) != list(new_parents) and not upstream:
         upstream = ["(parents rewired)"]
-    if upstream:
-        changes.append(f"upstream changed: {', '.join(upstream)}")
-    return "; ".join(changes) or Reason.NOT_CACHED.value
+    return Change(tuple(own), tuple(upstream))

@@ -28,7 +28,7 @@ from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline
 from .logs import run_logging
-from .plan import Plan, describe_change, make_plan
+from .plan import Change, Plan, compare_records, make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, run_plan
 from .status import Status, TaskRun
@@ -99,13 +99,8 @@ class Runner:
         run_dir = self._make_run_dir(pipeline.name)
         self.run_dir, self._graph = run_dir, graph
         with contextlib.ExitStack() as stack:
-            view = None
-            if self._live():
-                from .report.progress import LiveProgress
-
-                view = stack.enter_context(LiveProgress(pipeline.name))
-            listener = _log_change if view is None else _both(_log_change, view.update)
-            console_level = logging.INFO if view is None else logging.WARNING
+            live = self._live()
+            console_level = logging.WARNING if live else logging.INFO
             stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, console_level))
             pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
             (run_dir / PIPELINE_FILE).write_text(yamlio.dump(pipeline_doc))
@@ -115,8 +110,14 @@ class Runner:
             log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
             if show_execution_plan:
                 pipeline.summary()
-            if view is not None:
+            pipeline._plan = None  # the boxes of a later summary() are not this run's plan
+            listener = _log_change
+            if live:  # started after the plan is printed, so it draws below it
+                from .report.progress import LiveProgress
+
+                view = stack.enter_context(LiveProgress(pipeline.name))
                 view.plan(plan.to_run, plan.cached)
+                listener = _both(_log_change, view.update)
             jobs = {
                 name: Job(
                     tasks[name],
@@ -162,6 +163,9 @@ class Runner:
         run_dir = self.run_dir
         self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
         pipeline._result = self._result
+        for name, run in runs.items():
+            if run.status is Status.CACHED and run.output_bytes is None:
+                run.output_bytes = self.store.result_size(name, keys[name])
         doc = {
             "finished": dt.datetime.now().isoformat(timespec="seconds"),
             "duration": round(time.time() - started, 3),
@@ -209,14 +213,32 @@ class Runner:
         force_reload: bool,
         pipeline: Pipeline | None = None,
     ) -> Plan:
+        damaged: dict[str, str] = {}
+
+        def is_cached(name: str) -> bool:
+            state, problem = self.store.check(name, keys[name])
+            if state is EntryState.DAMAGED:
+                log.warning(
+                    "Cached result of %s is damaged (%s); computing it again", name, problem
+                )
+                damaged[name] = problem
+            elif state is EntryState.OK:
+                for leftover in self.store.sweep(name, keys[name]):
+                    log.info("Removed %s, left by an interrupted write", leftover)
+            return state is EntryState.OK
+
+        def changes(name: str) -> Change:
+            if name in damaged:
+                return Change((f"stored result is damaged ({damaged[name]})",))
+            previous = self.store.latest_record(name, except_key=keys[name])
+            return compare_records(records[name], previous)
+
         plan = make_plan(
             graph,
-            is_cached=lambda name: self._is_cached(name, keys[name]),
+            is_cached=is_cached,
             reload=lambda name: tasks[name].reload,
             force_reload=force_reload,
-            why_not_cached=lambda name: describe_change(
-                records[name], self.store.latest_record(name, except_key=keys[name])
-            ),
+            changes=changes,
         )
         if pipeline is not None:
             pipeline._plan = plan
@@ -226,15 +248,6 @@ class Runner:
         if not self.console or self.progress is False:
             return False
         return bool(self.progress) or sys.stderr.isatty()
-
-    def _is_cached(self, name: str, key: str) -> bool:
-        state, problem = self.store.check(name, key)
-        if state is EntryState.DAMAGED:
-            log.warning("Cached result of %s is damaged (%s); computing it again", name, problem)
-        elif state is EntryState.OK:
-            for leftover in self.store.sweep(name, key):
-                log.info("Removed %s, left by an interrupted write", leftover)
-        return state is EntryState.OK
 
     def results(self) -> PipelineResult:
         """The results of the last run of this runner."""

@@ -91,7 +91,7 @@ class Store:
             size = path.stat().st_size
         except FileNotFoundError:
             return EntryState.MISSING, ""
-        expected = self._recorded_size(name, key)
+        expected = self.result_size(name, key)
         if expected is None:
             return (
                 EntryState.DAMAGED,
@@ -101,7 +101,7 @@ class Store:
             return EntryState.DAMAGED, f"{path} has {size} bytes, {expected} were written"
         return EntryState.OK, ""
 
-    def _recorded_size(self, name: str, key: str) -> int | None:
+    def result_size(self, name: str, key: str) -> int | None:
         """The result size params.yaml records; None if the record is missing or unreadable."""
         try:
             text = (self.entry(name, key) / PARAMS_FILE).read_bytes()
