@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -503,7 +504,7 @@ def test_log_stores_pipeline_parameters_line_as_in_manual(paths):
     run_dir = only_run_dir(log)
     lines = (run_dir / "pipeline.log").read_text().splitlines()
     pattern = re.compile(
-        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO\s+MainProcess\s+root\s+"
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO     MainProcess  root      "
         r"Stored pipeline parameters in (?P<path>\S+)$"
     )
     found = [m for m in map(pattern.match, lines) if m]
@@ -800,3 +801,56 @@ def test_a_cached_task_reports_the_size_of_its_stored_output(paths):
     assert size and again.runs["Node(big)"].output_bytes == size
     reloaded = PipelineResult.from_file(again.run_dir / "pipeline.yaml")
     assert reloaded.runs["Node(big)"].output_bytes == size
+
+
+@task("Noisy", receives_input=False)
+def noisy():
+    thread = threading.Thread(target=lambda: print("marker: a thread of the task prints"))
+    thread.start()
+    thread.join()
+    os.system("echo marker: a shell the task started")
+    subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('marker: stderr\\n')"])
+    os.write(1, b"marker: no newline at the end")
+    return 1
+
+
+def test_output_of_a_tasks_threads_and_processes_lands_in_the_log_under_its_name(paths):
+    result = make_runner(paths).run(Pipeline("noisy", [noisy()]))
+    assert result.ok
+    lines = [
+        LOG_LINE.match(line) for line in (result.run_dir / "pipeline.log").read_text().splitlines()
+    ]
+    found = {m["message"]: m for m in lines if m and m["message"].startswith("marker:")}
+    assert set(found) == {
+        "marker: a thread of the task prints",
+        "marker: a shell the task started",
+        "marker: stderr",
+        "marker: no newline at the end",
+    }
+    assert {m["task"] for m in found.values()} == {"Noisy()"}
+    assert found["marker: stderr"]["level"] == "WARNING"
+    assert {m["process"] for m in found.values()} == {"Worker-1"}
+
+
+@task("Cached", receives_input=False)
+def cached_input():
+    return 41
+
+
+@task("DeleteMyInput")
+def delete_my_input(data, data_path):
+    from pyperunner.store import Store
+
+    key = Pipeline("p", [cached_input()]).keys()["Cached()"]
+    return {"deleted": Store(data_path).delete("Cached()", key), "value": data[0] + 1}
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached-input", "input-of-this-run"])
+def test_a_result_the_run_still_reads_is_never_deleted_by_gc(paths, cached):
+    data, _ = paths
+    runner = make_runner(paths, executor="inline", console=False)
+    if cached:
+        runner.run(Pipeline("p", [cached_input()]))
+    result = runner.run(Pipeline("p", [delete_my_input(data_path=str(data))(cached_input())]))
+    assert result["DeleteMyInput()"] == {"deleted": False, "value": 42}
+    assert result["Cached()"] == 41

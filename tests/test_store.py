@@ -366,3 +366,29 @@ def test_compressed_results_still_load(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         assert np.array_equal(store.load(NAME, KEY), np.zeros(1000))
     assert (tmp_path / NAME / KEY / "result.dump.gz").read_bytes()[:2] == b"\x1f\x8b"
+
+
+# -- entries a run still reads ---------------------------------------------------------------------
+
+
+def test_an_entry_held_for_reading_is_not_deleted_until_released(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "value", RECORD)
+    with store.reading(NAME, KEY) as held:
+        assert held
+        assert not store.delete(NAME, KEY)
+        assert store.load(NAME, KEY) == "value"
+    assert store.delete(NAME, KEY)
+    assert not store.entry(NAME, KEY).exists()
+
+
+def test_holding_a_missing_entry_says_so(tmp_path: Path) -> None:
+    with Store(tmp_path).reading(NAME, KEY) as held:
+        assert not held
+
+
+def test_a_damaged_entry_without_its_record_is_not_trusted(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "value", RECORD)
+    (store.entry(NAME, KEY) / "params.yaml").unlink()
+    assert not store.has(NAME, KEY)

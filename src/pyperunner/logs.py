@@ -11,21 +11,87 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-LOG_FORMAT = "%(asctime)s %(levelname)-8s %(processName)-12s %(task)-20s %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)-8s %(processName)-12s %(task)-9s %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _current = threading.local()
+_process_task: str | None = None
+"""The task a worker process runs, for output of threads and processes the task started."""
+
+FLUSH_WAIT = 1.0
+"""Seconds a worker waits at the end of a task for output still in its pipes to be logged."""
 
 
 def current_task() -> str | None:
-    """The name of the task the calling thread is running, if any."""
-    return getattr(_current, "name", None)
+    """The task the calling thread runs, else the task of this worker process, if any."""
+    return getattr(_current, "name", None) or _process_task
+
+
+@contextlib.contextmanager
+def process_output_of(name: str) -> Iterator[None]:
+    """In a worker process that runs only task ``name``: log everything the process writes.
+
+    Output of the task's other threads, of C code and of processes it starts goes to file
+    descriptors 1 and 2, which are pipes for the duration; each line becomes a record of the
+    task, stdout at INFO and stderr at WARNING, like what the task prints itself.
+    """
+    global _process_task
+    _process_task = name
+    captures = [_FdCapture(1, logging.INFO), _FdCapture(2, logging.WARNING)]
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for capture in captures:
+            capture.close()
+        _process_task = None
+
+
+class _FdCapture:
+    """Replaces file descriptor ``fd`` by a pipe whose lines a thread logs for the task."""
+
+    _END = b"\0pyperunner-end-of-output\0\n"
+
+    def __init__(self, fd: int, level: int) -> None:
+        self.fd, self.level = fd, level
+        self.saved = os.dup(fd)
+        read_end, self.write_end = os.pipe()
+        os.dup2(self.write_end, fd)
+        self.done = threading.Event()
+        self.reader = threading.Thread(
+            target=self._forward, args=(read_end,), name=f"pyperunner-fd{fd}", daemon=True
+        )
+        self.reader.start()
+
+    def _forward(self, read_end: int) -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                ended = line.endswith(self._END)
+                text = line[: -len(self._END)] if ended else line.rstrip(b"\n")
+                if text:
+                    logging.getLogger(_process_task or "root").log(
+                        self.level, text.decode(errors="replace")
+                    )
+                if ended:
+                    break
+        self.done.set()
+
+    def close(self) -> None:
+        """Log what is still in the pipe (waiting at most ``FLUSH_WAIT``), restore ``fd``."""
+        os.write(self.write_end, self._END)
+        self.done.wait(FLUSH_WAIT)
+        os.dup2(self.saved, self.fd)
+        os.close(self.saved)
+        os.close(self.write_end)
 
 
 @contextlib.contextmanager

@@ -111,13 +111,13 @@ class Runner:
             if show_execution_plan:
                 pipeline.summary()
             pipeline._plan = None  # the boxes of a later summary() are not this run's plan
-            listener = _log_change
+            listener = self._holding_inputs(stack, graph, plan, keys)
             if live:  # started after the plan is printed, so it draws below it
                 from .report.progress import LiveProgress
 
                 view = stack.enter_context(LiveProgress(pipeline.name))
                 view.plan(plan.to_run, plan.cached)
-                listener = _both(_log_change, view.update)
+                listener = _both(listener, view.update)
             jobs = {
                 name: Job(
                     tasks[name],
@@ -149,6 +149,28 @@ class Runner:
             self._record(pipeline, pipeline_doc, keys, runs, started)
         assert self._result is not None
         return self._result
+
+    def _holding_inputs(
+        self, stack: contextlib.ExitStack, graph: Dag, plan: Plan, keys: Mapping[str, str]
+    ) -> Listener:
+        """Hold every result a task of this run will read, so no ``gc`` deletes it meanwhile:
+        cached inputs now, outputs of this run once they are stored; returns the run's listener."""
+        to_run = set(plan.reasons)
+
+        def hold(name: str) -> None:
+            needed = any(child in to_run for child in graph.successors(name))
+            if needed and not stack.enter_context(self.store.reading(name, keys[name])):
+                log.warning("The stored result of %s disappeared after planning", name)
+
+        for name in plan.cached:
+            hold(name)
+
+        def listener(name: str, run: TaskRun) -> None:
+            _log_change(name, run)
+            if run.status in (Status.SUCCESS, Status.CACHED):
+                hold(name)
+
+        return listener
 
     def _record(
         self,

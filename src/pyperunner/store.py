@@ -248,7 +248,7 @@ class Store:
         return sum(f.stat().st_size for f in self.entry(name, key).rglob("*") if f.is_file())
 
     def delete(self, name: str, key: str) -> bool:
-        """Delete an entry unless someone holds its lock (computing or reading it); True if gone.
+        """Delete an entry unless a run computes it or may still read it; True if gone.
 
         The entry first stops counting (its result is removed under the lock), then its folder
         goes, so a reader never sees a half-deleted entry as cached.
@@ -260,7 +260,8 @@ class Store:
             return True
         try:
             with FileLock(folder / LOCK_FILE, timeout=0, mode=LOCK_MODE):
-                self.result_path(name, key).unlink(missing_ok=True)
+                if not self._unlink_unless_read(self.result_path(name, key)):
+                    return False
                 for item in folder.iterdir():
                     if item.name != LOCK_FILE:
                         shutil.rmtree(item) if item.is_dir() else item.unlink()
@@ -270,6 +271,49 @@ class Store:
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # only if no other key of this task is left
         return True
+
+    @contextlib.contextmanager
+    def reading(self, name: str, key: str) -> Iterator[bool]:
+        """Keep :meth:`delete` (``pyperunner gc``) off a result while a run may still read it.
+
+        Holds a shared lock on the result file; yields False if there is no result to hold.
+        """
+        import fcntl
+
+        path = self.result_path(name, key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:  # deleted or replaced while we waited for the lock?
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            yield same
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _unlink_unless_read(path: Path) -> bool:
+        """Remove a result file unless a run holds it (see :meth:`reading`); True if gone."""
+        import fcntl
+
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        else:
+            path.unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(fd)
 
     def latest_record(self, name: str, except_key: str | None = None) -> dict[str, Any] | None:
         """The record of the most recently stored complete result of ``name``, if any."""

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from ..logs import forward_records, handle_forwarded
+from ..logs import forward_records, handle_forwarded, process_output_of
 from ..store import Store
 from .base import Executor, Job, Outcome, TaskTimeoutError, execute, timed_out
 
@@ -143,6 +143,7 @@ class ProcessExecutor(Executor):
         super().__init__()
         self._ctx = multiprocessing.get_context("fork")
         self._running: dict[Connection, _Running] = {}
+        self._started = 0
 
     def start(self, store: Store, workers: int) -> None:
         super().start(store, workers)
@@ -151,7 +152,10 @@ class ProcessExecutor(Executor):
     def submit(self, job: Job) -> None:
         assert self.store is not None
         receiver, sender = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_worker_main, args=(job, self.store, sender))
+        self._started += 1
+        process = self._ctx.Process(
+            target=_worker_main, args=(job, self.store, sender), name=f"Worker-{self._started}"
+        )
         process.daemon = True
         started = time.time()
         process.start()
@@ -235,7 +239,7 @@ def _worker_main(job: Job, store: Store, sender: Connection) -> None:
         with lock:
             sender.send(message)
 
-    with forward_records(send):
+    with forward_records(send), process_output_of(job.name):
         outcome = execute(job, store)
     send(outcome)
     sender.close()
