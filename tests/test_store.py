@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import warnings
 from pathlib import Path
@@ -94,7 +95,8 @@ def test_params_yaml_holds_the_record_given(tmp_path: Path) -> None:
 
     on_disk = yaml.safe_load((tmp_path / NAME / KEY / "params.yaml").read_text())
     size = (tmp_path / NAME / KEY / "result.dump.gz").stat().st_size
-    assert on_disk == {**RECORD, "result": {"file": "result.dump.gz", "bytes": size}}
+    result = {"file": "result.dump.gz", "bytes": size, "format": "pickle"}
+    assert on_disk == {**RECORD, "result": result}
     assert store.record(NAME, KEY) == on_disk
 
 
@@ -178,7 +180,7 @@ def test_a_write_that_fails_halfway_keeps_the_previous_result_intact(
 
     monkeypatch.setattr(joblib, "dump", dies_halfway)
     with pytest.raises(OSError, match="no space left"):
-        store.save(NAME, KEY, "new", RECORD)
+        store.save(NAME, KEY, np.arange(3), RECORD)  # an array: written by joblib
     monkeypatch.setattr(joblib, "dump", real_dump)
 
     assert store.has(NAME, KEY)
@@ -197,7 +199,7 @@ def test_a_write_that_fails_halfway_leaves_no_entry_that_counts(
 
     monkeypatch.setattr(joblib, "dump", dies_halfway)
     with pytest.raises(OSError):
-        store.save(NAME, KEY, "value", RECORD)
+        store.save(NAME, KEY, np.arange(3), RECORD)
 
     assert not store.has(NAME, KEY)
     assert not (tmp_path / NAME / KEY / "result.dump.gz").exists()
@@ -392,3 +394,25 @@ def test_a_damaged_entry_without_its_record_is_not_trusted(tmp_path: Path) -> No
     store.save(NAME, KEY, "value", RECORD)
     (store.entry(NAME, KEY) / "params.yaml").unlink()
     assert not store.has(NAME, KEY)
+
+
+def test_plain_values_are_plain_pickles_and_arrays_are_memory_mapped(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save("Plain()", KEY, {"rows": [1, 2]}, RECORD)
+    store.save("Arrays()", KEY, {"rows": np.arange(1000)}, RECORD)
+    assert store.record("Plain()", KEY)["result"]["format"] == "pickle"
+    assert store.record("Arrays()", KEY)["result"]["format"] == "joblib"
+    with open(store.result_path("Plain()", KEY), "rb") as plain:
+        assert pickle.load(plain) == {"rows": [1, 2]}
+    for name in ("Plain()", "Arrays()"):  # the manual's way to read a result works for both
+        assert joblib.load(store.result_path(name, KEY)).keys() == {"rows"}
+    assert isinstance(store.load("Arrays()", KEY)["rows"], np.memmap)
+
+
+def test_an_entry_written_before_formats_were_recorded_still_loads(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, np.arange(5), RECORD)
+    params = store.entry(NAME, KEY) / "params.yaml"
+    params.write_text(params.read_text().replace("  format: joblib\n", ""))
+    assert store.has(NAME, KEY)
+    assert list(store.load(NAME, KEY)) == [0, 1, 2, 3, 4]

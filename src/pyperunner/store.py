@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -32,8 +33,11 @@ LOCK_FILE = ".lock"
 LOCK_MODE = 0o644
 """Lock files are not group-writable, which also spares filelock a probe file per entry."""
 TMP_SUFFIX = ".tmp"
-_RESULT_SIZE = re.compile(rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n$")
+_RESULT = re.compile(rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n$")
 """How :meth:`Store.save` ends every params.yaml; read without parsing the YAML."""
+PICKLE, JOBLIB = "pickle", "joblib"
+"""Result formats: plain pickle (no numpy arrays inside), or joblib's, whose arrays can be
+memory-mapped; ``joblib.load`` reads both."""
 DEFAULT_COMPRESS: Any = 0
 """No compression by default, chosen by measurement: on numeric arrays gzip costs 30 to 90 times
 the write time for at most a third less disk, and it rules out memory-mapping (see
@@ -65,9 +69,14 @@ class Store:
         self.compress = compress
 
     def preload(self) -> None:
-        """Import what storing and loading need, so processes forked afterwards inherit it."""
+        """Import what storing and loading need, so processes forked afterwards inherit it.
+
+        joblib is needed only for numpy arrays, so only where numpy is loaded already.
+        """
         import filelock  # noqa: F401
-        import joblib  # noqa: F401
+
+        if "numpy" in sys.modules:
+            import joblib  # noqa: F401
 
     def entry(self, name: str, key: str) -> Path:
         """The folder of one task's result for one key."""
@@ -103,20 +112,25 @@ class Store:
 
     def result_size(self, name: str, key: str) -> int | None:
         """The result size params.yaml records; None if the record is missing or unreadable."""
+        return self._result_info(name, key)[0]
+
+    def _result_info(self, name: str, key: str) -> tuple[int | None, str]:
+        """(size, format) of the result as params.yaml records them; size None if unreadable."""
         try:
             text = (self.entry(name, key) / PARAMS_FILE).read_bytes()
         except OSError:
-            return None
-        found = _RESULT_SIZE.search(text)
+            return None, JOBLIB
+        found = _RESULT.search(text)
         if found is not None:
-            return int(found.group(1))
-        try:  # edited by hand, say: parse it
+            return int(found.group(1)), found.group(2).decode()
+        try:  # written by an older version, or edited by hand: parse it
             record = yamlio.load(text)
         except (ValueError, yamlio.YAMLError):
-            return None
+            return None, JOBLIB
         result = record.get("result") if isinstance(record, dict) else None
-        size = result.get("bytes") if isinstance(result, dict) else None
-        return size if isinstance(size, int) else None
+        if not isinstance(result, dict) or not isinstance(result.get("bytes"), int):
+            return None, JOBLIB
+        return result["bytes"], str(result.get("format", JOBLIB))
 
     @contextlib.contextmanager
     def lock(
@@ -180,16 +194,15 @@ class Store:
         The result is written to a temporary file, its size recorded in params.yaml, and only
         then renamed into place: the rename is the moment the entry starts to count.
         """
-        import joblib
-
         folder = self.entry(name, key)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{RESULT_FILE}.", suffix=TMP_SUFFIX, dir=folder)
         try:
             with os.fdopen(fd, "wb") as handle:
-                joblib.dump(value, handle, compress=self.compress)
+                kind = _dump(value, handle, self.compress)
                 size = handle.tell()
-            full_record = {**record, "result": {"file": RESULT_FILE, "bytes": size}}
+            result = {"file": RESULT_FILE, "bytes": size, "format": kind}
+            full_record = {**record, "result": result}
             _write_atomic(folder / PARAMS_FILE, yamlio.dump(full_record).encode())
             os.replace(tmp, folder / RESULT_FILE)
         except BaseException as exc:
@@ -218,12 +231,15 @@ class Store:
         Numpy arrays in uncompressed results are memory-mapped copy-on-write: pages are read
         when used and shared with the page cache, and writing to them changes only this copy.
         """
-        import joblib
-
         path = self.result_path(name, key)
         if not path.is_file():
             raise StoreError(f"no stored result for task {name} with key {key} at {path}")
         try:
+            if self._result_info(name, key)[1] == PICKLE:
+                with open(path, "rb") as handle:
+                    return pickle.load(handle)
+            import joblib
+
             with warnings.catch_warnings():  # compressed results are simply read in full
                 warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
                 return joblib.load(path, mmap_mode="c")
@@ -333,6 +349,46 @@ class Store:
     def record(self, name: str, key: str) -> dict[str, Any]:
         """The ``params.yaml`` record stored beside a result."""
         return yamlio.load((self.entry(name, key) / PARAMS_FILE).read_text())
+
+
+class _HasArrays(Exception):
+    pass
+
+
+class _PlainPickler(pickle.Pickler):
+    """A pickler that gives up at the first numpy array, which joblib stores better."""
+
+    def __init__(self, handle: Any, ndarray: type) -> None:
+        super().__init__(handle, protocol=pickle.HIGHEST_PROTOCOL)
+        self.ndarray = ndarray
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, self.ndarray):
+            raise _HasArrays
+        return NotImplemented
+
+
+def _dump(value: Any, handle: Any, compress: Any) -> str:
+    """Write ``value`` to ``handle``; return its format.
+
+    Plain pickle where it can (10 to 20 times faster than joblib on Python objects, both ways),
+    joblib where the value holds numpy arrays (memory-mapped on load) or is to be compressed.
+    """
+    numpy = sys.modules.get("numpy")  # without numpy imported, no value holds an array
+    if not compress:
+        try:
+            if numpy is None:
+                pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            else:
+                _PlainPickler(handle, numpy.ndarray).dump(value)
+            return PICKLE
+        except _HasArrays:
+            handle.seek(0)
+            handle.truncate()
+    import joblib
+
+    joblib.dump(value, handle, compress=compress)
+    return JOBLIB
 
 
 def _syncfs(fd: int) -> None:
