@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,329 @@ def test_recursive_helpers_terminate(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert len(rec.rec().code_fingerprint()) == 32
     finally:
         sys.modules.pop("rec", None)
+
+
+# -- same-process edits, constants, lazy imports, decorators ------------------------------------
+
+MODULE_NAMES = ("hmod", "decos", "tmod")
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write modules (name -> source) into a fresh folder of tmp_path; import and return one."""
+    count = iter(range(1000))
+
+    def make(main: str = "tmod", **sources: str):
+        folder = tmp_path / f"v{next(count)}"
+        folder.mkdir()
+        for name, source in sources.items():
+            (folder / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(folder))
+        for name in MODULE_NAMES:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        return importlib.import_module(main)
+
+    yield make
+    for name in MODULE_NAMES:
+        sys.modules.pop(name, None)
+
+
+NOTEBOOK = """
+from pyperunner import task
+
+FACTOR = 2
+
+
+def helper(x):
+    return x + 1
+
+
+@task("UsesHelper", receives_input=False)
+def uses_helper():
+    return helper(1)
+
+
+def scaled(x):
+    return x * FACTOR
+
+
+@task("UsesConstant", receives_input=False)
+def uses_constant():
+    return FACTOR
+
+
+@task("UsesConstantViaHelper", receives_input=False)
+def via_helper():
+    return scaled(1)
+
+
+@task("ShadowsConstant")
+def shadows(data, FACTOR=1):
+    return [FACTOR for _ in data]
+"""
+
+
+def test_redefining_a_helper_in_the_same_process_changes_the_fingerprint(modules):
+    tmod = modules(tmod=NOTEBOOK)
+    first = tmod.uses_helper.code_fingerprint()
+    exec("def helper(x):\n    return x + 2\n", vars(tmod))  # re-running a notebook cell
+    second = tmod.uses_helper.code_fingerprint()
+    assert second != first
+    exec("def helper(x):\n    return x + 2\n", vars(tmod))  # the same code again
+    assert tmod.uses_helper.code_fingerprint() == second
+    tmod.helper.__code__ = (lambda x: x + 3).__code__
+    assert tmod.uses_helper.code_fingerprint() not in (first, second)
+
+
+def test_a_cached_fingerprint_is_checked_not_recomputed(modules, monkeypatch):
+    tmod = modules(tmod=NOTEBOOK)
+    tmod.uses_helper.code_fingerprint()
+    calls = []
+    compute = fingerprint.compute
+    monkeypatch.setattr(fingerprint, "compute", lambda roots: calls.append(1) or compute(roots))
+    for _ in range(100):
+        tmod.uses_helper.code_fingerprint()
+    assert calls == []
+    tmod.FACTOR = 5  # a name uses_helper does not read
+    tmod.uses_helper.code_fingerprint()
+    assert calls == []
+    tmod.helper = lambda x: x
+    tmod.uses_helper.code_fingerprint()
+    assert calls == [1]
+
+
+def test_editing_a_global_constant_changes_the_tasks_that_read_it(modules):
+    tmod = modules(tmod=NOTEBOOK)
+    names = ("uses_constant", "via_helper", "shadows", "uses_helper")
+    before = {name: getattr(tmod, name).code_fingerprint() for name in names}
+    tmod.FACTOR = 3
+    after = {name: getattr(tmod, name).code_fingerprint() for name in names}
+    assert after["uses_constant"] != before["uses_constant"]
+    assert after["via_helper"] != before["via_helper"]
+    assert after["shadows"] == before["shadows"]  # a parameter of the same name
+    assert after["uses_helper"] == before["uses_helper"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (None, False),
+        (1, True),
+        (1, 1.0),
+        (0.1, 0.2),
+        (1j, 2j),
+        ("a", b"a"),
+        ((1, 2), [1, 2]),
+        ([1, [2]], [1, [3]]),
+        ({"a": 1}, {"a": 2}),
+        ({1, "x"}, frozenset({1, "x"})),
+        ({1: (None, b"x")}, {1: (None, b"y")}),
+    ],
+)
+def test_plain_data_constants_count(modules, old, new):
+    tmod = modules(tmod=NOTEBOOK)
+    tmod.FACTOR = old
+    before = tmod.uses_constant.code_fingerprint()
+    tmod.FACTOR = new
+    assert tmod.uses_constant.code_fingerprint() != before
+
+
+def test_a_constant_changed_in_place_counts(modules):
+    tmod = modules(tmod=NOTEBOOK)
+    tmod.FACTOR = {"weights": [1, 2]}
+    before = tmod.uses_constant.code_fingerprint()
+    tmod.FACTOR["weights"].append(3)
+    assert tmod.uses_constant.code_fingerprint() != before
+
+
+def test_data_text_is_canonical_and_bounded():
+    assert fingerprint.data_text({3, "b", 1, (2,)}) == fingerprint.data_text({(2,), 1, "b", 3})
+    assert fingerprint.data_text({"b": 1, 2: 2}) == fingerprint.data_text({2: 2, "b": 1})
+    assert fingerprint.data_text([1]) != fingerprint.data_text((1,))
+    assert fingerprint.data_text(list(range(1000))) is not None
+    assert fingerprint.data_text(list(range(10**6))) is None  # too large: not hashed
+    assert fingerprint.data_text("x" * 10**8) is None
+    assert fingerprint.data_text(10**100_000) is None
+    cyclic: list = []
+    cyclic.append(cyclic)
+    assert fingerprint.data_text(cyclic) is None
+    for other in (object(), sys, len, fingerprint.data_text, Path, [object()], True.__class__):
+        assert fingerprint.data_text(other) is None
+
+
+def test_a_huge_constant_does_not_slow_the_fingerprint(modules):
+    tmod = modules(tmod=NOTEBOOK)
+    tmod.FACTOR = list(range(10**7))
+    start = time.perf_counter()
+    for _ in range(1000):
+        tmod.uses_constant.code_fingerprint()
+    assert time.perf_counter() - start < 0.5
+
+
+LAZY_TASKS = """
+from pyperunner import task
+
+
+@task("FromImport")
+def from_import(data):
+    from hmod import lazy_helper
+    return lazy_helper(data)
+
+
+@task("ModuleImport")
+def module_import(data):
+    import hmod as h
+    return h.other(data) + h.LIMIT
+
+
+@task("LibraryImport")
+def library_import(data):
+    import json
+    import numpy as np
+    return json.dumps(data) + str(np.sum(data))
+"""
+
+LAZY_HELPERS = """
+LIMIT = {limit}
+
+
+def lazy_helper(x):
+    return x + {add}
+
+
+def other(x):
+    return lazy_helper(x) * 2
+"""
+
+
+def test_helpers_imported_inside_the_task_count(modules):
+    def load(add: int, limit: int) -> dict[str, str]:
+        tmod = modules(tmod=LAZY_TASKS, hmod=LAZY_HELPERS.format(add=add, limit=limit))
+        assert "hmod" not in sys.modules  # imported for the fingerprint
+        return {n: getattr(tmod, n).code_fingerprint() for n in ("from_import", "module_import")}
+
+    base = load(add=1, limit=10)
+    assert "hmod" in sys.modules
+    edited = load(add=2, limit=10)
+    assert edited["from_import"] != base["from_import"]
+    assert edited["module_import"] != base["module_import"]
+    limit = load(add=1, limit=11)
+    assert limit["from_import"] == base["from_import"]
+    assert limit["module_import"] != base["module_import"]
+
+
+def test_library_code_does_not_count(modules):
+    tmod = modules(tmod=LAZY_TASKS, hmod=LAZY_HELPERS.format(add=1, limit=1))
+    walk = fingerprint._Walk(set())
+    walk.collect(tmod.library_import.func)
+    assert walk.found == {}
+    walk.collect(tmod.module_import.func)
+    assert set(walk.found) == {"hmod:lazy_helper", "hmod:other", "hmod.LIMIT"}
+
+
+DECORATED_TASKS = """
+import functools
+
+from decos import traced
+from hmod import cached, plain_cache, traced_helper
+from pyperunner import task
+
+
+@task("LruCache")
+def lru(data):
+    return cached(data)
+
+
+@task("Cache")
+def cache(data):
+    return plain_cache(data)
+
+
+@task("Traced")
+def traced_task(data):
+    return traced_helper(data)
+
+
+@task("TracedTask")
+@traced
+def traced_itself(data):
+    return data + {task_add}
+"""
+
+DECOS = """
+import functools
+
+
+def traced(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+"""
+
+DECORATED_HELPERS = """
+import functools
+
+from decos import traced
+
+
+@functools.lru_cache(maxsize=None)
+def cached(x):
+    return x + {lru}
+
+
+@functools.cache
+def plain_cache(x):
+    return x * {cache}
+
+
+@traced
+def traced_helper(x):
+    return x - {traced}
+"""
+
+
+def test_decorated_helpers_count_through_wrapped(modules):
+    names = ("lru", "cache", "traced_task", "traced_itself")
+
+    def load(lru=1, cache=1, traced=1, task_add=1) -> dict[str, str]:
+        tmod = modules(
+            tmod=DECORATED_TASKS.replace("{task_add}", str(task_add)),
+            decos=DECOS,
+            hmod=DECORATED_HELPERS.format(lru=lru, cache=cache, traced=traced),
+        )
+        return {name: getattr(tmod, name).code_fingerprint() for name in names}
+
+    base = load()
+    for edit, changed in [("lru", "lru"), ("cache", "cache"), ("traced", "traced_task")]:
+        after = load(**{edit: 2})
+        assert {n for n in names if after[n] != base[n]} == {changed}
+    assert {n for n, fp in load(task_add=2).items() if fp != base[n]} == {"traced_itself"}
+
+
+def test_cycles_through_wrappers_and_imports_terminate(modules):
+    tmod = modules(
+        tmod="""
+        from pyperunner import task
+
+
+        def ping(n):
+            from tmod import pong
+            return pong(n - 1) if n else 0
+
+
+        def pong(n):
+            import tmod
+            return tmod.ping(n - 1) if n else 1
+
+
+        @task("Cycle", receives_input=False)
+        def cycle():
+            return ping(3) + pong(2)
+        """
+    )
+    tmod.ping.__wrapped__ = tmod.ping
+    tmod.pong.__wrapped__ = tmod.ping
+    assert len(tmod.cycle.code_fingerprint()) == 32

@@ -1,40 +1,158 @@
 """Code fingerprints: what a task's code is, ignoring comments, docstrings and layout.
 
 A task's fingerprint covers its own source, normalized through ``ast`` so that a comment, a
-docstring or a reformatting keeps the cache while a change of logic invalidates it, and also the
-functions and classes of the user's own code that the task refers to, directly or through other
-such code (``helper(x)``, ``helpers.clean(x)``). Library code (the standard library,
-site-packages, pyperunner itself) is left out: upgrading a library is the environment's concern,
-recorded in each run's ``pipeline.yaml``. Where no source exists (``exec``), the bytecode is used.
+docstring or a reformatting keeps the cache while a change of logic invalidates it, and what of
+the user's own code it reads, directly or through other such code: functions and classes
+(``helper(x)``, ``helpers.clean(x)``, also imported inside a function body, and through
+``__wrapped__`` under ``functools.cache`` or a ``functools.wraps`` decorator) and global
+constants of plain data (``FACTOR = 2``; scalars and their tuples, lists, dicts and sets, each up
+to ~100 kB). Library code (the standard library, site-packages, pyperunner itself) is left out:
+upgrading a library is the environment's concern, recorded in each run's ``pipeline.yaml``.
+Where no source exists (``exec``), the bytecode is used. :func:`compute` also returns the global
+names it read as :class:`Binding` objects, so that :func:`unchanged` can cheaply validate a
+cached fingerprint after a notebook cell or ``exec`` rebinds one of them.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import os
 import site
+import symtable
 import sys
 import sysconfig
 import textwrap
 import types
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from . import keys
 
+DATA_LIMIT = 100_000  # characters of encoding above which a global constant is not hashed
+_MISSING: Any = object()
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+_DATA = _SCALARS | {tuple, list, dict, set, frozenset}
+_Place = tuple[Mapping[str, Any], str, Any]  # where a name is looked up, and its module if known
+
+
+class _NotData(Exception):
+    """A value that is not plain data, or too large to hash."""
+
+
+class Binding(NamedTuple):
+    """A global name a fingerprint read: ``where[name]`` was ``value``."""
+
+    where: Mapping[str, Any]
+    name: str
+    value: Any
+    code: types.CodeType | None  # ``value.__code__`` when ``value`` is a function
+    snapshot: Any  # a copy of a hashed container value, else _MISSING
+
+    def holds(self) -> bool:
+        """Whether ``where[name]`` is still the same object, with the same code and data."""
+        value = self.where.get(self.name, _MISSING)
+        return (
+            value is self.value
+            and (self.code is None or value.__code__ is self.code)
+            and (self.snapshot is _MISSING or value == self.snapshot)
+        )
+
 
 def fingerprint(roots: Sequence[Any]) -> str:
-    """Digest of the code of ``roots`` and of all user code they refer to, transitively."""
-    found: dict[str, str] = {}
-    seen: set[int] = {id(root) for root in roots}
+    """Digest of the code of ``roots`` and of all user code and data they refer to."""
+    return compute(roots)[0]
+
+
+def compute(roots: Sequence[Any]) -> tuple[str, tuple[Binding, ...]]:
+    """Return :func:`fingerprint` of ``roots`` and the bindings it was computed from."""
+    walk = _Walk({id(root) for root in roots})
     for root in roots:
-        _collect(root, found, seen)
+        walk.collect(root)
+        walk.follow_wrapped(root)
     parts = [code_text(root) for root in roots]
-    parts += [f"{name}={text}" for name, text in sorted(found.items())]
-    return keys.digest("\x1f".join(parts))
+    parts += [f"{name}={text}" for name, text in sorted(walk.found.items())]
+    return keys.digest("\x1f".join(parts)), tuple(walk.bindings.values())
+
+
+def unchanged(bindings: Iterable[Binding]) -> bool:
+    """Whether every name a fingerprint was computed from is still bound as it was."""
+    return all(binding.holds() for binding in bindings)
+
+
+class _Walk:
+    """One computation: the user code and data found, the objects seen and the names read."""
+
+    def __init__(self, seen: set[int]) -> None:
+        self.found: dict[str, str] = {}
+        self.seen = seen
+        self.bindings: dict[tuple[int, str], Binding] = {}
+
+    def collect(self, obj: Any) -> None:
+        """Add the user code and data ``obj`` refers to (and theirs) to ``found``."""
+        source = _source(obj)
+        tree = _parse(source)
+        namespace = _namespace(obj)
+        local = _local_imports(tree, namespace) if tree is not None else {}
+        global_names = _global_names(source) if source is not None else None
+        for dotted in _referenced_names(obj, tree):
+            first, *rest = dotted.split(".")
+            if first not in local and global_names is not None and first not in global_names:
+                continue  # a parameter or local variable
+            where, name, owner = local.get(first, (namespace, first, None))
+            value = self.read(where, name)
+            for part in rest:
+                if not isinstance(value, types.ModuleType):
+                    break
+                where, name, owner = vars(value), part, value
+                value = self.read(where, name)
+            if type(value) not in _DATA:
+                self.follow(value)
+            elif owner is None or _is_user_code(owner):
+                self.add_data(where, name, value)
+
+    def read(self, where: Mapping[str, Any], name: str) -> Any:
+        """Return ``where[name]`` (or _MISSING), remembering the binding."""
+        value = where.get(name, _MISSING)
+        key = (id(where), name)
+        if key not in self.bindings:
+            code = value.__code__ if isinstance(value, types.FunctionType) else None
+            self.bindings[key] = Binding(where, name, value, code, _MISSING)
+        return value
+
+    def add_data(self, where: Mapping[str, Any], name: str, value: Any) -> None:
+        """Count the constant ``where[name]`` if it is plain data of bounded size."""
+        text = data_text(value)
+        if text is None:
+            return
+        self.found[f"{where.get('__name__')}.{name}"] = text
+        if type(value) not in _SCALARS:  # containers can change in place: compare their value
+            self.bindings[(id(where), name)] = Binding(
+                where, name, value, None, copy.deepcopy(value)
+            )
+
+    def follow(self, target: Any) -> None:
+        """Add ``target`` if it is user code, then what it refers to and what it wraps."""
+        if target is _MISSING or id(target) in self.seen:
+            return
+        self.seen.add(id(target))
+        if isinstance(target, (types.FunctionType, type)) and _is_user_code(target):
+            self.found[_key(target)] = code_text(target)
+            self.collect(target)
+        self.follow_wrapped(target)
+
+    def follow_wrapped(self, target: Any) -> None:
+        """Follow ``target.__wrapped__`` (``functools.wraps``, ``functools.cache``) if any."""
+        if isinstance(target, type) or not callable(target):
+            return
+        attributes = getattr(target, "__dict__", None)
+        if isinstance(attributes, dict) and "__wrapped__" in attributes:
+            self.follow(self.read(attributes, "__wrapped__"))
 
 
 def code_text(obj: Any) -> str:
@@ -42,7 +160,7 @@ def code_text(obj: Any) -> str:
 
     Falls back to the compiled bytecode where the source is not available (e.g. ``exec``).
     """
-    tree = _parse(obj)
+    tree = _parse(_source(obj))
     if tree is None:
         return _bytecode_text(obj)
     for node in ast.walk(tree):
@@ -61,23 +179,70 @@ def code_text(obj: Any) -> str:
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
-def _parse(obj: Any) -> ast.Module | None:
+def data_text(value: Any) -> str | None:
+    """Canonical text of a plain data value, or None for other values and ones over DATA_LIMIT."""
     try:
-        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    except (OSError, TypeError, SyntaxError):
+        return _encode(value, [DATA_LIMIT])
+    except (_NotData, RecursionError, ValueError):
         return None
 
 
-def _collect(obj: Any, found: dict[str, str], seen: set[int]) -> None:
-    """Add the user functions and classes ``obj`` refers to (and theirs) to ``found``."""
-    namespace = _namespace(obj)
-    for dotted in _referenced_names(obj):
-        target = _resolve(dotted, namespace)
-        if target is None or id(target) in seen or not _is_user_code(target):
-            continue
-        seen.add(id(target))
-        found[f"{target.__module__}:{target.__qualname__}"] = code_text(target)
-        _collect(target, found, seen)
+def _encode(value: Any, budget: list[int]) -> str:
+    """Encode ``value``, spending its length from ``budget``; raise _NotData when it runs out."""
+    kind = type(value)
+    if kind in _SCALARS:
+        n = len(value) if kind in (str, bytes) else value.bit_length() // 4 if kind is int else 0
+        if n > budget[0]:
+            raise _NotData  # before making a huge repr
+        text = repr(value)
+        _spend(budget, len(text) + 1)
+        return text
+    if kind not in _DATA:
+        raise _NotData
+    _spend(budget, 2)
+    if kind is dict:
+        items = (f"{_encode(k, budget)}:{_encode(v, budget)}" for k, v in value.items())
+        return "dict{" + ",".join(sorted(items)) + "}"
+    texts = [_encode(item, budget) for item in value]
+    if kind in (set, frozenset):
+        texts.sort()
+    return f"{kind.__name__}[{','.join(texts)}]"
+
+
+def _spend(budget: list[int], amount: int) -> None:
+    budget[0] -= amount
+    if budget[0] < 0:
+        raise _NotData
+
+
+def _source(obj: Any) -> str | None:
+    """Dedented source of ``obj``; a function's own, even where it wraps another."""
+    try:
+        code = obj.__code__ if isinstance(obj, types.FunctionType) else obj
+        return textwrap.dedent(inspect.getsource(code))
+    except (OSError, TypeError):
+        return None
+
+
+def _parse(source: str | None) -> ast.Module | None:
+    try:
+        return ast.parse(source) if source is not None else None
+    except SyntaxError:
+        return None
+
+
+def _global_names(source: str) -> set[str] | None:
+    """Names read as globals in any scope of ``source`` (not parameters or local variables)."""
+    try:
+        tables = [symtable.symtable(source, "<fingerprint>", "exec")]
+    except SyntaxError:
+        return None
+    names: set[str] = set()
+    while tables:
+        table = tables.pop()
+        tables.extend(table.get_children())
+        names.update(s.get_name() for s in table.get_symbols() if s.is_global())
+    return names
 
 
 def _namespace(obj: Any) -> dict[str, Any]:
@@ -87,9 +252,52 @@ def _namespace(obj: Any) -> dict[str, Any]:
     return vars(module) if module is not None else {}
 
 
-def _referenced_names(obj: Any) -> Iterator[str]:
+def _local_imports(tree: ast.Module, namespace: dict[str, Any]) -> dict[str, _Place]:
+    """Where each name imported inside the code is looked up."""
+    local: dict[str, _Place] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                _user_module(alias.name)
+                top = alias.name.partition(".")[0]
+                local[alias.asname or top] = (
+                    sys.modules,
+                    alias.name if alias.asname else top,
+                    None,
+                )
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                name = importlib.util.resolve_name(
+                    "." * node.level + (node.module or ""), namespace.get("__package__")
+                )
+            except (ImportError, ValueError):
+                continue
+            module = _user_module(name)
+            for alias in node.names:
+                if module is None:
+                    local[alias.asname or alias.name] = (sys.modules, name, None)
+                    continue
+                if alias.name not in vars(module):
+                    _user_module(f"{name}.{alias.name}")  # a submodule
+                local[alias.asname or alias.name] = (vars(module), alias.name, module)
+    return local
+
+
+def _user_module(name: str) -> types.ModuleType | None:
+    """Module ``name`` if imported already, or imported now if it is the user's; else None."""
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            spec = importlib.util.find_spec(name.partition(".")[0])
+            if spec is not None and spec.origin and _is_user_path(spec.origin):
+                module = importlib.import_module(name)
+        except Exception:
+            return None
+    return module
+
+
+def _referenced_names(obj: Any, tree: ast.Module | None) -> Iterator[str]:
     """Dotted names read in ``obj``'s code: ``helper``, ``helpers.clean``."""
-    tree = _parse(obj)
     if tree is None:
         code = getattr(obj, "__code__", None)
         yield from _code_names(code) if code is not None else ()
@@ -114,17 +322,12 @@ def _code_names(code: types.CodeType) -> Iterator[str]:
             yield from _code_names(const)
 
 
-def _resolve(dotted: str, namespace: dict[str, Any]) -> Any:
-    """The function or class a dotted name means, following modules only."""
-    first, *rest = dotted.split(".")
-    target = namespace.get(first)
-    for part in rest:
-        if not isinstance(target, types.ModuleType):
-            break
-        target = getattr(target, part, None)
-    if isinstance(target, (types.FunctionType, type)):
-        return target
-    return None
+def _key(obj: Any) -> str:
+    """``module:qualname``, from a function's code (``functools.wraps`` copies the names)."""
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        return f"{obj.__globals__.get('__name__')}:{getattr(code, 'co_qualname', code.co_name)}"
+    return f"{obj.__module__}:{obj.__qualname__}"
 
 
 def _is_user_code(obj: Any) -> bool:
@@ -138,10 +341,13 @@ def _is_user_code(obj: Any) -> bool:
         path = inspect.getsourcefile(obj) or inspect.getfile(obj)
     except (TypeError, OSError):
         return False  # built-in
+    return _is_user_path(path)
+
+
+def _is_user_path(path: str) -> bool:
     if path.startswith("<"):
         return not path.startswith("<frozen")  # exec or a notebook cell: the user's code
-    real = os.path.realpath(path)
-    return not real.startswith(_library_prefixes())
+    return not os.path.realpath(path).startswith(_library_prefixes())
 
 
 @functools.cache

@@ -99,7 +99,7 @@ class Task:
     retries: ClassVar[int] = 0
     retry_delay: ClassVar[float] = 0.0
     timeout: ClassVar[float | None] = None
-    _code_cache: ClassVar[dict[type, str]] = {}
+    _code_cache: ClassVar[dict[type, tuple[str, tuple[fingerprint.Binding, ...]]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -216,14 +216,15 @@ class Task:
     def code_fingerprint(cls) -> str:
         """Digest of the task's code (and the user functions it calls), or of its ``version``.
 
-        Comments, docstrings and layout do not count; see :mod:`pyperunner.fingerprint`.
+        Comments, docstrings and layout do not count; see :mod:`pyperunner.fingerprint`. The
+        digest is cached per class and recomputed when a name it was computed from is rebound.
         """
         if cls.version is not None:
             return keys.digest(f"version:{cls.version}")
         cached = Task._code_cache.get(cls)
-        if cached is None:
-            cached = Task._code_cache[cls] = fingerprint.fingerprint(cls._code_roots())
-        return cached
+        if cached is None or not fingerprint.unchanged(cached[1]):
+            cached = Task._code_cache[cls] = fingerprint.compute(cls._code_roots())
+        return cached[0]
 
     @classmethod
     def _code_roots(cls) -> list[Any]:
