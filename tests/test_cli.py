@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from pyperunner import PipelineResult, StoreError
+from pyperunner import Pipeline, PipelineError, PipelineResult, StoreError
 from pyperunner.cli import main
 from pyperunner.store import Store
 
@@ -90,6 +92,20 @@ def cli(*args: object, code: int = 0) -> Result:
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == code, result.output
     return result
+
+
+def error(*args: object) -> str:
+    """The error of a command that must fail as bad usage (exit 2): one line, no traceback."""
+    output = cli(*args, code=2).output.strip()
+    assert len(output.splitlines()) == 1 and output.startswith("Error: "), output
+    return output
+
+
+def edit_yaml(path: Path, change: Callable[[Any], object]) -> None:
+    """Rewrite a YAML file after ``change(doc)`` edited its document in place."""
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def run_inline(pipeline: Path, *args: object, code: int = 0) -> Path:
@@ -210,6 +226,94 @@ def test_run_as_a_real_command(project: Project) -> None:
     assert failed.returncode == 1, failed.stdout + failed.stderr
 
 
+BROKEN_MODULE = "raise RuntimeError('boom at import')\n"
+
+MALFORMED = {  # a change to a saved pipeline file, and what the error must say
+    "tasks-a-list": (
+        lambda doc: doc["pipeline"].update(tasks=list(doc["pipeline"]["tasks"].values())),
+        "the 'tasks' of pipeline 'demo' must map each task name to its entry",
+    ),
+    "entry-a-string": (
+        lambda doc: doc["pipeline"]["tasks"].update({"Load()": "Load"}),
+        "task entry 'Load()' is a str, not a mapping",
+    ),
+    "module-raises": (
+        lambda doc: doc["pipeline"]["tasks"]["Load()"].update(module="broken"),
+        "task 'Load()': importing its module broken failed with RuntimeError: boom at import",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+@pytest.mark.parametrize("command", ["run", "explain"])
+def test_a_malformed_pipeline_file_is_a_one_line_error_naming_file_and_task(
+    project: Project, command: str, case: str
+) -> None:
+    (project.root / "broken.py").write_text(BROKEN_MODULE)
+    path = project.pipeline("bad.yml")
+    change, problem = MALFORMED[case]
+    edit_yaml(path, change)
+    message = error(command, path)
+    assert message.startswith(f"Error: cannot load pipeline {path}: {problem}"), message
+    assert not project.log.exists()
+    with pytest.raises(PipelineError) as info:  # the same clear error from Python
+        Pipeline.from_file(path)
+    assert problem in str(info.value)
+
+
+def test_an_import_that_raises_is_a_one_line_error_naming_the_module(project: Project) -> None:
+    (project.root / "broken.py").write_text(BROKEN_MODULE)
+    (project.root / "needs.py").write_text("import no_such_dependency_pyperunner\n")
+    message = error("run", project.pipeline(), "--import", "broken")
+    assert "importing module 'broken' given by --import failed with RuntimeError: boom" in message
+    message = error("explain", project.pipeline(), "--import", "needs")
+    assert "importing module 'needs' given by --import failed with ModuleNotFoundError" in message
+    assert "no_such_dependency_pyperunner" in message
+    assert not project.log.exists()
+
+
+SAVE_FROM_MAIN = (
+    TASKS
+    + """
+
+if __name__ == "__main__":
+    make().to_file("main.yml")
+"""
+)
+
+LOAD_FROM_MODULE = """
+from mytasks import Total, load, scale  # the same tasks, now defined in a module
+from pyperunner import KeyMismatchError, Pipeline
+
+try:
+    Pipeline.from_file("main.yml")
+except KeyMismatchError as exc:
+    print(exc)
+"""
+
+
+def test_tasks_saved_from_main_name_module_and_class_and_say_what_to_do(project: Project) -> None:
+    (project.root / "save.py").write_text(SAVE_FROM_MAIN)
+    (project.root / "load.py").write_text(LOAD_FROM_MODULE)
+    saved = subprocess.run(
+        [sys.executable, "save.py"], cwd=project.root, capture_output=True, timeout=60
+    )
+    assert saved.returncode == 0, saved.stderr
+    message = error("run", "main.yml", "--import", "mytasks")
+    assert "task 'Load()': cannot find __main__.load" in message
+    assert "saved from a script run as __main__" in message
+    assert "define the task in a module" in message and "--import" in message
+    loaded = subprocess.run(
+        [sys.executable, "load.py"], cwd=project.root, capture_output=True, text=True, timeout=60
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert "the file saved it as __main__.load, but __main__.load is now mytasks.load" in (
+        loaded.stdout
+    )
+    assert "define it under that module and name again" in loaded.stdout
+    assert "its class or name changed" not in loaded.stdout
+
+
 # --------------------------------------------------------------------------- runs, show
 
 
@@ -228,6 +332,87 @@ def test_runs_lists_every_run_in_start_order(project: Project) -> None:
     assert all(" demo " in line for line in lines[1:])
     assert cli("runs").output == output  # log/ by default
     cli("runs", project.root / "missing", code=2)
+
+
+BAD_OUTCOMES = {  # a change to a run's run.yaml, and what the error must say
+    "unknown-status": (
+        lambda doc: doc["tasks"]["Load()"].update(status="WEIRD"),
+        "task 'Load()' has the unknown status 'WEIRD'",
+    ),
+    "tasks-a-list": (
+        lambda doc: doc.update(tasks=[1]),
+        "its 'tasks' is not a mapping of task name to record",
+    ),
+}
+
+
+def broken_copy(run_dir: Path, name: str, fname: str, change: Callable[[Any], object]) -> Path:
+    """A copy of ``run_dir`` called ``name`` whose file ``fname`` is changed by ``change``."""
+    copy = shutil.copytree(run_dir, run_dir.parent / name)
+    edit_yaml(copy / fname, change)
+    return copy
+
+
+def test_runs_lists_every_run_and_shows_broken_ones_as_unreadable(project: Project) -> None:
+    good = run_inline(project.pipeline())
+    for case, (change, _) in BAD_OUTCOMES.items():
+        broken_copy(good, case, "run.yaml", change)
+    not_yaml = shutil.copytree(good, project.log / "not-yaml")
+    (not_yaml / "pipeline.yaml").write_text("pipeline: [oops\n")
+    broken_copy(good, "no-tasks", "pipeline.yaml", lambda doc: doc["pipeline"].pop("tasks"))
+    lines = cli("runs", project.log).output.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {good.name, *BAD_OUTCOMES, "not-yaml", "no-tasks"}
+    assert rows[good.name].endswith("3 SUCCESS")
+    for case, (_, problem) in BAD_OUTCOMES.items():
+        assert rows[case].endswith(f"unreadable run.yaml: {problem}"), rows[case]
+        assert " demo " in rows[case]  # pipeline.yaml is fine: its name and start are shown
+    assert "unreadable pipeline.yaml: cannot be read" in rows["not-yaml"]
+    assert rows["no-tasks"].endswith(
+        "unreadable pipeline.yaml: its 'tasks' is not a mapping of task name to entry"
+    )
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OUTCOMES))
+@pytest.mark.parametrize("command", [["show"], ["report"], ["result", "Load()"]], ids=" ".join)
+def test_a_run_with_a_broken_run_yaml_is_a_one_line_error(
+    project: Project, command: list[str], case: str
+) -> None:
+    run_dir = run_inline(project.pipeline())
+    change, problem = BAD_OUTCOMES[case]
+    edit_yaml(run_dir / "run.yaml", change)
+    (run_dir / "report.html").unlink(missing_ok=True)
+    message = error(command[0], run_dir, *command[1:])
+    assert f"{run_dir / 'run.yaml'}: {problem}; fix it, or delete it" in message
+    assert not (run_dir / "report.html").exists()
+
+
+@pytest.mark.parametrize("command", [["show"], ["report"], ["result", "Load()"]], ids=" ".join)
+def test_a_yaml_file_that_is_not_a_run_is_a_one_line_error(
+    project: Project, command: list[str]
+) -> None:
+    saved = project.pipeline("pipeline.yaml")  # named like a run's file, but not a run
+    message = error(command[0], saved, *command[1:])
+    assert "pipeline.yaml: a saved pipeline, not a run" in message
+    assert "give a run folder made by pyperunner run" in message
+    notes = project.root / "notes.yaml"
+    notes.write_text("just: words\n")
+    assert "no 'pipeline' section" in error(command[0], notes, *command[1:])
+    assert not (project.root / "report.html").exists()
+
+
+def test_show_of_a_failed_run_exits_0_and_shows_the_failure_and_its_error(
+    project: Project,
+) -> None:
+    run_dir = run_inline(project.pipeline(fail=True), code=1)
+    lines = cli("show", run_dir).output.rstrip().splitlines()  # exit 0: show only looks
+    assert lines[-1] == "FAILED Scale(): ValueError: asked to fail"
+    assert lines[-2].startswith("1 task(s) failed; for a traceback: pyperunner result ")
+    hinted = shlex.split(lines[-2].partition("for a traceback: ")[2])
+    traceback = cli(*hinted[1:], code=1).output  # the command it suggests works
+    assert "Traceback" in traceback and 'raise ValueError("asked to fail")' in traceback
+    edit_yaml(run_dir / "run.yaml", lambda doc: doc["tasks"]["Scale()"].update(error=None))
+    assert cli("show", run_dir).output.rstrip().endswith("FAILED Scale(): no error recorded")
 
 
 def test_show_draws_statuses_durations_and_errors(project: Project) -> None:
@@ -403,6 +588,26 @@ def test_gc_never_deletes_a_locked_entry(project: Project) -> None:
     assert "skipped 1 locked" in output
     assert Store(project.data).has(*locked)
     assert set(Store(project.data).entries()) == task_keys(new) | {locked}
+
+
+def test_gc_keeps_what_one_run_folder_or_its_pipeline_yaml_uses(project: Project) -> None:
+    old, new, garbage = two_generations(project)
+    for keep in (new, new / "pipeline.yaml"):
+        output = cli("gc", project.data, "--keep", keep).output
+        assert listed(output, "would delete") == garbage
+        assert "kept 3 entries used by 1 run(s)" in output
+    output = cli("gc", project.data, "--keep", old, "--delete").output
+    assert listed(output, "deleted") == task_keys(new) - task_keys(old)
+    assert set(Store(project.data).entries()) == task_keys(old)
+
+
+def test_gc_stops_with_a_one_line_error_at_an_unreadable_kept_run(project: Project) -> None:
+    run_dir = run_inline(project.pipeline())
+    edit_yaml(run_dir / "pipeline.yaml", lambda doc: doc["pipeline"].update(tasks=[1]))
+    message = error("gc", project.data, "--keep", project.log, "--delete")
+    assert f"{run_dir / 'pipeline.yaml'}: its 'tasks' is not a mapping" in message
+    assert "fix or remove it, then run gc again" in message
+    assert len(list(project.data.glob("*/*/result.dump.gz"))) == 3
 
 
 def test_gc_refuses_when_no_run_is_kept(project: Project) -> None:

@@ -2,17 +2,20 @@
 
 It works only through the public API (``Pipeline``, ``Runner``, ``PipelineResult``, the store) and
 the files a run leaves in its folder (``pipeline.yaml``, ``run.yaml``, ``report.html``), so every
-answer it gives can also be had from Python. Exit codes: 0 success, 1 a task failed, 2 bad usage.
+answer it gives can also be had from Python. Exit codes: 0 success, 1 a task failed, 2 bad usage
+or input (a one-line error saying what to do).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import graphlib
 import importlib
 import pprint
+import shlex
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from . import (
     StoreError,
     TaskDefinitionError,
     TaskOutputUnavailableError,
+    UnhashableParameterError,
     WiringError,
     __version__,
     yamlio,
@@ -39,6 +43,19 @@ PIPELINE_FILE = "pipeline.yaml"
 RUN_FILE = "run.yaml"
 EXECUTORS = ("process", "thread", "inline")
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
+
+STATUS_VALUES = frozenset(status.value for status in Status)
+RUN_HINT = "give a run folder made by pyperunner run, or the pipeline.yaml in it"
+OUTCOME_HINT = "fix it, or delete it to see the run as incomplete"
+GC_HINT = "fix or remove it, then run gc again"
+# What the library raises for a pipeline file or task that is not as it should be: exit 2.
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    PipelineError,
+    TaskDefinitionError,
+    WiringError,
+    UnhashableParameterError,
+    yamlio.YAMLError,
+)
 
 STATUS_ORDER = (
     Status.SUCCESS,
@@ -56,6 +73,18 @@ class BadUsage(click.ClickException):
 
     exit_code = 2
 
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))  # one line, even for YAML's error messages
+
+
+class BrokenRun(BadUsage):
+    """A run folder (or pipeline file) whose files are not what pyperunner writes: exit 2."""
+
+    def __init__(self, path: Path, problem: str, hint: str = RUN_HINT) -> None:
+        super().__init__(f"{path}: {problem}; {hint}")
+        self.path = path
+        self.problem = " ".join(problem.split())
+
 
 class TaskFailed(click.ClickException):
     """A task failed or its output is not available: exit 1."""
@@ -66,7 +95,18 @@ class TaskFailed(click.ClickException):
 # --------------------------------------------------------------------------- the group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """The command group; it turns the library's errors about bad input into exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, mapping ``INPUT_ERRORS`` to a one-line ``BadUsage``."""
+        try:
+            return super().invoke(ctx)
+        except INPUT_ERRORS as exc:
+            raise BadUsage(str(exc)) from exc
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pyperunner")
 def main() -> None:
     """Run pyperunner pipelines saved as YAML and inspect their runs, results and cache.
@@ -151,19 +191,10 @@ def run(
         pyperunner run pipeline.yml --import mypackage.tasks --force-reload
     """
     pipeline = load_pipeline(Path(pipeline_file), imports)
-    try:
-        runner = Runner(data_path, log_path, process_limit=workers, executor=executor)
-    except ValueError as exc:
-        raise BadUsage(str(exc)) from exc
-    try:
-        result = runner.run(
-            pipeline,
-            force_reload=force_reload,
-            fail_fast=fail_fast,
-            show_execution_plan=show_plan,
-        )
-    except PipelineError as exc:
-        raise BadUsage(str(exc)) from exc
+    runner = Runner(data_path, log_path, process_limit=workers, executor=executor)
+    result = runner.run(
+        pipeline, force_reload=force_reload, fail_fast=fail_fast, show_execution_plan=show_plan
+    )
     click.echo(f"Run folder: {runner.run_dir}")
     click.echo(f"Tasks: {format_counts(result.statuses.values())}")
     for name, task_run in result.failed.items():
@@ -183,14 +214,14 @@ def runs(log_path: str) -> None:
     """List runs with their start, duration and task statuses.
 
     LOG_PATH defaults to log/. A run without run.yaml (still going, or killed) is shown as
-    incomplete.
+    incomplete, one whose files cannot be read as unreadable, with what is wrong.
 
     \b
     Example:
         pyperunner runs log/
     """
     infos = sorted(
-        (read_run(folder) for folder in run_folders(Path(log_path))),
+        (list_entry(folder) for folder in run_folders(Path(log_path))),
         key=lambda info: (info.started or "", modified(info.folder / PIPELINE_FILE)),
     )
     if not infos:
@@ -202,7 +233,7 @@ def runs(log_path: str) -> None:
             info.pipeline,
             (info.started or "?").replace("T", " "),
             format_duration(info.duration),
-            format_counts(info.statuses) if info.statuses is not None else "incomplete",
+            info.state,
         ]
         for info in infos
     ]
@@ -218,16 +249,17 @@ def show(run_path: str) -> None:
     """Draw a run's DAG with statuses and durations; list failures.
 
     RUN is a run folder or the pipeline.yaml in it. Each box reads Name(tag) [STATUS duration].
+    A run with failures still exits with 0: this command only looks.
 
     \b
     Example:
         pyperunner show log/my-pipeline_240101T120000
     """
-    path = run_file(Path(run_path))
-    info = read_run(path.parent)
-    result = open_result(path)
-    tasks = read_yaml(path)["pipeline"]["tasks"]
-    edges = [(parent, name) for name, spec in tasks.items() for parent in spec.get("parents", [])]
+    run = open_run(Path(run_path))
+    info = run_info(run)
+    result = PipelineResult.from_file(run.path)
+    tasks = run.tasks
+    edges = [(parent, name) for name, spec in tasks.items() for parent in spec.get("parents") or []]
     durations = result.durations
     labels = {
         name: f"{name} [{status.value}{duration_suffix(durations.get(name))}]"
@@ -235,16 +267,17 @@ def show(run_path: str) -> None:
     }
     from .report.ascii import draw_ascii
 
-    state = format_counts(info.statuses) if info.statuses is not None else "incomplete"
     started = (info.started or "?").replace("T", " ")
     click.echo(f"Run {info.folder.name} of pipeline {info.pipeline}, started {started}")
-    click.echo(f"Took {format_duration(info.duration)}: {state}")
+    click.echo(f"Took {format_duration(info.duration)}: {info.state}")
     click.echo()
     click.echo(draw_ascii(list(tasks), edges, labels))
-    if result.failed:
-        click.echo()
-    for name, task_run in result.failed.items():
-        click.echo(f"FAILED {name}: {task_run.error}")
+    failed = result.failed
+    if failed:
+        command = shlex.join(["pyperunner", "result", str(run.folder), next(iter(failed))])
+        click.echo(f"\n{len(failed)} task(s) failed; for a traceback: {command}")
+    for name, task_run in failed.items():
+        click.echo(f"FAILED {name}: {task_run.error or 'no error recorded'}")
 
 
 # --------------------------------------------------------------------------- result
@@ -270,7 +303,7 @@ def result(run_path: str, task_name: str, out: str | None) -> None:
         pyperunner result log/my-pipeline_240101T120000 'Evaluate(both)'
         pyperunner result log/my-pipeline_240101T120000 Evaluate --out evaluation.joblib
     """
-    pipeline_result = open_result(run_file(Path(run_path)))
+    pipeline_result = PipelineResult.from_file(open_run(Path(run_path)).path)
     name = match_task(task_name, pipeline_result.statuses)
     try:
         value = pipeline_result[name]
@@ -302,7 +335,8 @@ def report(run_path: str) -> None:
     """
     from .report.html import write_report
 
-    click.echo(str(write_report(run_file(Path(run_path)).parent)))
+    run = open_run(Path(run_path))
+    click.echo(str(write_report(run.folder, (run.doc, run.outcome or {}))))
 
 
 # --------------------------------------------------------------------------- explain
@@ -329,10 +363,7 @@ def explain(
     """
     pipeline = load_pipeline(Path(pipeline_file), imports)
     runner = Runner(data_path, "log/", executor="inline", console=False)
-    try:
-        plan = runner.plan(pipeline, force_reload=force_reload)
-    except PipelineError as exc:
-        raise BadUsage(str(exc)) from exc
+    plan = runner.plan(pipeline, force_reload=force_reload)
     rows = [
         ["run", name, plan.why.get(name, "")] if name in plan.why else ["cached", name, ""]
         for name in plan.order
@@ -355,8 +386,9 @@ def explain(
     required=True,
     multiple=True,
     type=click.Path(exists=True),
-    metavar="LOG_PATH",
-    help="Keep every entry a run under LOG_PATH uses (repeatable; a pipeline file works too).",
+    metavar="PATH",
+    help="Keep every entry the runs under a log folder, one run folder or a pipeline file use "
+    "(repeatable).",
 )
 @click.option(
     "--dry-run/--delete",
@@ -368,14 +400,16 @@ def explain(
 def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
     """List (or --delete) cached results that no kept run uses.
 
-    An entry of DATA_PATH is kept if the pipeline.yaml of a run folder under a --keep LOG_PATH
-    names its task and key. Without --delete nothing is removed: the entries that would go are
-    listed with their sizes. An entry that is locked (being computed or read) is never deleted.
+    An entry of DATA_PATH is kept if a kept pipeline file names its task and key: --keep takes a
+    log folder (every run in it), a run folder, or a pipeline file. Without --delete nothing is
+    removed: the entries that would go are listed with their sizes. An entry that is locked (being
+    computed or read) is never deleted.
 
     \b
     Example:
         pyperunner gc data/ --keep log/            # dry run: what would go
         pyperunner gc data/ --keep log/ --delete
+        pyperunner gc data/ --keep log/my-pipeline_240101T120000 --keep pipeline.yml
     """
     delete = not dry_run
     used, run_count = used_entries([Path(p) for p in keep_paths])
@@ -423,24 +457,19 @@ def load_pipeline(path: Path, imports: Iterable[str]) -> Pipeline:
     for module in imports:
         import_module(module)
     try:
-        doc = read_yaml(path)
-        if not isinstance(doc, dict) or not isinstance(doc.get("pipeline"), dict):
-            raise PipelineError("not a pyperunner pipeline file (no 'pipeline' section)")
-        try:
-            return Pipeline.from_dict(doc["pipeline"])
-        except KeyMismatchError as exc:
-            click.echo(f"Note: {exc}; using the tasks as they are now", err=True)
-            return Pipeline.from_dict(without_keys(doc["pipeline"]))
-    except (
-        PipelineError,
-        TaskDefinitionError,
-        WiringError,
-        yamlio.YAMLError,
-        KeyError,
-        TypeError,
-        ValueError,
-    ) as exc:
-        raise BadUsage(f"cannot load pipeline {path}: {exc}{load_hint(exc)}") from exc
+        return read_pipeline(path)
+    except (*INPUT_ERRORS, OSError) as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise BadUsage(f"cannot load pipeline {path}: {problem}{load_hint(problem)}") from exc
+
+
+def read_pipeline(path: Path) -> Pipeline:
+    """``Pipeline.from_file``; if only keys differ, say so and rebuild the tasks as they are now."""
+    try:
+        return Pipeline.from_file(path)
+    except KeyMismatchError as exc:
+        click.echo(f"Note: {exc}; using the tasks as they are now", err=True)
+        return Pipeline.from_dict(without_keys(read_yaml(path)["pipeline"]))
 
 
 def extend_sys_path(folders: Sequence[Path]) -> None:
@@ -455,22 +484,23 @@ def import_module(name: str) -> None:
     """Import a module named by ``--import``; a failure is bad usage."""
     try:
         importlib.import_module(name)
-    except ImportError as exc:
+    except Exception as exc:  # the module's own code may raise anything
+        if isinstance(exc, ModuleNotFoundError) and f"{name}.".startswith(f"{exc.name}."):
+            raise BadUsage(
+                f"cannot import module {name!r} given by --import ({exc}); check its name and "
+                "that it can be imported from the current folder or the pipeline file's folder"
+            ) from exc
         raise BadUsage(
-            f"cannot import module {name!r} given by --import ({exc}); check its name and that "
-            "it can be imported from the current folder or the pipeline file's folder"
+            f"importing module {name!r} given by --import failed with {type(exc).__name__}: "
+            f"{exc}; fix the module (python -c 'import {name}' shows the traceback)"
         ) from exc
 
 
-def load_hint(exc: Exception) -> str:
-    """What to do when a task class cannot be found."""
-    text = str(exc)
-    if "__main__" in text:
-        return (
-            "; tasks defined in a script run as __main__ cannot be found again: define them in "
-            "a module and save the pipeline from there"
-        )
-    if "cannot find" in text:
+def load_hint(problem: str) -> str:
+    """What to do on the command line when a task class cannot be found."""
+    if "cannot find __main__." in problem:
+        return "; pyperunner then finds the module in the pipeline file's folder or by --import"
+    if "cannot find" in problem:
         return "; pass --import MODULE or run pyperunner from the folder of the task module"
     return ""
 
@@ -487,6 +517,25 @@ def without_keys(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """A run's files, checked: pipeline.yaml's ``doc`` and run.yaml's ``outcome`` (or None)."""
+
+    path: Path
+    doc: dict[str, Any]
+    outcome: dict[str, Any] | None
+
+    @property
+    def folder(self) -> Path:
+        """The run folder."""
+        return self.path.parent
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        """The task entries of pipeline.yaml, by task name."""
+        return self.doc["pipeline"]["tasks"]
+
+
+@dataclasses.dataclass(frozen=True)
 class RunInfo:
     """What a run folder says about its run; ``statuses`` is None while run.yaml is missing."""
 
@@ -495,6 +544,14 @@ class RunInfo:
     started: str | None
     duration: float | None
     statuses: list[Status] | None
+    problem: str | None = None  # why the folder cannot be read, if it cannot
+
+    @property
+    def state(self) -> str:
+        """``3 SUCCESS``, ``incomplete`` or ``unreadable ...``: the run's tasks in a few words."""
+        if self.problem is not None:
+            return f"unreadable {self.problem}"
+        return "incomplete" if self.statuses is None else format_counts(self.statuses)
 
 
 def read_yaml(path: Path) -> Any:
@@ -502,30 +559,122 @@ def read_yaml(path: Path) -> Any:
     return yamlio.load(path.read_text(encoding="utf-8"))
 
 
+def read_checked(path: Path, problem_of: Callable[[Any], str | None], hint: str = RUN_HINT) -> Any:
+    """Parse ``path`` and check it with ``problem_of``; a ``BrokenRun`` if either fails."""
+    try:
+        doc = read_yaml(path)
+    except (OSError, yamlio.YAMLError) as exc:
+        raise BrokenRun(path, f"cannot be read ({exc})", hint) from exc
+    problem = problem_of(doc)
+    if problem is not None:
+        raise BrokenRun(path, problem, hint)
+    return doc
+
+
+def pipeline_problem(doc: Any, of_run: bool = True) -> str | None:
+    """What keeps a pipeline.yaml (of a run, if ``of_run``) from being read, or None."""
+    pipeline = doc.get("pipeline") if isinstance(doc, dict) else None
+    if not isinstance(pipeline, dict):
+        return "not a pyperunner pipeline file (no 'pipeline' section)"
+    info = doc.get("run")
+    if of_run and not (isinstance(info, dict) and isinstance(info.get("data_path"), str)):
+        return "a saved pipeline, not a run (no 'run' section saying where its data is)"
+    tasks = pipeline.get("tasks")
+    if not isinstance(tasks, dict):
+        return "its 'tasks' is not a mapping of task name to entry"
+    for name, spec in tasks.items():
+        if not isinstance(name, str):
+            return f"its task name {name!r} is not a string"
+        if not (isinstance(spec, dict) and isinstance(spec.get("key"), str)):
+            return f"task entry {name!r} is not a mapping with a 'key'"
+        parents = spec.get("parents") or []
+        known = isinstance(parents, list) and all(
+            isinstance(p, str) and p in tasks for p in parents
+        )
+        if not known:
+            return f"task entry {name!r} has 'parents' that are not a list of its tasks"
+    try:
+        graphlib.TopologicalSorter({n: s.get("parents") or [] for n, s in tasks.items()}).prepare()
+    except graphlib.CycleError as exc:
+        return f"its tasks form a cycle: {' -> '.join(exc.args[1])}"
+    return None
+
+
+def outcome_problem(doc: Any) -> str | None:
+    """What keeps a run.yaml from being read, or None (an empty one means an unfinished run)."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        return "not a mapping of the run's outcome"
+    tasks = doc.get("tasks") or {}
+    if not isinstance(tasks, dict):
+        return "its 'tasks' is not a mapping of task name to record"
+    if not number_or_none(doc.get("duration")):
+        return f"its duration {doc['duration']!r} is not a number"
+    for name, record in tasks.items():
+        if not isinstance(record, dict):
+            return f"the record of task {name!r} is not a mapping"
+        status = record.get("status", Status.NOT_STARTED.value)
+        if status not in STATUS_VALUES:
+            return f"task {name!r} has the unknown status {status!r}"
+        if not (number_or_none(record.get("started")) and number_or_none(record.get("finished"))):
+            return f"task {name!r} has a start or end time that is not a number"
+    return None
+
+
+def number_or_none(value: Any) -> bool:
+    """True for None, an int or a float (not a bool)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def open_run(path: Path) -> RunFiles:
+    """The checked files of a run given as its folder or its pipeline.yaml; else a ``BrokenRun``."""
+    found = path / PIPELINE_FILE if path.is_dir() else path
+    if not found.is_file():
+        raise BrokenRun(path, f"not a run folder: it holds no {PIPELINE_FILE}")
+    return RunFiles(found, read_checked(found, pipeline_problem), read_outcome(found.parent))
+
+
+def read_outcome(folder: Path) -> dict[str, Any] | None:
+    """The checked run.yaml of a run folder; None while it is missing or empty."""
+    path = folder / RUN_FILE
+    if not path.exists():
+        return None
+    return read_checked(path, outcome_problem, OUTCOME_HINT) or None
+
+
+def run_info(run: RunFiles) -> RunInfo:
+    """Summarise a run: pipeline, start, duration and task statuses."""
+    started = run.doc["run"].get("started")
+    outcome = run.outcome or {}
+    statuses = [
+        Status(record.get("status", Status.NOT_STARTED.value))
+        for record in (outcome.get("tasks") or {}).values()
+    ]
+    return RunInfo(
+        folder=run.folder,
+        pipeline=str(run.doc["pipeline"].get("name", "?")),
+        started=None if started is None else str(started),
+        duration=outcome.get("duration"),
+        statuses=None if run.outcome is None else statuses,
+    )
+
+
+def list_entry(folder: Path) -> RunInfo:
+    """``run_info`` of a folder under LOG_PATH; a broken one is listed with what is wrong."""
+    info = RunInfo(folder, "?", None, None, None)
+    path = folder / PIPELINE_FILE
+    try:
+        run = RunFiles(path, read_checked(path, pipeline_problem), None)
+        info = run_info(run)  # what pipeline.yaml says, kept should run.yaml be broken
+        return run_info(dataclasses.replace(run, outcome=read_outcome(folder)))
+    except BrokenRun as exc:
+        return dataclasses.replace(info, problem=f"{exc.path.name}: {exc.problem}")
+
+
 def run_folders(log_path: Path) -> list[Path]:
     """The run folders directly under ``log_path`` (those holding a pipeline.yaml)."""
     return sorted(p.parent for p in log_path.glob(f"*/{PIPELINE_FILE}"))
-
-
-def read_run(folder: Path) -> RunInfo:
-    """Summarise one run folder; unreadable files count as an incomplete run."""
-    try:
-        doc = read_yaml(folder / PIPELINE_FILE)
-    except (OSError, yamlio.YAMLError):
-        doc = None
-    if not isinstance(doc, dict):
-        doc = {}
-    pipeline = (doc.get("pipeline") or {}).get("name", "?")
-    started = (doc.get("run") or {}).get("started")
-    try:
-        outcome = read_yaml(folder / RUN_FILE)
-    except (OSError, yamlio.YAMLError):
-        outcome = None
-    if not isinstance(outcome, dict):
-        return RunInfo(folder, pipeline, started, None, None)
-    tasks = outcome.get("tasks") or {}
-    statuses = [Status(spec.get("status", Status.NOT_STARTED.value)) for spec in tasks.values()]
-    return RunInfo(folder, pipeline, started, outcome.get("duration"), statuses)
 
 
 def modified(path: Path) -> int:
@@ -534,24 +683,6 @@ def modified(path: Path) -> int:
         return path.stat().st_mtime_ns
     except OSError:
         return 0
-
-
-def run_file(path: Path) -> Path:
-    """The pipeline.yaml of a run given as its folder or the file itself."""
-    found = path / PIPELINE_FILE if path.is_dir() else path
-    if not found.is_file():
-        raise BadUsage(f"{path} is not a run folder: it holds no {PIPELINE_FILE}")
-    return found
-
-
-def open_result(path: Path) -> PipelineResult:
-    """The ``PipelineResult`` of a run's pipeline.yaml."""
-    try:
-        return PipelineResult.from_file(path)
-    except (OSError, yamlio.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise BadUsage(
-            f"cannot read the run in {path} ({exc}); give a run folder made by pyperunner run"
-        ) from exc
 
 
 def match_task(name: str, names: Iterable[str]) -> str:
@@ -573,23 +704,25 @@ def entry_size(store: Store, name: str, key: str) -> int:
         return 0
 
 
+def kept_files(keep: Path) -> list[Path]:
+    """The pipeline files a --keep path stands for: itself, its run's, or every run's in it."""
+    if keep.is_file():
+        return [keep]
+    if (keep / PIPELINE_FILE).is_file():
+        return [keep / PIPELINE_FILE]
+    return [folder / PIPELINE_FILE for folder in run_folders(keep)]
+
+
 def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]:
     """Every (task name, key) the kept runs use, and how many run or pipeline files were read.
 
-    An unreadable pipeline.yaml stops everything: without it we cannot know what it keeps.
+    An unreadable pipeline file stops everything: without it we cannot know what it keeps.
     """
+    files = [path for keep in keep_paths for path in kept_files(keep)]
     used: set[tuple[str, str]] = set()
-    files: list[Path] = []
-    for keep in keep_paths:
-        files.extend([keep] if keep.is_file() else sorted(keep.glob(f"*/{PIPELINE_FILE}")))
     for path in files:
-        try:
-            tasks = read_yaml(path)["pipeline"]["tasks"]
-            used.update((name, spec["key"]) for name, spec in tasks.items())
-        except (OSError, yamlio.YAMLError, KeyError, TypeError, AttributeError) as exc:
-            raise click.ClickException(
-                f"cannot read the task keys of {path} ({exc}); fix or remove it, then run gc again"
-            ) from exc
+        doc = read_checked(path, lambda doc: pipeline_problem(doc, of_run=False), GC_HINT)
+        used.update((name, spec["key"]) for name, spec in doc["pipeline"]["tasks"].items())
     return used, len(files)
 
 

@@ -273,17 +273,31 @@ class Pipeline:
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Pipeline:
         """Rebuild a pipeline from :meth:`to_dict` output, checking every task's key."""
-        specs: Mapping[str, Any] = doc["tasks"]
-        built: dict[str, Task] = {}
+        if not isinstance(doc, Mapping):
+            raise PipelineError(
+                "the pipeline must be a mapping with 'name' and 'tasks', not a "
+                f"{type(doc).__name__}"
+            )
+        pipeline_name, specs = doc.get("name"), doc.get("tasks")
+        if not isinstance(pipeline_name, str) or not pipeline_name:
+            raise PipelineError("the pipeline has no 'name': it must be a non-empty string")
+        if not isinstance(specs, Mapping):
+            raise PipelineError(
+                f"the 'tasks' of pipeline {pipeline_name!r} must map each task name to its entry "
+                f"(as Pipeline.to_file writes them), not be a {type(specs).__name__}"
+            )
+        built = {name: _build_task(name, spec) for name, spec in specs.items()}
         for name, spec in specs.items():
-            built[name] = _build_task(name, spec)
-        for name, spec in specs.items():
-            missing = [p for p in spec.get("parents", []) if p not in built]
+            parents = spec.get("parents") or []
+            missing = [p for p in parents if p not in built]
             if missing:
                 raise PipelineError(f"task {name!r} names unknown parent(s) {missing}")
-            if spec.get("parents"):
-                built[name]([built[p] for p in spec["parents"]])
-        pipeline = cls(doc["name"])
+            try:
+                if parents:
+                    built[name]([built[p] for p in parents])
+            except (TaskDefinitionError, ValueError) as exc:  # a WiringError
+                raise PipelineError(f"task {name!r}: cannot connect its parents: {exc}") from exc
+        pipeline = cls(pipeline_name)
         for t in built.values():
             if not t.parents:
                 pipeline.add(t)
@@ -293,7 +307,11 @@ class Pipeline:
     @classmethod
     def from_file(cls, fname: str | os.PathLike[str]) -> Pipeline:
         """Load a pipeline saved by :meth:`to_file` or a run's ``pipeline.yaml``."""
-        doc = yamlio.load(Path(fname).read_text())
+        try:
+            doc = yamlio.load(Path(fname).read_text(encoding="utf-8"))
+        except yamlio.YAMLError as exc:
+            problem = " ".join(str(exc).split())
+            raise PipelineError(f"{fname}: not a readable YAML file ({problem})") from exc
         if not isinstance(doc, dict) or "pipeline" not in doc:
             raise PipelineError(f"{fname}: not a pyperunner pipeline file (no 'pipeline' section)")
         return cls.from_dict(doc["pipeline"])
@@ -343,24 +361,76 @@ def _connected(start: Iterable[Task]) -> Iterator[Task]:
         stack.extend(t.children)
 
 
-def _build_task(name: str, spec: Mapping[str, Any]) -> Task:
-    module_name, qualname = spec["module"], spec["class"]
+def _build_task(name: str, spec: Any) -> Task:
+    """Rebuild one task from its entry in a pipeline file; a bad entry is a ``PipelineError``."""
+    if not isinstance(spec, Mapping):
+        raise PipelineError(
+            f"task entry {name!r} is a {type(spec).__name__}, not a mapping of module, class, "
+            "tag, params and parents; fix it or save the pipeline again with Pipeline.to_file"
+        )
+    module_name, qualname = spec.get("module"), spec.get("class")
+    params, parents = spec.get("params") or {}, spec.get("parents") or []
+    checks = [
+        (isinstance(name, str), "its name is not a string"),
+        (
+            isinstance(module_name, str) and isinstance(qualname, str),
+            "it needs a 'module' and a 'class' naming the task's class",
+        ),
+        (isinstance(params, Mapping), "its 'params' is not a mapping"),
+        (
+            isinstance(parents, list) and all(isinstance(p, str) for p in parents),
+            "its 'parents' is not a list of task names",
+        ),
+    ]
+    problems = [problem for ok, problem in checks if not ok]
+    if problems:
+        raise PipelineError(
+            f"task entry {name!r}: {problems[0]}; fix it or save the pipeline again with "
+            "Pipeline.to_file"
+        )
+    saved = f"{module_name}.{qualname}"
+
+    def not_found(why: Exception) -> PipelineError:
+        """The error for a task class the file names but this process cannot find."""
+        if module_name == "__main__":
+            hint = (
+                "it was saved from a script run as __main__, which only that script can load: "
+                "define the task in a module, import it from the script, and save the pipeline "
+                "again"
+            )
+        else:
+            hint = "import or define the task under the same module and name before loading"
+            if hasattr(importlib.import_module("__main__"), qualname.partition(".")[0]):
+                hint += f" (__main__ defines a {qualname} too, but the file names {module_name})"
+        return PipelineError(f"task {name!r}: cannot find {saved} ({why}); {hint}")
+
     try:
         obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and f"{module_name}.".startswith(f"{exc.name}."):
+            raise not_found(exc) from exc
+        raise PipelineError(
+            f"task {name!r}: importing its module {module_name} failed with "
+            f"{type(exc).__name__}: {exc}; fix the module, then load the pipeline again"
+        ) from exc
+    try:
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise PipelineError(
-            f"task {name!r}: cannot find {module_name}.{qualname} ({exc}); import or define the "
-            "task under the same module and name before loading the pipeline"
-        ) from exc
+    except AttributeError as exc:
+        raise not_found(exc) from exc
     if not (isinstance(obj, type) and issubclass(obj, Task)):
-        raise PipelineError(f"task {name!r}: {module_name}.{qualname} is not a task")
-    params = {k: keys.decode(v) for k, v in (spec.get("params") or {}).items()}
-    return obj(spec.get("tag", ""), reload=bool(spec.get("reload", False)), **params)
+        raise PipelineError(f"task {name!r}: {saved} is not a task")
+    try:
+        decoded = {k: keys.decode(v) for k, v in params.items()}
+        return obj(spec.get("tag", ""), reload=bool(spec.get("reload", False)), **decoded)
+    except Exception as exc:  # the task's own code (decoding values, __init__) may raise anything
+        raise PipelineError(
+            f"task {name!r}: cannot rebuild {saved} from its entry: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _check_keys(pipeline: Pipeline, specs: Mapping[str, Any]) -> None:
+    """Raise ``KeyMismatchError`` saying why a rebuilt task's key differs from the saved one."""
     actual = pipeline.keys()
     by_name = {t.name: t for t in pipeline.tasks()}
     for name, spec in specs.items():
@@ -369,12 +439,20 @@ def _check_keys(pipeline: Pipeline, specs: Mapping[str, Any]) -> None:
         if "key" not in spec or actual[name] == spec["key"]:
             continue
         t = by_name[name]
+        saved = f"{spec['module']}.{spec['class']}"
+        now = f"{type(t).__module__}.{type(t).__qualname__}"
         reasons = []
+        if saved != now:
+            reasons.append(
+                f"the file saved it as {saved}, but {saved} is now {now} (a task is known by the "
+                "module and class it was saved from: define it under that module and name again, "
+                "or save the pipeline again from where the task is defined now)"
+            )
         if spec.get("params_digest") != keys.params_digest(t.params):
             reasons.append("its parameters differ")
-        if spec.get("code") != t.code_fingerprint():
+        if saved == now and spec.get("code") != t.code_fingerprint():
             reasons.append("its code changed since the file was written")
-        if any(actual[p.name] != specs[p.name].get("key") for p in t.parents):
+        if any(actual[p.name] != specs.get(p.name, {}).get("key") for p in t.parents):
             reasons.append("an upstream task's key differs")
         raise KeyMismatchError(
             f"task {name!r}: key {actual[name]} differs from the saved {spec['key']} because "
