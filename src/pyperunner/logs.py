@@ -34,39 +34,51 @@ def current_task() -> str | None:
     return getattr(_current, "name", None) or _process_task
 
 
-@contextlib.contextmanager
-def process_output_of(name: str) -> Iterator[None]:
-    """In a worker process that runs only task ``name``: log everything the process writes.
+class ProcessOutput:
+    """In a worker process: log everything the process writes, as the task it runs now.
 
     Output of the task's other threads, of C code and of processes it starts goes to file
-    descriptors 1 and 2, which are pipes for the duration; each line becomes a record of the
-    task, stdout at INFO and stderr at WARNING, like what the task prints itself.
+    descriptors 1 and 2, which are pipes while this is entered; a thread per pipe turns each line
+    into a record of the current task, stdout at INFO and stderr at WARNING, like what the task
+    prints itself. Use as a context manager around the worker's life, and :meth:`task` around
+    each task.
     """
-    global _process_task
-    _process_task = name
-    captures = [_FdCapture(1, logging.INFO), _FdCapture(2, logging.WARNING)]
-    try:
-        yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        for capture in captures:
+
+    def __enter__(self) -> ProcessOutput:
+        self._captures = [_FdCapture(1, logging.INFO), _FdCapture(2, logging.WARNING)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for capture in self._captures:
             capture.close()
-        _process_task = None
+
+    @contextlib.contextmanager
+    def task(self, name: str) -> Iterator[None]:
+        """Attribute the process's output to task ``name``; log all of it before returning."""
+        global _process_task
+        _process_task = name
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for capture in self._captures:
+                capture.drain()
+            _process_task = None
 
 
 class _FdCapture:
     """Replaces file descriptor ``fd`` by a pipe whose lines a thread logs for the task."""
 
-    _END = b"\0pyperunner-end-of-output\0\n"
+    _MARK = b"\0pyperunner-drained\0\n"
 
     def __init__(self, fd: int, level: int) -> None:
         self.fd, self.level = fd, level
         self.saved = os.dup(fd)
         read_end, self.write_end = os.pipe()
         os.dup2(self.write_end, fd)
-        self.done = threading.Event()
+        self.drained = threading.Event()
         self.reader = threading.Thread(
             target=self._forward, args=(read_end,), name=f"pyperunner-fd{fd}", daemon=True
         )
@@ -75,20 +87,24 @@ class _FdCapture:
     def _forward(self, read_end: int) -> None:
         with os.fdopen(read_end, "rb") as lines:
             for line in lines:
-                ended = line.endswith(self._END)
-                text = line[: -len(self._END)] if ended else line.rstrip(b"\n")
+                marked = line.endswith(self._MARK)
+                text = line[: -len(self._MARK)] if marked else line.rstrip(b"\n")
                 if text:
                     logging.getLogger(_process_task or "root").log(
                         self.level, text.decode(errors="replace")
                     )
-                if ended:
-                    break
-        self.done.set()
+                if marked:
+                    self.drained.set()
+
+    def drain(self) -> None:
+        """Wait (at most ``FLUSH_WAIT``) until everything written so far has been logged."""
+        self.drained.clear()
+        os.write(self.write_end, self._MARK)
+        self.drained.wait(FLUSH_WAIT)
 
     def close(self) -> None:
-        """Log what is still in the pipe (waiting at most ``FLUSH_WAIT``), restore ``fd``."""
-        os.write(self.write_end, self._END)
-        self.done.wait(FLUSH_WAIT)
+        """Log what is left and give ``fd`` back."""
+        self.drain()
         os.dup2(self.saved, self.fd)
         os.close(self.saved)
         os.close(self.write_end)
@@ -97,7 +113,7 @@ class _FdCapture:
 @contextlib.contextmanager
 def task_context(name: str) -> Iterator[None]:
     """Mark the calling thread as running task ``name`` and send its prints to the log."""
-    previous = current_task()
+    previous = getattr(_current, "name", None)
     _current.name = name
     _install_routers()
     try:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from .base import Executor, Job, Outcome, TaskTimeoutError, execute
 from .dask import DaskExecutor
 from .local import InlineExecutor, ProcessExecutor, ThreadExecutor
 
-EXECUTORS: dict[str, type[Executor]] = {
+EXECUTORS: dict[str, Callable[[], Executor]] = {
     "process": ProcessExecutor,
+    "pool": functools.partial(ProcessExecutor, max_tasks_per_child=None),
     "thread": ThreadExecutor,
     "inline": InlineExecutor,
 }

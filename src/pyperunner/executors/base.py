@@ -10,6 +10,7 @@ waits and then reuses the first one's result.
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import logging
 import time
@@ -123,6 +124,13 @@ class Executor(abc.ABC):
     def shutdown(self) -> list[str]:
         """Stop whatever still runs (after an interrupt); return the names of jobs stopped."""
         return []
+
+
+def detached(job: Job) -> Job:
+    """``job`` with a copy of its task cut from the graph, so pickling it takes only that task."""
+    task = copy.copy(job.task)
+    task.parents, task.children = [], []
+    return dataclasses.replace(job, task=task)
 
 
 def timed_out(job: Job, started: float, how: str = "") -> Outcome:

@@ -15,7 +15,6 @@ dies mid-task is Dask's to handle: it reruns the task on another worker, and onl
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import threading
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..logs import ForwardingHandler, handle_forwarded
 from ..store import Store
-from .base import Executor, Job, Outcome, execute, timed_out
+from .base import Executor, Job, Outcome, detached, execute, timed_out
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -89,7 +88,7 @@ class DaskExecutor(Executor):
         assert self.store is not None and self._client is not None, "call start() first"
         future = self._client.submit(
             run_on_worker,
-            _detached(job),
+            detached(job),
             self.store,
             logging.getLogger().getEffectiveLevel(),
             key=_task_key(job),
@@ -167,13 +166,6 @@ class DaskExecutor(Executor):
                 submitted.future.cancel()
                 outcomes.append(timed_out(submitted.job, submitted.started, CANCELLED))
         return outcomes
-
-
-def _detached(job: Job) -> Job:
-    """``job`` with a copy of its task cut from the graph, so only that one task is pickled."""
-    task = copy.copy(job.task)
-    task.parents, task.children = [], []
-    return dataclasses.replace(job, task=task)
 
 
 def _task_key(job: Job) -> str:
