@@ -859,3 +859,24 @@ def test_deep_chain_hashes_without_recursion_error():
     assert HEX32.fullmatch(current.hash())
     computed = keys.merkle_keys([current], lambda t: t.parents, Task.own_digest)
     assert len(computed) == 3001
+
+
+def test_execution_settings_as_class_attributes_are_not_part_of_the_key(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(module: str, settings: str) -> type:
+        (tmp_path / f"{module}.py").write_text(
+            "from pyperunner import Task, run\n"
+            "class Fetch(Task):\n"
+            f"{settings}"
+            "    @run\n"
+            "    def run(self, data):\n"
+            "        return 1\n"
+        )
+        return importlib.import_module(module).Fetch
+
+    plain = make("plain_fetch", "")
+    tuned = make("tuned_fetch", "    retries = 3\n    retry_delay: float = 2.0\n    timeout = 60\n")
+    other = make("other_fetch", "    factor = 2\n")
+    assert plain.code_fingerprint() == tuned.code_fingerprint()
+    assert other.code_fingerprint() != plain.code_fingerprint()

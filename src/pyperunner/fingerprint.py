@@ -69,13 +69,18 @@ def fingerprint(roots: Sequence[Any]) -> str:
     return compute(roots)[0]
 
 
-def compute(roots: Sequence[Any]) -> tuple[str, tuple[Binding, ...]]:
-    """Return :func:`fingerprint` of ``roots`` and the bindings it was computed from."""
+def compute(
+    roots: Sequence[Any], settings: frozenset[str] = frozenset()
+) -> tuple[str, tuple[Binding, ...]]:
+    """Return :func:`fingerprint` of ``roots`` and the bindings it was computed from.
+
+    ``settings`` are class attributes that say how a task runs, not what it computes.
+    """
     walk = _Walk({id(root) for root in roots})
     for root in roots:
         walk.collect(root)
         walk.follow_wrapped(root)
-    parts = [code_text(root) for root in roots]
+    parts = [code_text(root, settings) for root in roots]
     parts += [f"{name}={text}" for name, text in sorted(walk.found.items())]
     return keys.digest("\x1f".join(parts)), tuple(walk.bindings.values())
 
@@ -155,15 +160,18 @@ class _Walk:
             self.follow(self.read(attributes, "__wrapped__"))
 
 
-def code_text(obj: Any) -> str:
+def code_text(obj: Any, settings: frozenset[str] = frozenset()) -> str:
     """Return ``obj``'s code with comments, docstrings, decorators and formatting normalized away.
 
-    Falls back to the compiled bytecode where the source is not available (e.g. ``exec``).
+    Assignments to ``settings`` in a class body are left out too. Falls back to the compiled
+    bytecode where the source is not available (e.g. ``exec``).
     """
     tree = _parse(_source(obj))
     if tree is None:
         return _bytecode_text(obj)
     for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            node.body = [s for s in node.body if not _assigns_only(s, settings)] or [ast.Pass()]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
             body = node.body
             if (
@@ -177,6 +185,17 @@ def code_text(obj: Any) -> str:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             node.decorator_list = []
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _assigns_only(statement: ast.stmt, names: frozenset[str]) -> bool:
+    """True for ``name = ...`` / ``name: T = ...`` where every target is one of ``names``."""
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, ast.AnnAssign):
+        targets = [statement.target]
+    else:
+        return False
+    return all(isinstance(t, ast.Name) and t.id in names for t in targets)
 
 
 def data_text(value: Any) -> str | None:

@@ -18,6 +18,8 @@ from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
 from . import fingerprint, keys
 
 RESERVED_PARAMETERS = ("tag", "reload")
+EXECUTION_SETTINGS = frozenset({"retries", "retry_delay", "timeout"})
+"""Class attributes that say how a task is run, not what it computes: not part of its key."""
 _RUN_MARK = "__pyperunner_run__"
 
 T = TypeVar("T")
@@ -223,7 +225,8 @@ class Task:
             return keys.digest(f"version:{cls.version}")
         cached = Task._code_cache.get(cls)
         if cached is None or not fingerprint.unchanged(cached[1]):
-            cached = Task._code_cache[cls] = fingerprint.compute(cls._code_roots())
+            roots = cls._code_roots()
+            cached = Task._code_cache[cls] = fingerprint.compute(roots, EXECUTION_SETTINGS)
         return cached[0]
 
     @classmethod
