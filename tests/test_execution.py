@@ -549,6 +549,10 @@ def test_fail_fast_lets_running_tasks_finish(tmp_path, calls, executor):
     runner = make_runner(tmp_path, executor, process_limit=2)
     late = Slow("c", seconds=0.0)  # ready order: Boom(a), Slow(b), Slow(c)
     result = runner.run(Pipeline("fail-fast", [boom, slow, late]), fail_fast=True)
+    if executor == "inline":  # one task at a time: nothing runs alongside the failure
+        assert calls.counts() == {"Boom(a)": 1}
+        assert result.statuses["Slow(b)"] is Status.NOT_STARTED
+        return
     assert calls.counts() == {"Boom(a)": 1, "Slow(b)": 1}
     assert result.statuses == {
         "Boom(a)": Status.FAILURE,
@@ -558,8 +562,7 @@ def test_fail_fast_lets_running_tasks_finish(tmp_path, calls, executor):
         "Slow(c)": Status.NOT_STARTED,
     }
     assert result["Slow(b)"] == "b"
-    if executor != "inline":  # inline runs one task at a time: nothing runs alongside the failure
-        assert result.runs["Slow(b)"].finished > result.runs["Boom(a)"].finished
+    assert result.runs["Slow(b)"].finished > result.runs["Boom(a)"].finished
 
 
 # --------------------------------------------------------------------------- bad values
@@ -762,3 +765,68 @@ def test_diamond_with_failing_branch_gives_the_same_outcome_on_every_executor(tm
         "Node(e-below-left)": "e-below-left",
         "Node(z-alone)": "z-alone",
     }
+
+
+# --------------------------------------------------------------------------- what tasks raise
+
+
+class RaisesBase(Task):
+    """Raises an exception that is no ``Exception``: the task's failure all the same."""
+
+    @run
+    def run(self, data, kind):
+        record_call(self.name)
+        raise {"interrupt": KeyboardInterrupt, "generator-exit": GeneratorExit}[kind]("mine")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("kind", ["interrupt", "generator-exit"])
+def test_a_task_raising_a_base_exception_fails_with_its_traceback(tmp_path, calls, executor, kind):
+    if executor == "inline" and kind == "interrupt":
+        pytest.skip("inline runs in the runner's thread: KeyboardInterrupt there is Ctrl-C")
+    result = make_runner(tmp_path, executor).run(
+        Pipeline("base", [Node("after")(RaisesBase("x", kind=kind)), Node("other")])
+    )
+    run_ = result.runs["RaisesBase(x)"]
+    assert run_.status is Status.FAILURE
+    assert "mine" in run_.error and ", in run\n" in (run_.traceback or "")
+    assert result.statuses["Node(after)"] is Status.CANT_RUN
+    assert result.statuses["Node(other)"] is Status.SUCCESS
+
+
+class SwallowsEverything(Task):
+    """Sleeps inside a broad ``except Exception``, as careless task code does."""
+
+    timeout = TIMEOUT
+
+    @run
+    def run(self, data):
+        record_call(self.name)
+        try:
+            WAKE.wait(30)
+        except Exception:
+            return "swallowed"
+        return "woke"
+
+
+def test_an_inline_timeout_is_not_swallowed_by_except_exception(tmp_path, calls):
+    started = time.monotonic()
+    result = make_runner(tmp_path, "inline").run(Pipeline("swallow", [SwallowsEverything()]))
+    assert time.monotonic() - started < 5
+    assert result.statuses["SwallowsEverything()"] is Status.FAILURE
+    assert TIMEOUT_TEXT in result.runs["SwallowsEverything()"].error
+
+
+@task("UsesPool", receives_input=False)
+def uses_pool(n):
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        return sum(pool.map(abs, range(-n, 0)))
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_a_task_may_use_a_multiprocessing_pool(tmp_path, executor):
+    result = make_runner(tmp_path, executor).run(Pipeline("pool", [uses_pool(n=10)]))
+    assert result.ok, result.failed
+    assert result["UsesPool()"] == 55

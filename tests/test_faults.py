@@ -72,6 +72,11 @@ class Die(Task):
     def run(self, data, how, folder):
         record_call(self.name)
         Path(folder, f"{self.name}.died").write_text(repr(time.time()))
+        if how == "sigkill-leaving-a-child":  # the child holds every inherited descriptor
+            if os.fork() == 0:
+                time.sleep(WAIT)
+                os._exit(0)
+            os.kill(os.getpid(), signal.SIGKILL)
         if how == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif how == "exit7":
@@ -358,6 +363,7 @@ def report(what: str, **figures: Any) -> None:
 
 DEATHS = {
     "sigkill": re.compile(r"SIGKILL"),
+    "sigkill-leaving-a-child": re.compile(r"SIGKILL"),
     "exit7": re.compile(r"\bcode 7\b"),
     "segfault": re.compile(r"SIGSEGV"),
 }
@@ -475,6 +481,7 @@ def test_dead_workers_in_a_runner_script_fail_their_tasks_and_the_script_ends_no
 
 INTERRUPT_SCRIPT = """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -499,6 +506,8 @@ def long_running():
         ["sleep", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     Path("pids.txt").write_text(f"{os.getpid()} {grandchild.pid}")
+    if os.environ.get("FAULTS_IGNORE_SIGTERM"):  # so that stopping it takes the grace period
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fifo = os.environ.get("FAULTS_STARTED_FIFO")
     if fifo:
         with open(fifo, "w") as channel:
@@ -587,6 +596,33 @@ def test_interrupted_runner_stops_workers_and_children_records_and_resumes(
     }
     grandchild_again = int((tmp_path / "pids.txt").read_text().split()[1])
     assert wait_gone(grandchild_again, 0.5)  # a task's processes end with the task
+
+
+def test_a_second_signal_while_stopping_still_records_the_run(tmp_path, calls):
+    script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
+    fifo = tmp_path / "started.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    env = {**os.environ, "FAULTS_STARTED_FIFO": str(fifo), "FAULTS_IGNORE_SIGTERM": "1"}
+    with scripts() as started:
+        runner = Script(tmp_path, script, env=env)
+        started.append(runner)
+        channel = LineReader(reader, watch=runner.pid)
+        try:
+            assert channel.read_line() == "started", runner.stderr()
+        finally:
+            channel.close()
+            os.close(reader)
+        _, grandchild = map(int, (tmp_path / "pids.txt").read_text().split())
+        os.kill(runner.pid, signal.SIGINT)
+        assert wait_gone(grandchild, WAIT)  # SIGTERM reached the worker's group: the grace began
+        os.kill(runner.pid, signal.SIGTERM)
+        os.kill(runner.pid, signal.SIGINT)
+        assert runner.wait() == -signal.SIGINT, runner.stderr()
+        assert leftovers(runner.pid) == []
+    (run_dir,) = run_folders(tmp_path / "log")
+    assert run_doc(run_dir)["tasks"]["Long()"]["status"] == "INTERRUPTED"
+    assert "_Signalled" not in runner.stderr()
 
 
 def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, calls):

@@ -132,11 +132,12 @@ class Runner:
             executor = make_executor(self.executor)
             if jobs:
                 executor.start(self.store, self.process_limit)
+            restore_signals = None
             try:
-                runs = run_plan(
-                    graph, plan, jobs, executor, self.process_limit, listener, fail_fast
-                )
+                workers = executor.capacity(self.process_limit)
+                runs = run_plan(graph, plan, jobs, executor, workers, listener, fail_fast)
             except RunInterrupted as interrupted:
+                restore_signals = interrupted.restore_signals
                 self._record(pipeline, pipeline_doc, keys, interrupted.runs, started)
                 log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
                 if interrupted.signum == signal.SIGINT:
@@ -146,6 +147,8 @@ class Runner:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)
                 if jobs:
                     self.store.sync()  # the run's results survive a power cut from here on
+                if restore_signals is not None:
+                    restore_signals()
             self._record(pipeline, pipeline_doc, keys, runs, started)
         assert self._result is not None
         return self._result

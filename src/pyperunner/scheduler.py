@@ -31,12 +31,19 @@ log = logging.getLogger()
 
 
 class RunInterrupted(BaseException):
-    """The run was stopped by a signal; ``runs`` holds every task's record at that moment."""
+    """The run was stopped by a signal; ``runs`` holds every task's record at that moment.
 
-    def __init__(self, signum: int, runs: Mapping[str, TaskRun]) -> None:
+    Further SIGINT and SIGTERM are ignored, so that the run can be recorded, until
+    :meth:`restore_signals` is called.
+    """
+
+    def __init__(
+        self, signum: int, runs: Mapping[str, TaskRun], restore_signals: Callable[[], None]
+    ) -> None:
         super().__init__(f"run interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.runs = dict(runs)
+        self.restore_signals = restore_signals
 
 
 class _Signalled(BaseException):
@@ -73,17 +80,31 @@ def run_plan(
 ) -> dict[str, TaskRun]:
     """Execute ``plan`` over ``graph`` with ``executor``; return every task's record."""
     loop = _Loop(graph, plan, dict(jobs), executor, workers, on_change, fail_fast)
-    with _sigterm_interrupts():
-        try:
+    try:
+        with _sigterm_interrupts():
             loop.run()
-        except (KeyboardInterrupt, _Signalled) as exc:
-            signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
-            loop.interrupt()
-            raise RunInterrupted(signum, loop.runs) from None
-        except BaseException:
-            executor.shutdown()
-            raise
+    except (KeyboardInterrupt, _Signalled) as exc:
+        signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
+        restore = _ignore_signals()
+        loop.interrupt()
+        raise RunInterrupted(signum, loop.runs, restore) from None
+    except BaseException:
+        executor.shutdown()
+        raise
     return loop.runs
+
+
+def _ignore_signals() -> Callable[[], None]:
+    """Ignore SIGINT and SIGTERM (main thread only); return what puts their handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 @dataclasses.dataclass

@@ -28,8 +28,9 @@ _WAITING = (
 )
 
 
-class TaskTimeoutError(Exception):
-    """A task ran longer than its ``timeout``."""
+class TaskTimeoutError(BaseException):
+    """A task ran longer than its ``timeout``; a ``BaseException``, so that a task's own
+    ``except Exception`` cannot swallow it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +76,12 @@ class Outcome:
         return self.error is None
 
 
-def execute(job: Job, store: Store) -> Outcome:
-    """Run ``job`` in the calling thread: load inputs, call the task, store its output."""
+def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
+    """Run ``job`` in the calling thread: load inputs, call the task, store its output.
+
+    Whatever the task raises is its failure, except a ``KeyboardInterrupt`` where
+    ``interruptible`` (the runner's own thread: that is Ctrl-C, which stops the run).
+    """
     started = time.time()
     log = logging.getLogger(job.name)
     with task_context(job.name):
@@ -92,7 +97,9 @@ def execute(job: Job, store: Store) -> Outcome:
                 data = Inputs((name, store.load(name, key)) for name, key in job.inputs)
                 output = job.task.execute(data)
                 size = store.save(job.name, job.key, output, job.record)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if interruptible and isinstance(exc, KeyboardInterrupt):
+                raise
             text = traceback.format_exc()
             log.error("failed: %s: %s\n%s", type(exc).__name__, exc, text.rstrip())
             return Outcome(job.name, started, time.time(), f"{type(exc).__name__}: {exc}", text)
@@ -112,6 +119,10 @@ class Executor(abc.ABC):
     def start(self, store: Store, workers: int) -> None:
         """Prepare to run up to ``workers`` jobs at once against ``store``."""
         self.store = store
+
+    def capacity(self, workers: int) -> int:
+        """How many jobs to give at once when the run allows ``workers``."""
+        return workers
 
     @abc.abstractmethod
     def submit(self, job: Job) -> None:

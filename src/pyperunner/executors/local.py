@@ -36,7 +36,10 @@ KILL_GRACE = 1.0
 
 
 class InlineExecutor(Executor):
-    """Runs each job in the calling thread as it is submitted."""
+    """Runs each job in the calling thread as it is submitted, one at a time."""
+
+    def capacity(self, workers: int) -> int:
+        return 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,7 +48,7 @@ class InlineExecutor(Executor):
     def submit(self, job: Job) -> None:
         assert self.store is not None
         with _alarm(job.timeout):
-            self._done.append(execute(job, self.store))
+            self._done.append(execute(job, self.store, interruptible=True))
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         if not self._done and timeout is not None:
@@ -144,6 +147,19 @@ class _Worker:
     process: BaseProcess
     conn: Connection
     running: _Running | None = None
+    ended: int | None = None  # readable once the process has exited
+
+    def __post_init__(self) -> None:
+        try:  # unlike the sentinel, not held open by processes the task forked
+            self.ended = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):
+            self.ended = self.process.sentinel
+
+    def close(self) -> None:
+        """Close the connection and the exit watch."""
+        self.conn.close()
+        if self.ended is not None and self.ended != self.process.sentinel:
+            os.close(self.ended)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,11 +216,10 @@ class ProcessExecutor(Executor):
     def _fork(self, job: Job) -> _Worker:
         ours, theirs = self._ctx.Pipe()
         self._forked += 1
-        process = self._ctx.Process(
+        process = self._ctx.Process(  # not daemonic, so tasks may use multiprocessing
             target=_worker_main,
             args=(job, self.store, theirs, self.max_tasks_per_child, self.max_memory_growth),
             name=f"Worker-{self._forked}",
-            daemon=True,
         )
         process.start()
         _own_group(process.pid)
@@ -216,12 +231,12 @@ class ProcessExecutor(Executor):
         outcomes: list[Outcome] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while not outcomes:
-            by_sentinel = {w.process.sentinel: c for c, w in self._workers.items()}
+            by_exit = {w.ended: c for c, w in self._workers.items()}
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = multiprocessing.connection.wait(
-                [*self._workers, *by_sentinel], _wait_time(remaining, self._busy())
+                [*self._workers, *by_exit], _wait_time(remaining, self._busy())
             )
-            for conn in {by_sentinel.get(obj, obj) for obj in ready}:
+            for conn in {by_exit.get(obj, obj) for obj in ready}:
                 outcome = self._receive(conn)  # type: ignore[arg-type]
                 if outcome is not None:
                     outcomes.append(outcome)
@@ -260,7 +275,7 @@ class ProcessExecutor(Executor):
     def _retire(self, conn: Connection) -> _Running | None:
         """Forget a worker that ended, or is ending; its task's processes end with it."""
         worker = self._workers.pop(conn)
-        conn.close()
+        worker.close()
         worker.process.join()
         _kill_group(worker.process.pid, signal.SIGKILL)
         return worker.running
@@ -273,7 +288,7 @@ class ProcessExecutor(Executor):
             if running is not None and running.deadline and running.deadline <= now:
                 del self._workers[conn]
                 _stop([running])
-                conn.close()
+                worker.close()
                 outcomes.append(timed_out(running.job, running.started, "worker killed"))
         return outcomes
 
@@ -288,8 +303,8 @@ class ProcessExecutor(Executor):
             worker.process.join(KILL_GRACE)
             _kill_group(worker.process.pid, signal.SIGKILL)
             worker.process.join()
-        for conn in self._workers:
-            conn.close()
+        for worker in self._workers.values():
+            worker.close()
         self._workers.clear()
         return [r.job.name for r in stopped]
 
