@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import record_call
+from test_faults import wait_gone
 
 from pyperunner import (
     Pipeline,
@@ -830,3 +831,27 @@ def test_a_task_may_use_a_multiprocessing_pool(tmp_path, executor):
     result = make_runner(tmp_path, executor).run(Pipeline("pool", [uses_pool(n=10)]))
     assert result.ok, result.failed
     assert result["UsesPool()"] == 55
+
+
+@task("Daemonizes", receives_input=False)
+def daemonizes(pid_file):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    Path(pid_file).write_text(str(sleeper.pid))
+    return "left it running"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_processes_a_task_leaves_running_end_with_the_run(tmp_path, executor):
+    pid_file = tmp_path / "sleeper.pid"
+    bystander = subprocess.Popen(["sleep", "60"])  # the caller's own: left alone
+    try:
+        result = make_runner(tmp_path, executor).run(
+            Pipeline("leaves", [daemonizes(pid_file=str(pid_file))])
+        )
+        assert result.ok
+        sleeper = int(pid_file.read_text())
+        assert wait_gone(sleeper, 5.0)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()

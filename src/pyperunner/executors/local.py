@@ -35,7 +35,23 @@ KILL_GRACE = 1.0
 """Seconds a stopped worker gets between SIGTERM and SIGKILL."""
 
 
-class InlineExecutor(Executor):
+class _InProcess(Executor):
+    """Runs jobs in the runner's process; processes its tasks start end when it shuts down."""
+
+    _children_before: set[int] | None = None
+
+    def start(self, store: Store, workers: int) -> None:
+        super().start(store, workers)
+        self._children_before = set(_children())
+
+    def shutdown(self) -> list[str]:
+        if self._children_before is not None:
+            _end_children(exclude=self._children_before)
+            self._children_before = None
+        return []
+
+
+class InlineExecutor(_InProcess):
     """Runs each job in the calling thread as it is submitted, one at a time."""
 
     def capacity(self, workers: int) -> int:
@@ -95,7 +111,7 @@ def _wait_time(timeout: float | None, running: Iterator[_Running]) -> float | No
     return until_deadline if timeout is None else min(timeout, until_deadline)
 
 
-class ThreadExecutor(Executor):
+class ThreadExecutor(_InProcess):
     """Runs every job on a daemon thread of this process."""
 
     def __init__(self) -> None:
@@ -137,6 +153,7 @@ class ThreadExecutor(Executor):
     def shutdown(self) -> list[str]:
         names = list(self._running)
         self._running.clear()  # daemon threads: they cannot be stopped, and do not block exit
+        super().shutdown()
         return names
 
 
@@ -348,7 +365,7 @@ class _CleanState:
         self.environ = dict(os.environ)
         self.threads = threading.active_count()
         self.memory_limit = _resident_bytes() + max_growth
-        self.can_end_children = _become_subreaper()
+        self.can_end_children = _become_subreaper() and os.path.isdir("/proc/self/task")
 
     def restore(self) -> bool:
         """End what the last task left behind; False if this worker should retire."""
@@ -374,16 +391,19 @@ def _become_subreaper() -> bool:
 
 
 def _children() -> list[int]:
+    """This process's children (Linux; none where ``/proc`` does not list them)."""
     pids: list[int] = []
-    for thread in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{thread}/children") as listed:
-            pids.extend(int(pid) for pid in listed.read().split())
+    with contextlib.suppress(OSError):
+        for thread in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{thread}/children") as listed:
+                pids.extend(int(pid) for pid in listed.read().split())
     return pids
 
 
-def _end_children() -> None:
-    """Kill every process a task started and left running; orphans come back to be killed."""
-    while children := _children():
+def _end_children(exclude: set[int] | None = None) -> None:
+    """Kill every child process but ``exclude`` (and, in a subreaper, the orphans that come
+    back): what tasks started and left running."""
+    while children := [pid for pid in _children() if pid not in (exclude or ())]:
         for pid in children:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
