@@ -70,3 +70,20 @@ def test_progress_false_and_console_false_keep_the_console_quiet(tmp_path, capsy
     assert "tasks to run" not in capsys.readouterr().err
     Runner(tmp_path / "d", tmp_path / "l", executor="inline", console=False).run(pipeline)
     assert capsys.readouterr().err == ""
+
+
+@task("After", receives_input=True)
+def after(data):
+    return data
+
+
+def test_with_the_live_view_a_failure_is_told_once_not_with_every_log_line(tmp_path, capsys):
+    pipeline = Pipeline("once", [after("z")(bad("y")), ok("x")])
+    Runner(tmp_path / "d", tmp_path / "l", executor="inline", progress=True).run(pipeline)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "broken on purpose" in line]
+    assert any(line.startswith("20") and "Failed: Bad(y)" in line for line in lines), err
+    assert "Traceback" not in err  # the traceback is in the log file and in run.yaml
+    assert "can't run" not in err
+    log = next((tmp_path / "l").glob("once_*/pipeline.log")).read_text()
+    assert "Traceback" in log and "can't run" in log

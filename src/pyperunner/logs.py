@@ -238,23 +238,33 @@ def formatter() -> logging.Formatter:
     return logging.Formatter(LOG_FORMAT, DATE_FORMAT)
 
 
+TASK_STATUS = "task_status"
+"""``extra`` flag of the runner's per-task status lines (started, finished, failed, ...)."""
+
+
 @contextlib.contextmanager
 def run_logging(
-    log_file: Path, console: bool = True, console_level: int = logging.INFO
+    log_file: Path, console: bool = True, live: bool = False
 ) -> Iterator[logging.Logger]:
-    """Log to ``log_file`` (and the console) for the duration of a run, then restore logging."""
+    """Log to ``log_file`` (and the console) for the duration of a run, then restore logging.
+
+    With a ``live`` view on the console, the console gets only the run's own warnings and
+    errors: what tasks log and how each task fares, the view shows; the file has all of it.
+    """
     root = logging.getLogger()
     file_handler = logging.FileHandler(log_file, encoding="utf-8")
     file_handler.setLevel(logging.INFO)
     handlers: list[logging.Handler] = [file_handler]
     if console:
         console_handler = logging.StreamHandler(_original(sys.stderr))
-        console_handler.setLevel(console_level)
+        console_handler.setLevel(logging.WARNING if live else logging.INFO)
         handlers.append(console_handler)
     for handler in handlers:
         handler.setFormatter(formatter())
         handler.addFilter(_TaskFilter())
         root.addHandler(handler)
+    if console and live:
+        console_handler.addFilter(_run_level_only)
     old_level = root.level
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
@@ -265,6 +275,10 @@ def run_logging(
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+
+
+def _run_level_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, TASK_STATUS, False) and record.task == "root"  # type: ignore[attr-defined]
 
 
 def _original(stream: TextIO) -> TextIO:

@@ -27,7 +27,7 @@ from typing import Any
 from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline
-from .logs import run_logging
+from .logs import TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, run_plan
@@ -100,8 +100,7 @@ class Runner:
         self.run_dir, self._graph = run_dir, graph
         with contextlib.ExitStack() as stack:
             live = self._live()
-            console_level = logging.WARNING if live else logging.INFO
-            stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, console_level))
+            stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, live))
             pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
             (run_dir / PIPELINE_FILE).write_text(yamlio.dump(pipeline_doc))
             log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
@@ -337,19 +336,20 @@ def _both(*listeners: Listener) -> Listener:
 
 
 def _log_change(name: str, run: TaskRun) -> None:
+    flag = {TASK_STATUS: True}
     if run.status is Status.RUNNING:
         attempt = f", attempt {run.attempts}" if run.attempts > 1 else ""
-        log.info("Starting %s (%s%s)", name, run.reason, attempt)
+        log.info("Starting %s (%s%s)", name, run.reason, attempt, extra=flag)
     elif run.status is Status.SUCCESS:
-        log.info("Finished %s in %.2f s", name, run.duration or 0.0)
+        log.info("Finished %s in %.2f s", name, run.duration or 0.0, extra=flag)
     elif run.status is Status.FAILURE:
-        log.error("Task %s failed: %s", name, run.error)
+        log.error("Task %s failed: %s", name, run.error, extra=flag)
     elif run.status is Status.CANT_RUN:
-        log.warning("Task %s can't run: %s", name, run.error)
+        log.warning("Task %s can't run: %s", name, run.error, extra=flag)
     elif run.status is Status.CACHED:
-        log.info("Using the stored result of %s, found when it was about to run", name)
+        log.info("Using the stored result of %s, found when it was about to run", name, extra=flag)
     elif run.status is Status.INTERRUPTED:
-        log.warning("Task %s was interrupted", name)
+        log.warning("Task %s was interrupted", name, extra=flag)
 
 
 def _inputs(task: Task, keys: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
