@@ -53,6 +53,28 @@ def _check_run(result: Any) -> None:
 # -- 1. chain -----------------------------------------------------------------------------------
 
 
+def _one_task_run(workdir: str, executor: str) -> float:
+    """Seconds of a run of a single task in a fresh store: a run's fixed costs, warm."""
+    import bench_tasks
+
+    pipeline, _ = bench_tasks.chain(1)
+    runner = _runner(os.path.join(workdir, "one"), executor)
+    t = time.perf_counter()
+    _check_run(runner.run(pipeline))
+    return time.perf_counter() - t
+
+
+def _per_task(elapsed: float, workdir: str, executor: str, tasks: int) -> Metrics:
+    """Wall time per task, and the cost of a task beyond what a one-task run costs."""
+    fixed = _one_task_run(workdir, executor)
+    return {
+        "total": elapsed,
+        "per_task": elapsed / tasks,
+        "fixed": fixed,
+        "marginal": (elapsed - fixed) / (tasks - 1),
+    }
+
+
 def chain(variant: str, args: argparse.Namespace) -> Metrics:
     kind, _, executor = variant.partition("-")
     if kind == "pyperunner":
@@ -65,6 +87,7 @@ def chain(variant: str, args: argparse.Namespace) -> Metrics:
         elapsed = time.perf_counter() - t
         _check_run(result)
         _check(pipeline[last] == CHAIN - 1, f"{last} = {pipeline[last]}")
+        return _per_task(elapsed, args.workdir, executor, CHAIN)
     else:
         t = time.perf_counter()
         if executor == "inline":
@@ -100,6 +123,7 @@ def fanout(variant: str, args: argparse.Namespace) -> Metrics:
         elapsed = time.perf_counter() - t
         _check_run(result)
         _check(sorted(pipeline[c] for c in children) == expected, "fan-out outputs")
+        return _per_task(elapsed, args.workdir, executor, FANOUT)
     else:
         t = time.perf_counter()
         root = plain.start(0)

@@ -211,7 +211,8 @@ def repeats(h: Harness, name: str) -> Iterator[int]:
 
 # -- the benchmarks -----------------------------------------------------------------------------
 
-EXECUTORS = ("process", "thread", "inline")
+EXECUTORS = ("process", "pool", "thread", "inline")
+REFERENCE_OF = {"process": "process", "pool": "process", "thread": "thread", "inline": "inline"}
 CHAIN_REF = {
     "process": "ProcessPoolExecutor(1)",
     "thread": "ThreadPoolExecutor(1)",
@@ -222,59 +223,63 @@ FANOUT_REF = {
     "thread": f"ThreadPoolExecutor({CORES}).map",
     "inline": "direct calls",
 }
-PER_TASK_TARGET = {"process": Target("<", 3, "ms"), "inline": Target("<", 0.3, "ms")}
+PER_TASK_TARGET = {
+    "process": Target("<", 3, "ms"),
+    "pool": Target("<", 3, "ms"),
+    "inline": Target("<", 0.3, "ms"),
+}
+
+
+def _per_task_rows(shape: str, label: str, refs: dict[str, str]) -> list[Row]:
+    """Per executor: the overhead of one more task (judged), wall/task and a run's fixed cost."""
+    rows = []
+    for ex in EXECUTORS:
+        ref = (f"{shape}/ref-{REFERENCE_OF[ex]}", "per_task")
+        ours = f"{shape}/pyperunner-{ex}"
+        rows += [
+            Row(
+                f"{label}, {ex}: overhead/task",
+                "ms",
+                (ours, "marginal"),
+                ref,
+                refs[REFERENCE_OF[ex]],
+                1000,
+                PER_TASK_TARGET.get(ex),
+            ),
+            Row("  wall/task", "ms", (ours, "per_task"), ref, refs[REFERENCE_OF[ex]], 1000),
+            Row("  a run of 1 task", "ms", (ours, "fixed"), scale=1000),
+        ]
+    return rows
 
 
 def bench_chain(h: Harness, quick: bool) -> list[Row]:
     for _ in repeats(h, "chain"):
         for ex in EXECUTORS:
             h.case(f"chain/pyperunner-{ex}", "chain", f"pyperunner-{ex}")
+        for ex in set(REFERENCE_OF.values()):
             h.case(f"chain/ref-{ex}", "chain", f"ref-{ex}")
-    return [
-        Row(
-            f"chain 200, {ex}: wall/task",
-            "ms",
-            (f"chain/pyperunner-{ex}", "per_task"),
-            (f"chain/ref-{ex}", "per_task"),
-            CHAIN_REF[ex],
-            1000,
-            PER_TASK_TARGET.get(ex),
-        )
-        for ex in EXECUTORS
-    ]
+    return _per_task_rows("chain", "chain 200", CHAIN_REF)
 
 
 def bench_fanout(h: Harness, quick: bool) -> list[Row]:
     for _ in repeats(h, "fanout"):
         for ex in EXECUTORS:
             h.case(f"fanout/pyperunner-{ex}", "fanout", f"pyperunner-{ex}")
+        for ex in set(REFERENCE_OF.values()):
             h.case(f"fanout/ref-{ex}", "fanout", f"ref-{ex}")
         h.case("fanout/ref-joblib", "fanout", "ref-joblib")
-    rows = []
-    for ex in EXECUTORS:
-        rows.append(
-            Row(
-                f"fan-out 200, {ex}: wall/task",
-                "ms",
-                (f"fanout/pyperunner-{ex}", "per_task"),
-                (f"fanout/ref-{ex}", "per_task"),
-                FANOUT_REF[ex],
-                1000,
-                PER_TASK_TARGET.get(ex),
-            )
+    rows = _per_task_rows("fanout", "fan-out 200", FANOUT_REF)
+    rows.append(
+        Row(
+            "fan-out 200, pool: overhead/task",
+            "ms",
+            ("fanout/pyperunner-pool", "marginal"),
+            ("fanout/ref-joblib", "per_task"),
+            f"joblib.Parallel(n_jobs={CORES})",
+            1000,
+            PER_TASK_TARGET["pool"],
         )
-        if ex == "process":
-            rows.append(
-                Row(
-                    "fan-out 200, process: wall/task",
-                    "ms",
-                    ("fanout/pyperunner-process", "per_task"),
-                    ("fanout/ref-joblib", "per_task"),
-                    f"joblib.Parallel(n_jobs={CORES})",
-                    1000,
-                    PER_TASK_TARGET["process"],
-                )
-            )
+    )
     return rows
 
 

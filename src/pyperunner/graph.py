@@ -147,17 +147,29 @@ class Pipeline:
             raise PipelineError(str(exc)) from None
         self.name = name
         self._members: list[Task] = []
+        self._seen: dict[int, Task] = {}  # tasks found connected when they were added
+        self._names: dict[str, Task] = {}
         self._result: Mapping[str, Any] | None = None
         self._plan: Any = None  # the runner's last plan for this pipeline, for summary()
         for t in tasks or ():
             self.add(t)
 
     def add(self, task: Task) -> None:
-        """Add ``task`` and every task connected to it to the pipeline."""
+        """Add ``task`` and every task connected to it to the pipeline.
+
+        Only tasks not seen on an earlier ``add`` are checked, so that building a chain of n
+        tasks one by one costs O(n), not O(n^2); :meth:`graph` checks everything again.
+        """
         require_task(task, f"pipeline {self.name!r}: what is added")
-        if any(t is task for t in self._members):
+        if id(task) in self._seen and any(t is task for t in self._members):
             return
-        self._unique_names([*self._members, task])
+        fresh = list(_connected([task], skip=self._seen))
+        names = dict(self._names)
+        if any(names.setdefault(t.name, t) is not t for t in fresh):
+            names = self._unique_names([*self._members, task])  # raises, unless seen is stale
+            fresh, self._seen = list(_connected([*self._members, task])), {}
+        self._seen.update((id(t), t) for t in fresh)
+        self._names = names
         self._members.append(task)
 
     # -- structure ----------------------------------------------------------------------------
@@ -348,8 +360,9 @@ class Sequential(Pipeline):
         self._chain.append(task)
 
 
-def _connected(start: Iterable[Task]) -> Iterator[Task]:
-    seen: set[int] = set()
+def _connected(start: Iterable[Task], skip: Mapping[int, Task] | None = None) -> Iterator[Task]:
+    """Every task connected to ``start`` (up- or downstream), not walking past ``skip``."""
+    seen: set[int] = set(skip or ())
     stack = list(start)
     while stack:
         t = stack.pop()
