@@ -32,7 +32,7 @@ from pyperunner import (
     task,
 )
 
-EXECUTORS = ["process", "thread", "inline"]
+EXECUTORS = ["process", "pool", "thread", "inline"]
 ATTEMPTS_ENV = "PYPERUNNER_TEST_ATTEMPTS"
 TIMEOUT = 0.5
 TIMEOUT_TEXT = "timed out after 0.5 s"
@@ -826,7 +826,7 @@ def uses_pool(n):
         return sum(pool.map(abs, range(-n, 0)))
 
 
-@pytest.mark.parametrize("executor", ["process", "thread"])
+@pytest.mark.parametrize("executor", ["process", "pool", "thread"])
 def test_a_task_may_use_a_multiprocessing_pool(tmp_path, executor):
     result = make_runner(tmp_path, executor).run(Pipeline("pool", [uses_pool(n=10)]))
     assert result.ok, result.failed

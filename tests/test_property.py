@@ -105,7 +105,7 @@ def dag_and_changed(draw: st.DrawFn) -> tuple[nx.DiGraph, int]:
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(case=dag_and_changed(), executor=st.sampled_from(["inline", "thread"]))
+@given(case=dag_and_changed(), executor=st.sampled_from(["inline", "thread", "pool"]))
 def test_random_dags_run_in_order_and_rerun_descendants(case, executor, tmp_path, calls):
     graph, changed = case
     check_dag(graph, changed, executor, tmp_path, calls)

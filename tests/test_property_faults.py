@@ -150,7 +150,7 @@ def check_faults(graph, plan, executor, base: Path, calls) -> None:
 )
 @given(
     case=faulty_dags(["ok", "fail"]),
-    executor=st.sampled_from(["thread", "inline"]),
+    executor=st.sampled_from(["thread", "inline", "pool"]),
 )
 def test_random_dags_with_failing_tasks_follow_the_rules_and_complete_next_run(
     case, executor, tmp_path, calls, monkeypatch

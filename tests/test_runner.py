@@ -345,7 +345,7 @@ def test_cached_outputs_not_loaded_when_nothing_downstream_needs_them(paths, cal
     assert result.ok
 
 
-@pytest.mark.parametrize("executor", ["process", "thread"])
+@pytest.mark.parametrize("executor", ["process", "pool", "thread"])
 def test_process_limit_one_runs_tasks_one_at_a_time(paths, tmp_path, executor):
     folder = tmp_path / "stamps"
     folder.mkdir()
@@ -358,7 +358,7 @@ def test_process_limit_one_runs_tasks_one_at_a_time(paths, tmp_path, executor):
         assert start >= end, stamps
 
 
-@pytest.mark.parametrize("executor", ["process", "thread"])
+@pytest.mark.parametrize("executor", ["process", "pool", "thread"])
 def test_process_limit_two_overlaps_independent_tasks(paths, tmp_path, executor):
     folder = tmp_path / "stamps"
     folder.mkdir()

@@ -221,14 +221,16 @@ class ProcessExecutor(Executor):
 
     def submit(self, job: Job) -> None:
         assert self.store is not None
-        idle = next((w for w in self._workers.values() if w.running is None), None)
-        if idle is None:
-            idle = self._fork(job)  # the job travels by fork: nothing is pickled
+        worker = next((w for w in self._workers.values() if w.running is None), None)
+        payload = None if worker is None else _pickled(job)
+        if worker is not None and payload is None:  # only a fork can take this job along
+            self._end_idle([worker])
+            worker = None
+        if worker is None:
+            worker = self._fork(job)  # the job travels by fork: nothing is pickled
         else:
-            import cloudpickle
-
-            idle.conn.send_bytes(cloudpickle.dumps(detached(job)))
-        idle.running = _Running(job, time.time(), _deadline(job), idle.process)
+            worker.conn.send_bytes(payload)
+        worker.running = _Running(job, time.time(), _deadline(job), worker.process)
 
     def _fork(self, job: Job) -> _Worker:
         ours, theirs = self._ctx.Pipe()
@@ -293,8 +295,9 @@ class ProcessExecutor(Executor):
         """Forget a worker that ended, or is ending; its task's processes end with it."""
         worker = self._workers.pop(conn)
         worker.close()
-        worker.process.join()
+        worker.process.join(KILL_GRACE)
         _kill_group(worker.process.pid, signal.SIGKILL)
+        worker.process.join()
         return worker.running
 
     def _expire(self) -> list[Outcome]:
@@ -312,18 +315,19 @@ class ProcessExecutor(Executor):
     def shutdown(self) -> list[str]:
         stopped = self._busy()
         _stop(stopped)
-        idle = [w for w in self._workers.values() if w.running is None]
-        for worker in idle:
-            with contextlib.suppress(OSError):
-                worker.conn.send_bytes(b"")  # no more jobs: the worker ends
-        for worker in idle:
-            worker.process.join(KILL_GRACE)
-            _kill_group(worker.process.pid, signal.SIGKILL)
-            worker.process.join()
+        self._end_idle([w for w in self._workers.values() if w.running is None])
         for worker in self._workers.values():
             worker.close()
         self._workers.clear()
         return [r.job.name for r in stopped]
+
+    def _end_idle(self, idle: list[_Worker]) -> None:
+        """Tell idle workers there are no more jobs, and see them end."""
+        for worker in idle:
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(b"")
+        for worker in idle:
+            self._retire(worker.conn)
 
 
 def _worker_main(
@@ -340,13 +344,16 @@ def _worker_main(
             conn.send(message)
 
     done = 0
+    adopts_orphans = _become_subreaper() and os.path.isdir("/proc/self/task")
     with forward_records(send), ProcessOutput() as output:
-        clean = _CleanState(max_growth) if max_tasks != 1 else None
+        clean = _CleanState(max_growth)
         while True:
             with output.task(job.name):
                 outcome = execute(job, store)
             done += 1
-            more = clean is not None and done != max_tasks and clean.restore()
+            if adopts_orphans:  # also what left the worker's process group (setsid)
+                _end_children()
+            more = adopts_orphans and done != max_tasks and clean.restore()
             send(_Report(outcome, more))
             if not more:
                 break
@@ -355,6 +362,18 @@ def _worker_main(
                 break
             job = pickle.loads(payload)
     conn.close()
+    os._exit(0)  # at once: threads a task left running must not keep the worker alive
+
+
+def _pickled(job: Job) -> bytes | None:
+    """``job`` for a running worker, or None if it cannot be pickled (e.g. a closure holding a
+    lock): then only a fork can take it there."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(detached(job))
+    except Exception:
+        return None
 
 
 class _CleanState:
@@ -365,13 +384,9 @@ class _CleanState:
         self.environ = dict(os.environ)
         self.threads = threading.active_count()
         self.memory_limit = _resident_bytes() + max_growth
-        self.can_end_children = _become_subreaper() and os.path.isdir("/proc/self/task")
 
     def restore(self) -> bool:
-        """End what the last task left behind; False if this worker should retire."""
-        if not self.can_end_children:
-            return False
-        _end_children()
+        """Put back the working folder and environment; False if this worker should retire."""
         if os.getcwd() != self.cwd:
             os.chdir(self.cwd)
         if os.environ != self.environ:
