@@ -2,28 +2,41 @@
 
 Each entry holds ``result.dump.gz`` (the task's output, readable with ``joblib.load``) and
 ``params.yaml`` (what produced it: the task's parameters, its parents' keys and the result's size).
-An entry counts only once ``result.dump.gz`` exists with the size its record names, and that file
-only ever appears by an atomic rename of a complete temporary file in the same folder, so a crash
-of any process never leaves a result that looks valid. Files are not fsynced one by one (that
-cost 3 ms per task); :meth:`Store.sync` puts everything on disk once at the end of a run, and a
-result a power cut damaged before that is caught by its size and computed again.
-This module is the only code that knows the layout.
+An entry counts only once ``result.dump.gz`` exists with the size its record names. This module is
+the only code that knows the layout.
+
+Where the files live is the business of one of two small backends behind :class:`Store`.
+A local path (or a ``file://`` / ``local://`` URL) goes to :class:`_LocalFiles`: os-level I/O, a
+result only ever appears by an atomic rename of a complete temporary file in the same folder,
+entries are computed under OS file locks, numpy arrays load memory-mapped, and files are not
+fsynced one by one (that cost 3 ms per task): :meth:`Store.sync` puts everything on disk once at
+the end of a run, and a result a power cut damaged before that is caught by its size. Any other URL
+(``s3://``, ``gcs://``, ``memory://``, ...) goes to :class:`_FsspecFiles`, through ``fsspec``,
+imported only then: where the filesystem renames atomically a result is still renamed into place;
+on object stores, which cannot rename but write every object whole, ``params.yaml`` (with the
+result's size) is written first and the result object after it, so a result that does not match
+its record is never trusted. Such stores have no locks: see ``docs/storage.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import enum
+import io
 import os
 import pickle
 import re
 import shutil
 import sys
 import tempfile
+import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import yamlio
 
@@ -33,6 +46,12 @@ LOCK_FILE = ".lock"
 LOCK_MODE = 0o644
 """Lock files are not group-writable, which also spares filelock a probe file per entry."""
 TMP_SUFFIX = ".tmp"
+STALE_AFTER = 24 * 3600.0
+"""Seconds after which a temporary file on a store without locks counts as a leftover: no lock
+tells whether its writer still runs, so only temporaries that old are removed."""
+LOCAL_PROTOCOLS = ("file://", "local://")
+"""URLs that name a local path and so take the local code path."""
+FSSPEC_HINT = 'pip install "pyperunner[fsspec]"'
 _RESULT = re.compile(rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n$")
 """How :meth:`Store.save` ends every params.yaml; read without parsing the YAML."""
 PICKLE, JOBLIB = "pickle", "joblib"
@@ -43,6 +62,9 @@ DEFAULT_COMPRESS: Any = 0
 the write time for at most a third less disk, and it rules out memory-mapping (see
 ``benchmarks/README.md``). Pass ``compress=("gzip", 3)`` (any ``joblib.dump`` value) to trade time
 for disk, e.g. for large pure-Python results."""
+
+Location = Path | str
+"""Where a file or folder of the store is: a ``Path`` for a local store, a URL string otherwise."""
 
 
 class StoreError(Exception):
@@ -62,29 +84,47 @@ class EntryState(enum.Enum):
 
 
 class Store:
-    """The on-disk cache of task outputs under ``root``."""
+    """The cache of task outputs under ``root``: a local path or an fsspec URL.
 
-    def __init__(self, root: str | os.PathLike[str], compress: Any = DEFAULT_COMPRESS) -> None:
-        self.root = Path(root).absolute()
+    ``storage_options`` go to the fsspec filesystem of a URL (credentials, endpoint, ...);
+    fsspec's own configuration and environment variables apply as well.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        compress: Any = DEFAULT_COMPRESS,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._files = _files_for(root, storage_options)
+        self.root: Location = self._files.root
         self.compress = compress
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def process_local(self) -> bool:
+        """True if the stored data lives in this process only (``memory://``): no worker
+        process sees what another one writes, so only the inline and thread executors fit."""
+        return self._files.process_local
 
     def preload(self) -> None:
         """Import what storing and loading need, so processes forked afterwards inherit it.
 
         joblib is needed only for numpy arrays, so only where numpy is loaded already.
         """
-        import filelock  # noqa: F401
-
+        self._files.preload()
         if "numpy" in sys.modules:
             import joblib  # noqa: F401
 
-    def entry(self, name: str, key: str) -> Path:
+    def entry(self, name: str, key: str) -> Location:
         """The folder of one task's result for one key."""
-        return self.root / name / key
+        return self._files.public(self._files.at(name, key))
 
-    def result_path(self, name: str, key: str) -> Path:
+    def result_path(self, name: str, key: str) -> Location:
         """The path of the result file, as users load it with ``joblib.load``."""
-        return self.entry(name, key) / RESULT_FILE
+        return self._files.public(self._files.at(name, key, RESULT_FILE))
 
     def has(self, name: str, key: str) -> bool:
         """True if a complete, undamaged result for ``name`` under ``key`` is stored."""
@@ -95,19 +135,21 @@ class Store:
 
         Returns the state and, for a damaged entry, what is wrong with it.
         """
-        path = self.result_path(name, key)
+        files = self._files
+        path = files.at(name, key, RESULT_FILE)
         try:
-            size = path.stat().st_size
+            size = files.size(path)
         except FileNotFoundError:
             return EntryState.MISSING, ""
         expected = self.result_size(name, key)
         if expected is None:
+            params = files.public(files.at(name, key, PARAMS_FILE))
+            return EntryState.DAMAGED, f"{params} is missing or unreadable"
+        if size != expected:
             return (
                 EntryState.DAMAGED,
-                f"{self.entry(name, key) / PARAMS_FILE} is missing or unreadable",
+                f"{files.public(path)} has {size} bytes, {expected} were written",
             )
-        if size != expected:
-            return EntryState.DAMAGED, f"{path} has {size} bytes, {expected} were written"
         return EntryState.OK, ""
 
     def result_size(self, name: str, key: str) -> int | None:
@@ -117,7 +159,7 @@ class Store:
     def _result_info(self, name: str, key: str) -> tuple[int | None, str]:
         """(size, format) of the result as params.yaml records them; size None if unreadable."""
         try:
-            text = (self.entry(name, key) / PARAMS_FILE).read_bytes()
+            text = self._files.read(self._files.at(name, key, PARAMS_FILE))
         except OSError:
             return None, JOBLIB
         found = _RESULT.search(text)
@@ -132,17 +174,262 @@ class Store:
             return None, JOBLIB
         return result["bytes"], str(result.get("format", JOBLIB))
 
-    @contextlib.contextmanager
     def lock(
         self, name: str, key: str, on_wait: Callable[[], None] | None = None
-    ) -> Iterator[None]:
+    ) -> contextlib.AbstractContextManager[None]:
         """Hold the entry's cross-process lock; ``on_wait`` is called once if another holds it.
 
-        The lock is an OS file lock, so a process that dies releases it.
+        On a local store the lock is an OS file lock, so a process that dies releases it. A
+        store on fsspec has no locks: this holds nothing (see ``docs/storage.md``).
         """
+        return self._files.lock(self._files.at(name, key), on_wait)
+
+    def clean(self, name: str, key: str) -> list[Location]:
+        """Remove leftovers of interrupted writes in an entry; call it holding the entry's lock.
+
+        On a store without locks only temporaries older than :data:`STALE_AFTER` count.
+        """
+        removed = []
+        for leftover in self._files.leftovers(self._files.at(name, key)):
+            self._files.remove(leftover)
+            removed.append(self._files.public(leftover))
+        return removed
+
+    def sweep(self, name: str, key: str) -> list[Location]:
+        """Remove leftovers of interrupted writes in an entry if no one is writing it now."""
+        folder = self._files.at(name, key)
+        if not self._files.leftovers(folder):
+            return []
+        with self._files.try_lock(folder) as locked:
+            return self.clean(name, key) if locked else []
+
+    def save(self, name: str, key: str, value: Any, record: Mapping[str, Any]) -> int:
+        """Store ``value`` and its ``record`` (params.yaml); return the bytes written.
+
+        The result is written to a temporary file, its size recorded in params.yaml, and only
+        then published (renamed into place, or uploaded): that is when the entry starts to count.
+        """
+        files = self._files
+        staged = files.stage(files.at(name, key), RESULT_FILE)
+        try:
+            with staged.handle as handle:
+                try:
+                    kind = _dump(value, handle, self.compress)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    raise ResultNotStorableError(
+                        f"task {name} returned a value of type {type(value).__qualname__} that "
+                        f"cannot be stored ({exc}); return picklable data instead"
+                    ) from exc
+                size = handle.tell()
+            result = {"file": RESULT_FILE, "bytes": size, "format": kind}
+            full_record = {**record, "result": result}
+            files.write(files.at(name, key, PARAMS_FILE), yamlio.dump(full_record).encode())
+            staged.publish()
+        except BaseException:
+            staged.discard()
+            raise
+        return size
+
+    def sync(self) -> None:
+        """Put every result written so far on disk (one ``syncfs`` for a local store)."""
+        self._files.sync()
+
+    def load(self, name: str, key: str) -> Any:
+        """Load the stored output of ``name`` under ``key``.
+
+        On a local store numpy arrays in uncompressed results are memory-mapped copy-on-write:
+        pages are read when used and shared with the page cache, and writing to them changes
+        only this copy. From fsspec the whole result is read at once.
+        """
+        files = self._files
+        path = files.at(name, key, RESULT_FILE)
+        if not files.is_file(path):
+            raise StoreError(
+                f"no stored result for task {name} with key {key} at {files.public(path)}"
+            )
+        try:
+            return files.load(path, self._result_info(name, key)[1])
+        except Exception as exc:
+            raise StoreError(
+                f"the stored result of task {name} at {files.public(path)} cannot be read "
+                f"({exc}); delete that folder or run with force_reload=True to compute it again"
+            ) from exc
+
+    def entries(self) -> Iterator[tuple[str, str]]:
+        """Every (task name, key) that has a folder in the store, complete or not."""
+        files = self._files
+        for name in files.folders(files.at()):
+            for key in files.folders(files.at(name)):
+                yield name, key
+
+    def size(self, name: str, key: str) -> int:
+        """Bytes an entry takes on disk."""
+        return self._files.tree_size(self._files.at(name, key))
+
+    def delete(self, name: str, key: str) -> bool:
+        """Delete an entry unless a run computes it or may still read it; True if gone.
+
+        The entry first stops counting (its result is removed), then its folder goes, so a
+        reader never sees a half-deleted entry as cached. Only a local store can tell that a
+        run reads the entry (see :meth:`reading`).
+        """
+        return self._files.delete(self._files.at(name, key), RESULT_FILE)
+
+    def reading(self, name: str, key: str) -> contextlib.AbstractContextManager[bool]:
+        """Keep :meth:`delete` (``pyperunner gc``) off a result while a run may still read it.
+
+        On a local store this holds a shared lock on the result file and yields False if there
+        is no result to hold; a store on fsspec holds nothing and yields True.
+        """
+        return self._files.reading(self._files.at(name, key, RESULT_FILE))
+
+    def latest_record(self, name: str, except_key: str | None = None) -> dict[str, Any] | None:
+        """The record of the most recently stored complete result of ``name``, if any."""
+        candidates = self._files.stored(self._files.at(name), RESULT_FILE)
+        for _, key in sorted(candidates, reverse=True):
+            if key == except_key:
+                continue
+            with contextlib.suppress(OSError, ValueError, yamlio.YAMLError):
+                record = self.record(name, key)
+                if isinstance(record, dict):
+                    return record
+        return None
+
+    def record(self, name: str, key: str) -> dict[str, Any]:
+        """The ``params.yaml`` record stored beside a result."""
+        return yamlio.load(self._files.read(self._files.at(name, key, PARAMS_FILE)).decode())
+
+
+# -- backends -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Staged:
+    """A file being written: ``handle`` to write it, then ``publish`` it or ``discard`` it."""
+
+    handle: IO[bytes]
+    publish: Callable[[], None]
+    discard: Callable[[], None]
+
+
+def _files_for(
+    root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None
+) -> _LocalFiles | _FsspecFiles:
+    """The backend for ``root``: local for a path or a ``file://`` URL, fsspec otherwise."""
+    if isinstance(root, str):
+        for prefix in LOCAL_PROTOCOLS:
+            if root.startswith(prefix):
+                root = root[len(prefix) :] or "."
+                break
+        else:
+            if "://" in root:
+                return _FsspecFiles.from_url(root, storage_options or {})
+    if storage_options:
+        raise ValueError(f"storage_options apply to fsspec URLs only, not to the path {root!r}")
+    return _LocalFiles(Path(root).absolute())
+
+
+class _LocalFiles:
+    """A store on a local (or locally mounted) filesystem: os calls, renames, file locks, mmap.
+
+    Locations are ``Path`` objects, the same ones users see.
+    """
+
+    process_local = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def at(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @staticmethod
+    def public(location: Path) -> Path:
+        return location
+
+    @staticmethod
+    def preload() -> None:
+        import filelock  # noqa: F401
+
+    @staticmethod
+    def size(path: Path) -> int:
+        return path.stat().st_size
+
+    @staticmethod
+    def is_file(path: Path) -> bool:
+        return path.is_file()
+
+    @staticmethod
+    def read(path: Path) -> bytes:
+        return path.read_bytes()
+
+    @staticmethod
+    def write(path: Path, data: bytes) -> None:
+        _write_atomic(path, data)
+
+    @staticmethod
+    def stage(folder: Path, name: str) -> _Staged:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=folder)
+        return _Staged(
+            os.fdopen(fd, "wb"),
+            publish=lambda: os.replace(tmp, folder / name),
+            discard=lambda: Path(tmp).unlink(missing_ok=True),
+        )
+
+    @staticmethod
+    def load(path: Path, kind: str) -> Any:
+        if kind == PICKLE:
+            with open(path, "rb") as handle:
+                return pickle.load(handle)
+        import joblib
+
+        with warnings.catch_warnings():  # compressed results are simply read in full
+            warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
+            return joblib.load(path, mmap_mode="c")
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    @staticmethod
+    def leftovers(folder: Path) -> list[Path]:
+        try:
+            with os.scandir(folder) as found:
+                return [
+                    Path(item.path)
+                    for item in found
+                    if item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)
+                ]
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def folders(folder: Path) -> list[str]:
+        try:
+            with os.scandir(folder) as found:
+                return sorted(item.name for item in found if item.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    @staticmethod
+    def stored(folder: Path, name: str) -> list[tuple[float, str]]:
+        """(modification time, key) of every ``<folder>/<key>/<name>`` file."""
+        found = []
+        for path in folder.glob(f"*/{name}"):
+            with contextlib.suppress(OSError):
+                found.append((path.stat().st_mtime, path.parent.name))
+        return found
+
+    @staticmethod
+    def tree_size(folder: Path) -> int:
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock(folder: Path, on_wait: Callable[[], None] | None) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
-        folder = self.entry(name, key)
         folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(folder / LOCK_FILE, mode=LOCK_MODE)
         try:
@@ -156,147 +443,42 @@ class Store:
         finally:
             lock.release()
 
-    def clean(self, name: str, key: str) -> list[Path]:
-        """Remove leftovers of interrupted writes in an entry; call it holding the entry's lock."""
-        removed = []
-        for leftover in self._leftovers(name, key):
-            leftover.unlink(missing_ok=True)
-            removed.append(leftover)
-        return removed
-
-    def _leftovers(self, name: str, key: str) -> list[Path]:
-        try:
-            with os.scandir(self.entry(name, key)) as found:
-                return [
-                    Path(item.path)
-                    for item in found
-                    if item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)
-                ]
-        except FileNotFoundError:
-            return []
-
-    def sweep(self, name: str, key: str) -> list[Path]:
-        """Remove leftovers of interrupted writes in an entry if no one is writing it now."""
+    @staticmethod
+    @contextlib.contextmanager
+    def try_lock(folder: Path) -> Iterator[bool]:
+        """Hold the entry's lock if no one else does; yield whether it is held."""
         from filelock import FileLock, Timeout
 
-        folder = self.entry(name, key)
-        if not self._leftovers(name, key):
-            return []
+        lock = FileLock(folder / LOCK_FILE, mode=LOCK_MODE)
         try:
-            with FileLock(folder / LOCK_FILE, timeout=0, mode=LOCK_MODE):
-                return self.clean(name, key)
+            lock.acquire(timeout=0)
         except Timeout:
-            return []
-
-    def save(self, name: str, key: str, value: Any, record: Mapping[str, Any]) -> int:
-        """Store ``value`` and its ``record`` (params.yaml) atomically; return the bytes written.
-
-        The result is written to a temporary file, its size recorded in params.yaml, and only
-        then renamed into place: the rename is the moment the entry starts to count.
-        """
-        folder = self.entry(name, key)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{RESULT_FILE}.", suffix=TMP_SUFFIX, dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                kind = _dump(value, handle, self.compress)
-                size = handle.tell()
-            result = {"file": RESULT_FILE, "bytes": size, "format": kind}
-            full_record = {**record, "result": result}
-            _write_atomic(folder / PARAMS_FILE, yamlio.dump(full_record).encode())
-            os.replace(tmp, folder / RESULT_FILE)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
-                raise ResultNotStorableError(
-                    f"task {name} returned a value of type {type(value).__qualname__} that cannot "
-                    f"be stored ({exc}); return picklable data instead"
-                ) from exc
-            raise
-        return size
-
-    def sync(self) -> None:
-        """Put every result written so far on disk (one ``syncfs`` for the store's filesystem)."""
-        if not self.root.is_dir():
+            yield False
             return
-        fd = os.open(self.root, os.O_RDONLY)
         try:
-            _syncfs(fd)
+            yield True
         finally:
-            os.close(fd)
+            lock.release()
 
-    def load(self, name: str, key: str) -> Any:
-        """Load the stored output of ``name`` under ``key``.
-
-        Numpy arrays in uncompressed results are memory-mapped copy-on-write: pages are read
-        when used and shared with the page cache, and writing to them changes only this copy.
-        """
-        path = self.result_path(name, key)
-        if not path.is_file():
-            raise StoreError(f"no stored result for task {name} with key {key} at {path}")
-        try:
-            if self._result_info(name, key)[1] == PICKLE:
-                with open(path, "rb") as handle:
-                    return pickle.load(handle)
-            import joblib
-
-            with warnings.catch_warnings():  # compressed results are simply read in full
-                warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
-                return joblib.load(path, mmap_mode="c")
-        except Exception as exc:
-            raise StoreError(
-                f"the stored result of task {name} at {path} cannot be read ({exc}); delete "
-                "that folder or run with force_reload=True to compute it again"
-            ) from exc
-
-    def entries(self) -> Iterator[tuple[str, str]]:
-        """Every (task name, key) that has a folder in the store, complete or not."""
-        if not self.root.is_dir():
-            return
-        for task_folder in sorted(self.root.iterdir()):
-            if task_folder.is_dir():
-                for entry in sorted(task_folder.iterdir()):
-                    if entry.is_dir():
-                        yield task_folder.name, entry.name
-
-    def size(self, name: str, key: str) -> int:
-        """Bytes an entry takes on disk."""
-        return sum(f.stat().st_size for f in self.entry(name, key).rglob("*") if f.is_file())
-
-    def delete(self, name: str, key: str) -> bool:
-        """Delete an entry unless a run computes it or may still read it; True if gone.
-
-        The entry first stops counting (its result is removed under the lock), then its folder
-        goes, so a reader never sees a half-deleted entry as cached.
-        """
-        from filelock import FileLock, Timeout
-
-        folder = self.entry(name, key)
+    def delete(self, folder: Path, result: str) -> bool:
         if not folder.is_dir():
             return True
-        try:
-            with FileLock(folder / LOCK_FILE, timeout=0, mode=LOCK_MODE):
-                if not self._unlink_unless_read(self.result_path(name, key)):
-                    return False
-                for item in folder.iterdir():
-                    if item.name != LOCK_FILE:
-                        shutil.rmtree(item) if item.is_dir() else item.unlink()
-        except Timeout:
-            return False
+        with self.try_lock(folder) as locked:
+            if not locked or not _unlink_unless_read(folder / result):
+                return False
+            for item in folder.iterdir():
+                if item.name != LOCK_FILE:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # only if no other key of this task is left
         return True
 
+    @staticmethod
     @contextlib.contextmanager
-    def reading(self, name: str, key: str) -> Iterator[bool]:
-        """Keep :meth:`delete` (``pyperunner gc``) off a result while a run may still read it.
-
-        Holds a shared lock on the result file; yields False if there is no result to hold.
-        """
+    def reading(path: Path) -> Iterator[bool]:
         import fcntl
 
-        path = self.result_path(name, key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -312,43 +494,270 @@ class Store:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _unlink_unless_read(path: Path) -> bool:
-        """Remove a result file unless a run holds it (see :meth:`reading`); True if gone."""
-        import fcntl
-
+    def sync(self) -> None:
+        if not self.root.is_dir():
+            return
+        fd = os.open(self.root, os.O_RDONLY)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        else:
-            path.unlink(missing_ok=True)
-            return True
+            _syncfs(fd)
         finally:
             os.close(fd)
 
-    def latest_record(self, name: str, except_key: str | None = None) -> dict[str, Any] | None:
-        """The record of the most recently stored complete result of ``name``, if any."""
-        candidates = []
-        for result in (self.root / name).glob(f"*/{RESULT_FILE}"):
-            key = result.parent.name
-            if key != except_key:
-                with contextlib.suppress(OSError):
-                    candidates.append((result.stat().st_mtime, key))
-        for _, key in sorted(candidates, reverse=True):
-            with contextlib.suppress(OSError, ValueError, yamlio.YAMLError):
-                record = self.record(name, key)
-                if isinstance(record, dict):
-                    return record
-        return None
 
-    def record(self, name: str, key: str) -> dict[str, Any]:
-        """The ``params.yaml`` record stored beside a result."""
-        return yamlio.load((self.entry(name, key) / PARAMS_FILE).read_text())
+class _FsspecFiles:
+    """A store on an fsspec filesystem: whole-object reads and writes, no locks, no mmap.
+
+    Locations are the filesystem's own paths (protocol stripped); users see URLs under the
+    ``root`` URL. Results are renamed into place only where the filesystem renames atomically
+    (local files under another protocol); elsewhere each file is written whole, params.yaml first.
+    The filesystem object is made anew in a forked process, which must not use its parent's
+    connections or event loop, and it pickles (to Dask workers) as fsspec pickles filesystems.
+    """
+
+    def __init__(self, fs: Any, path: str, url: str) -> None:
+        self._fs = fs
+        self._pid = os.getpid()
+        self.path = path.rstrip("/")
+        self.root = url.rstrip("/")
+        self.renames = _renames_atomically(fs)
+        self.process_local = _in_memory(fs)
+
+    @classmethod
+    def from_url(cls, url: str, storage_options: Mapping[str, Any]) -> _FsspecFiles:
+        try:
+            from fsspec.core import url_to_fs
+        except ImportError as exc:
+            raise ImportError(f"a data_path like {url!r} needs fsspec: {FSSPEC_HINT}") from exc
+        fs, path = url_to_fs(url, **storage_options)
+        return cls(fs, path, url)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_pid"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pid = os.getpid()
+
+    @property
+    def fs(self) -> Any:
+        """The filesystem, made anew after a fork."""
+        if self._pid != os.getpid():
+            self._fs = pickle.loads(pickle.dumps(self._fs))
+            self._pid = os.getpid()
+        return self._fs
+
+    def at(self, *parts: str) -> str:
+        return "/".join((self.path, *parts)) if self.path else "/".join(parts)
+
+    def public(self, location: str) -> str:
+        relative = location[len(self.path) :].lstrip("/")
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def preload(self) -> None:
+        pass
+
+    def _info(self, path: str) -> dict[str, Any]:
+        fs = self.fs
+        fs.invalidate_cache(path)  # other processes change the store: no cached listings
+        return fs.info(path)
+
+    def size(self, path: str) -> int:
+        info = self._info(path)
+        if info.get("type") != "file":
+            raise FileNotFoundError(path)
+        return int(info["size"])
+
+    def is_file(self, path: str) -> bool:
+        try:
+            self.size(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read(self, path: str) -> bytes:
+        return bytes(self.fs.cat_file(path))
+
+    def write(self, path: str, data: bytes) -> None:
+        if self.renames:
+            staged = self.stage(path.rpartition("/")[0], path.rpartition("/")[2])
+            try:
+                with staged.handle as handle:
+                    handle.write(data)
+                staged.publish()
+            except BaseException:
+                staged.discard()
+                raise
+        else:  # one PUT: the object appears whole or not at all
+            self.fs.pipe_file(path, data)
+
+    def stage(self, folder: str, name: str) -> _Staged:
+        fs, final = self.fs, f"{folder}/{name}"
+        if self.renames:
+            fs.makedirs(folder, exist_ok=True)
+            tmp = f"{folder}/{_temporary_name(name)}"
+            return _Staged(
+                fs.open(tmp, "wb"),
+                publish=lambda: fs.mv(tmp, final),
+                discard=lambda: self.remove(tmp),
+            )
+        fd, local = tempfile.mkstemp(prefix=f".pyperunner-{name}.", suffix=TMP_SUFFIX)
+
+        def upload() -> None:
+            fs.put_file(local, final)
+            os.unlink(local)
+
+        def discard() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(local)
+
+        return _Staged(os.fdopen(fd, "wb"), publish=upload, discard=discard)
+
+    def load(self, path: str, kind: str) -> Any:
+        data = self.fs.cat_file(path)  # one read: never parts of two versions of the object
+        if kind == PICKLE:
+            return pickle.loads(data)
+        import joblib
+
+        return joblib.load(io.BytesIO(data))
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+    def _listing(self, folder: str) -> list[dict[str, Any]]:
+        fs = self.fs
+        fs.invalidate_cache(folder)
+        try:
+            return list(fs.ls(folder, detail=True))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def leftovers(self, folder: str) -> list[str]:
+        if not self.renames:
+            return []  # nothing but whole objects is ever written there
+        stale_before = time.time() - STALE_AFTER
+        return [
+            item["name"]
+            for item in self._listing(folder)
+            if item.get("type") == "file" and _stale(_base(item["name"]), stale_before)
+        ]
+
+    def folders(self, folder: str) -> list[str]:
+        return sorted(
+            _base(item["name"]) for item in self._listing(folder) if item["type"] == "directory"
+        )
+
+    def stored(self, folder: str, name: str) -> list[tuple[float, str]]:
+        fs = self.fs
+        fs.invalidate_cache(folder)
+        try:
+            found = fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return []
+        prefix = folder.rstrip("/") + "/"
+        stored = []
+        for path, info in found.items():
+            key, _, file = path[len(prefix) :].partition("/")
+            if path.startswith(prefix) and file == name:
+                stored.append((_modified(info), key))
+        return stored
+
+    def tree_size(self, folder: str) -> int:
+        fs = self.fs
+        fs.invalidate_cache(folder)
+        try:
+            found = fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return 0
+        return sum(int(info.get("size") or 0) for info in found.values())
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock(folder: str, on_wait: Callable[[], None] | None) -> Iterator[None]:
+        yield  # no lock: two runners may compute one entry at once, each writing it whole
+
+    @staticmethod
+    @contextlib.contextmanager
+    def try_lock(folder: str) -> Iterator[bool]:
+        yield True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def reading(path: str) -> Iterator[bool]:
+        yield True  # nothing to hold: gc on such a store may delete what a run still reads
+
+    def delete(self, folder: str, result: str) -> bool:
+        fs = self.fs
+        self.remove(f"{folder}/{result}")  # the entry stops counting first
+        fs.invalidate_cache(folder)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(folder, recursive=True)
+        parent = folder.rpartition("/")[0]
+        if self.renames or self.process_local:  # object stores have no empty folders to remove
+            with contextlib.suppress(OSError):
+                if not self._listing(parent):
+                    fs.rmdir(parent)  # only if no other key of this task is left
+        return True
+
+    def sync(self) -> None:
+        pass  # every file is complete when its write returns; durability is the filesystem's
+
+
+def _renames_atomically(fs: Any) -> bool:
+    """True for filesystems whose ``mv`` of a file is an atomic rename: local files, also
+    under another protocol or below a ``DirFileSystem``."""
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.implementations.local import LocalFileSystem
+
+    while isinstance(fs, DirFileSystem):
+        fs = fs.fs
+    return isinstance(fs, LocalFileSystem)
+
+
+def _in_memory(fs: Any) -> bool:
+    """True for an in-memory filesystem, also below wrappers (``dir::``, caches)."""
+    from fsspec import AbstractFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    while isinstance(getattr(fs, "fs", None), AbstractFileSystem):
+        fs = fs.fs
+    return isinstance(fs, MemoryFileSystem)
+
+
+def _temporary_name(name: str) -> str:
+    """A temporary's name in the entry folder, with its creation time for :func:`_stale`."""
+    return f".{name}.{int(time.time())}-{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
+
+
+def _stale(name: str, before: float) -> bool:
+    """True for a temporary created before ``before`` (or one of unknown age)."""
+    if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return False
+    stamp = name[: -len(TMP_SUFFIX)].rpartition(".")[2].partition("-")[0]
+    return not stamp.isdigit() or int(stamp) < before
+
+
+def _base(path: str) -> str:
+    return path.rstrip("/").rpartition("/")[2]
+
+
+def _modified(info: Mapping[str, Any]) -> float:
+    """When a file was last written, from an fsspec ``info`` dict; its keys differ by filesystem."""
+    for field in ("mtime", "LastModified", "last_modified", "updated", "modified", "created"):
+        value = info.get(field)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.0
+
+
+# -- formats and local helpers --------------------------------------------------------------------
 
 
 class _HasArrays(Exception):
@@ -389,6 +798,25 @@ def _dump(value: Any, handle: Any, compress: Any) -> str:
 
     joblib.dump(value, handle, compress=compress)
     return JOBLIB
+
+
+def _unlink_unless_read(path: Path) -> bool:
+    """Remove a result file unless a run holds it (see :meth:`Store.reading`); True if gone."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _syncfs(fd: int) -> None:
