@@ -632,3 +632,9 @@ def test_dask_workers_share_a_store_on_another_filesystem(
     assert changed.statuses["Scale(double)"] is Status.SUCCESS
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids
     assert_same_as_local(first, shared_root, where, tmp_path / "local")
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
+def test_a_store_inside_one_process_is_refused_for_executors_of_other_processes(executor):
+    with pytest.raises(ValueError, match=r"inside one process.*executor='thread' or 'inline'"):
+        Runner(f"memory://refused-{executor}", "log-never-written", executor=executor)

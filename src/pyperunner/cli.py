@@ -129,8 +129,7 @@ data_path_option = click.option(
     "--data-path",
     default="data/",
     show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder of the result cache.",
+    help="Folder (or fsspec URL, e.g. s3://bucket/cache) of the result cache.",
 )
 import_option = click.option(
     "--import",
@@ -379,7 +378,7 @@ def explain(
 
 
 @main.command()
-@click.argument("data_path", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_path")
 @click.option(
     "--keep",
     "keep_paths",
@@ -419,6 +418,8 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
             "garbage (pass the log folder of the runs to keep)"
         )
     store = Store(data_path)
+    if isinstance(store.root, Path) and not store.root.is_dir():
+        raise BadUsage(f"DATA_PATH {data_path} is not a folder")
     entries = list(store.entries())
     garbage = [entry for entry in entries if entry not in used]
     sizes = {entry: entry_size(store, *entry) for entry in garbage}

@@ -48,7 +48,9 @@ class Runner:
     ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``;
     ``console=False`` keeps log lines off the console (the run's log file still has them);
     ``progress`` shows a live view of the run: by default when the console is a terminal;
-    ``compress`` is how results are compressed (``joblib.dump``'s argument; default none).
+    ``compress`` is how results are compressed (``joblib.dump``'s argument; default none);
+    ``data_path`` may be an fsspec URL (``s3://bucket/cache``), ``storage_options`` then go to
+    its filesystem (see ``docs/storage.md``).
     """
 
     def __init__(
@@ -60,14 +62,15 @@ class Runner:
         console: bool = True,
         progress: bool | None = None,
         compress: Any = DEFAULT_COMPRESS,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if process_limit is not None and process_limit < 1:
             raise ValueError(f"process_limit must be at least 1, got {process_limit}")
-        self.store = Store(data_path, compress)
+        self.store = Store(data_path, compress, storage_options)
         self.log_path = Path(log_path).absolute()
         self.process_limit = process_limit or os.cpu_count() or 1
         self.executor = executor
-        make_executor(executor)  # fail now on an unknown name, not at run()
+        make_executor(executor).check_store(self.store)  # fail now, not at run()
         self.console = console
         self.progress = progress
         self.run_dir: Path | None = None
@@ -75,8 +78,8 @@ class Runner:
         self._result: PipelineResult | None = None
 
     @property
-    def data_path(self) -> Path:
-        """Where task outputs are stored."""
+    def data_path(self) -> Path | str:
+        """Where task outputs are stored: a folder, or the URL given."""
         return self.store.root
 
     def run(

@@ -118,11 +118,24 @@ class Executor(abc.ABC):
 
     def start(self, store: Store, workers: int) -> None:
         """Prepare to run up to ``workers`` jobs at once against ``store``."""
+        self.check_store(store)
         self.store = store
 
     def capacity(self, workers: int) -> int:
         """How many jobs to give at once when the run allows ``workers``."""
         return workers
+
+    def check_store(self, store: Store) -> None:
+        """Raise ``ValueError`` if this executor's workers cannot share ``store``."""
+        if store.process_local and self.runs_elsewhere:
+            raise ValueError(
+                f"data_path {store.root} keeps its data inside one process, but "
+                f"{type(self).__name__} runs tasks in other processes, which would not see it; "
+                "use executor='thread' or 'inline', or a data_path every worker can reach"
+            )
+
+    runs_elsewhere = False
+    """True if jobs run outside the runner's process (they then share only the store)."""
 
     @abc.abstractmethod
     def submit(self, job: Job) -> None:

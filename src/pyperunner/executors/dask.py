@@ -2,9 +2,10 @@
 
 Each attempt at a task becomes one Dask task calling :func:`~pyperunner.executors.base.execute`
 on a worker, which reads the parents' outputs from the store and writes its output there; so the
-store must be a path every worker reaches (the same machine for a ``LocalCluster``, a shared
-filesystem otherwise). Only a small outcome and the task's log records come back, and the runner
-writes the records into the run's log. Task objects travel with ``cloudpickle``, so tasks defined
+store must be one every worker reaches: a local path for a ``LocalCluster``, a shared folder or
+an fsspec URL such as ``s3://bucket/cache`` otherwise (see ``docs/storage.md``). Only a small
+outcome and the task's log records come back, and the runner writes the records into the run's
+log. Task objects travel with ``cloudpickle``, so tasks defined
 in ``__main__`` work. Dask never sees the DAG: pyperunner's scheduler submits a task only once its
 parents succeeded, so FAILURE / CANT_RUN, retries and timeouts keep their meaning. A timed-out task
 is cancelled, but Dask cannot stop a function that runs: it may finish on its worker. A worker that
@@ -60,6 +61,8 @@ class DaskExecutor(Executor):
     connects a client of its own at ``start`` and closes it at ``shutdown`` / ``close``; a given
     ``Client`` stays the caller's: it is used and never closed.
     """
+
+    runs_elsewhere = True
 
     def __init__(self, address_or_client: str | Client | None = None) -> None:
         super().__init__()

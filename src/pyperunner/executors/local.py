@@ -198,6 +198,8 @@ class ProcessExecutor(Executor):
     ``max_memory_growth`` bytes.
     """
 
+    runs_elsewhere = True
+
     def __init__(
         self, max_tasks_per_child: int | None = 1, max_memory_growth: int = 256 * 2**20
     ) -> None:
