@@ -1032,13 +1032,16 @@ sys.stdin.readline()
 
 
 def lock_is_held(data: Path, name: str, key: str) -> bool:
-    from filelock import FileLock, Timeout
+    import fcntl
 
+    fd = os.open(Store(data).entry(name, key) / ".lock", os.O_RDWR)
     try:
-        with FileLock(Store(data).entry(name, key) / ".lock", timeout=0):
-            return False
-    except Timeout:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def test_lock_left_by_a_dead_process_does_not_block_the_next_run(tmp_path, calls):

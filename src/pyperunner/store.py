@@ -44,7 +44,7 @@ RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
 LOCK_FILE = ".lock"
 LOCK_MODE = 0o644
-"""Lock files are not group-writable, which also spares filelock a probe file per entry."""
+"""Permissions of a new lock file."""
 TMP_SUFFIX = ".tmp"
 STALE_AFTER = 24 * 3600.0
 """Seconds after which a temporary file on a store without locks counts as a leftover: no lock
@@ -349,7 +349,7 @@ class _LocalFiles:
 
     @staticmethod
     def preload() -> None:
-        import filelock  # noqa: F401
+        import fcntl  # noqa: F401
 
     @staticmethod
     def size(path: Path) -> int:
@@ -428,37 +428,19 @@ class _LocalFiles:
     @staticmethod
     @contextlib.contextmanager
     def lock(folder: Path, on_wait: Callable[[], None] | None) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
         folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / LOCK_FILE, mode=LOCK_MODE)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if on_wait is not None:
-                on_wait()
-            lock.acquire()
-        try:
+        with _flock(folder / LOCK_FILE, wait=True, on_wait=on_wait):
             yield
-        finally:
-            lock.release()
 
     @staticmethod
     @contextlib.contextmanager
     def try_lock(folder: Path) -> Iterator[bool]:
         """Hold the entry's lock if no one else does; yield whether it is held."""
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(folder / LOCK_FILE, mode=LOCK_MODE)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        if not folder.is_dir():
             yield False
             return
-        try:
-            yield True
-        finally:
-            lock.release()
+        with _flock(folder / LOCK_FILE, wait=False) as held:
+            yield held
 
     def delete(self, folder: Path, result: str) -> bool:
         if not folder.is_dir():
@@ -798,6 +780,40 @@ def _dump(value: Any, handle: Any, compress: Any) -> str:
 
     joblib.dump(value, handle, compress=compress)
     return JOBLIB
+
+
+@contextlib.contextmanager
+def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (made if missing); yield whether it is held.
+
+    The operating system drops the lock when its holder dies, so a dead run never blocks. A lock
+    won on a file that was deleted meanwhile (``gc``) is no lock: the file is opened again.
+    """
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                if on_wait is not None:
+                    on_wait()
+                    on_wait = None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                yield True
+                return
+        finally:
+            os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _unlink_unless_read(path: Path) -> bool:
