@@ -307,7 +307,7 @@ def test_load_of_a_garbage_result_raises_store_error_with_path_and_fix(tmp_path:
 
     message = str(info.value)
     assert str(path) in message
-    assert "force_reload" in message or "delete" in message
+    assert "moved aside" in message and "next run computes it again" in message
 
 
 def test_load_of_a_truncated_result_raises_store_error_with_path_and_fix(tmp_path: Path) -> None:
@@ -322,7 +322,7 @@ def test_load_of_a_truncated_result_raises_store_error_with_path_and_fix(tmp_pat
 
     message = str(info.value)
     assert str(path) in message
-    assert "force_reload" in message or "delete" in message
+    assert "moved aside" in message and "next run computes it again" in message
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -416,3 +416,28 @@ def test_an_entry_written_before_formats_were_recorded_still_loads(tmp_path: Pat
     params.write_text(params.read_text().replace("  format: joblib\n", ""))
     assert store.has(NAME, KEY)
     assert list(store.load(NAME, KEY)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("value", [{"rows": [1, 2, 3] * 100}, {"rows": np.arange(300)}])
+def test_a_result_damaged_in_place_is_moved_aside_when_it_fails_to_load(tmp_path, value):
+    store = Store(tmp_path)
+    store.save(NAME, KEY, value, RECORD)
+    path = store.result_path(NAME, KEY)
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 3 : len(damaged) // 3 + 40] = b"\xff" * 40  # same size, other bytes
+    damaged[:2] = b"\x00\x00"
+    path.write_bytes(bytes(damaged))
+    assert store.has(NAME, KEY)  # the size still matches: only reading can tell
+    with pytest.raises(StoreError, match=r"damaged.*moved aside.*computes it again"):
+        store.load(NAME, KEY)
+    assert not store.has(NAME, KEY)
+    assert (path.parent / "result.dump.gz.damaged").read_bytes() == bytes(damaged)
+
+
+def test_a_value_whose_pickling_fails_in_any_way_is_not_storable(tmp_path):
+    class Refuses:
+        def __reduce__(self):
+            raise ValueError("not today")
+
+    with pytest.raises(ResultNotStorableError, match=r"task .*Refuses.*not today"):
+        Store(tmp_path).save(NAME, KEY, Refuses(), RECORD)

@@ -257,7 +257,7 @@ def test_loading_a_broken_result_raises_store_error_with_url_and_fix(memory_url:
         store.load(NAME, KEY)
 
     assert store.result_path(NAME, KEY) in str(info.value)
-    assert "force_reload" in str(info.value)
+    assert "next run computes it again" in str(info.value)
 
 
 def test_an_unpicklable_value_is_not_storable_and_leaves_nothing(memory_url: str) -> None:

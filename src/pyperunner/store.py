@@ -46,6 +46,8 @@ LOCK_FILE = ".lock"
 LOCK_MODE = 0o644
 """Permissions of a new lock file."""
 TMP_SUFFIX = ".tmp"
+DAMAGED_SUFFIX = ".damaged"
+"""A result that failed to unpickle is renamed with this suffix: kept, but no longer trusted."""
 STALE_AFTER = 24 * 3600.0
 """Seconds after which a temporary file on a store without locks counts as a leftover: no lock
 tells whether its writer still runs, so only temporaries that old are removed."""
@@ -215,7 +217,9 @@ class Store:
             with staged.handle as handle:
                 try:
                     kind = _dump(value, handle, self.compress)
-                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                except OSError:
+                    raise  # the disk, not the value: a full disk says so itself
+                except Exception as exc:  # PicklingError, TypeError, RecursionError, ...
                     raise ResultNotStorableError(
                         f"task {name} returned a value of type {type(value).__qualname__} that "
                         f"cannot be stored ({exc}); return picklable data instead"
@@ -249,11 +253,23 @@ class Store:
             )
         try:
             return files.load(path, self._result_info(name, key)[1])
-        except Exception as exc:
-            raise StoreError(
+        except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
+            raise StoreError(  # the code or the machine changed, not the bytes
                 f"the stored result of task {name} at {files.public(path)} cannot be read "
-                f"({exc}); delete that folder or run with force_reload=True to compute it again"
+                f"({type(exc).__name__}: {exc}); make the classes it holds importable again, "
+                "or run with force_reload=True to compute it again"
             ) from exc
+        except Exception as exc:  # the bytes are damaged: keep them, but never trust them
+            files.remove(self._damaged(name, key))
+            files.move(path, self._damaged(name, key))
+            raise StoreError(
+                f"the stored result of task {name} at {files.public(path)} is damaged "
+                f"({type(exc).__name__}: {exc}); it was moved aside to "
+                f"{files.public(self._damaged(name, key))}, so the next run computes it again"
+            ) from exc
+
+    def _damaged(self, name: str, key: str) -> Location:
+        return self._files.at(name, key, RESULT_FILE + DAMAGED_SUFFIX)
 
     def entries(self) -> Iterator[tuple[str, str]]:
         """Every (task name, key) that has a folder in the store, complete or not."""
@@ -391,6 +407,10 @@ class _LocalFiles:
     @staticmethod
     def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    @staticmethod
+    def move(source: Path, target: Path) -> None:
+        os.replace(source, target)
 
     @staticmethod
     def leftovers(folder: Path) -> list[Path]:
@@ -607,6 +627,9 @@ class _FsspecFiles:
     def remove(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
+
+    def move(self, source: str, target: str) -> None:
+        self.fs.mv(source, target)
 
     def _listing(self, folder: str) -> list[dict[str, Any]]:
         fs = self.fs
