@@ -211,12 +211,23 @@ class Store:
         The result is written to a temporary file, its size recorded in params.yaml, and only
         then published (renamed into place, or uploaded): that is when the entry starts to count.
         """
+        for kind in _formats_to_try(value, self.compress):
+            size = self._save_as(kind, name, key, value, record)
+            if size is not None:
+                break
+        assert size is not None, "joblib writes any value"
+        return size
+
+    def _save_as(
+        self, kind: str, name: str, key: str, value: Any, record: Mapping[str, Any]
+    ) -> int | None:
+        """Store ``value`` in format ``kind``; None if a plain pickle met a numpy array."""
         files = self._files
         staged = files.stage(files.at(name, key), RESULT_FILE)
         try:
             with staged.handle as handle:
                 try:
-                    kind = _dump(value, handle, self.compress)
+                    written = _dump(kind, value, handle, self.compress)
                 except OSError:
                     raise  # the disk, not the value: a full disk says so itself
                 except Exception as exc:  # PicklingError, TypeError, RecursionError, ...
@@ -225,6 +236,9 @@ class Store:
                         f"cannot be stored ({exc}); return picklable data instead"
                     ) from exc
                 size = handle.tell()
+            if not written:  # a new file for joblib: ext4 flushes a truncated one on close
+                staged.discard()
+                return None
             result = {"file": RESULT_FILE, "bytes": size, "format": kind}
             full_record = {**record, "result": result}
             files.write(files.at(name, key, PARAMS_FILE), yamlio.dump(full_record).encode())
@@ -782,27 +796,31 @@ class _PlainPickler(pickle.Pickler):
         return NotImplemented
 
 
-def _dump(value: Any, handle: Any, compress: Any) -> str:
-    """Write ``value`` to ``handle``; return its format.
-
-    Plain pickle where it can (10 to 20 times faster than joblib on Python objects, both ways),
-    joblib where the value holds numpy arrays (memory-mapped on load) or is to be compressed.
-    """
+def _formats_to_try(value: Any, compress: Any) -> tuple[str, ...]:
+    """Plain pickle where it may do (10 to 20 times faster than joblib on Python objects, both
+    ways), joblib where the value holds numpy arrays (memory-mapped on load) or is compressed."""
     numpy = sys.modules.get("numpy")  # without numpy imported, no value holds an array
-    if not compress:
-        try:
-            if numpy is None:
-                pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            else:
-                _PlainPickler(handle, numpy.ndarray).dump(value)
-            return PICKLE
-        except _HasArrays:
-            handle.seek(0)
-            handle.truncate()
-    import joblib
+    if compress or (numpy is not None and isinstance(value, numpy.ndarray)):
+        return (JOBLIB,)
+    return (PICKLE, JOBLIB)
 
-    joblib.dump(value, handle, compress=compress)
-    return JOBLIB
+
+def _dump(kind: str, value: Any, handle: Any, compress: Any) -> bool:
+    """Write ``value`` to ``handle`` in format ``kind``; False if a plain pickle met an array."""
+    if kind == JOBLIB:
+        import joblib
+
+        joblib.dump(value, handle, compress=compress)
+        return True
+    numpy = sys.modules.get("numpy")
+    try:
+        if numpy is None:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            _PlainPickler(handle, numpy.ndarray).dump(value)
+    except _HasArrays:
+        return False
+    return True
 
 
 @contextlib.contextmanager
