@@ -565,6 +565,19 @@ def test_gc_delete_removes_garbage_and_keeps_the_rest(project: Project) -> None:
     assert "Would delete 0 entries" in again.output
 
 
+def test_gc_delete_also_sweeps_leftovers_of_interrupted_writes_in_kept_entries(
+    project: Project,
+) -> None:
+    _, new, _ = two_generations(project)
+    kept = PipelineResult.from_file(new)
+    leftover = kept.path("Load()").parent / ".result.dump.gz.abcd1234.tmp"
+    leftover.write_bytes(b"half a result")
+    output = cli("gc", project.data, "--keep", project.log, "--delete").output
+    assert "removed 1 temporary file(s)" in output
+    assert not leftover.exists()
+    assert kept["Load()"] == [0, 1, 2]
+
+
 def test_gc_never_deletes_a_locked_entry(project: Project) -> None:
     _, new, garbage = two_generations(project)
     locked = min(garbage)

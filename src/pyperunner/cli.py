@@ -402,7 +402,8 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
     An entry of DATA_PATH is kept if a kept pipeline file names its task and key: --keep takes a
     log folder (every run in it), a run folder, or a pipeline file. Without --delete nothing is
     removed: the entries that would go are listed with their sizes. An entry that is locked (being
-    computed or read) is never deleted.
+    computed or read) is never deleted. With --delete, temporary files that interrupted writes
+    left in kept entries go too.
 
     \b
     Example:
@@ -435,7 +436,10 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
             skipped.append((name, key))
             click.echo(f"skipped       {where}  (locked: in use by a run)")
     kept = f"kept {len(entries) - len(garbage)} entries used by {run_count} run(s)"
-    if delete:
+    if delete:  # kept entries lose what interrupted writes left in them
+        swept = sum(len(store.sweep(name, key)) for name, key in entries if (name, key) in used)
+        if swept:
+            click.echo(f"removed {swept} temporary file(s) left by interrupted writes")
         freed = format_bytes(sum(sizes[entry] for entry in deleted))
         click.echo(
             f"Deleted {len(deleted)} entries ({freed}), skipped {len(skipped)} locked; {kept}"
