@@ -572,6 +572,8 @@ def test_gc_delete_also_sweeps_leftovers_of_interrupted_writes_in_kept_entries(
     kept = PipelineResult.from_file(new)
     leftover = kept.path("Load()").parent / ".result.dump.gz.abcd1234.tmp"
     leftover.write_bytes(b"half a result")
+    listed_only = cli("gc", project.data, "--keep", project.log).output
+    assert "would remove 1 temporary file(s)" in listed_only and leftover.exists()
     output = cli("gc", project.data, "--keep", project.log, "--delete").output
     assert "removed 1 temporary file(s)" in output
     assert not leftover.exists()
@@ -645,3 +647,10 @@ def test_every_help_explains_with_an_example(command: str | None) -> None:
 
 def test_version() -> None:
     assert re.search(r"pyperunner, version \d+\.\d+", cli("--version").output)
+
+
+@pytest.mark.parametrize("command", ["run", "explain", "show", "report"])
+def test_a_binary_file_given_as_pipeline_or_run_is_bad_usage(tmp_path: Path, command: str) -> None:
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00 not text")
+    assert "not a text" in error(command, binary)

@@ -155,3 +155,19 @@ def test_code_change_is_named_as_the_reason(tmp_path: Path, monkeypatch: pytest.
         assert runner.plan(Sequential("code", [module.code()])).why == {"Code()": "code changed"}
     finally:
         sys.modules.pop("codemod", None)
+
+
+@task("Twin", receives_input=False)
+def twin_one():
+    return 1
+
+
+@task("Twin", receives_input=False)
+def twin_two():
+    return 2
+
+
+def test_another_task_class_under_the_same_name_is_named_as_the_reason(runner):
+    runner.run(Sequential("twins", [twin_one()]))
+    why = runner.plan(Sequential("twins", [twin_two()])).why["Twin()"]
+    assert why == "another task class (was test_explain.twin_one)"

@@ -526,25 +526,32 @@ first = alpha()
 slow = long_running()
 after()(slow)
 # one task at a time: Alpha() (first in name order) has finished when Long() starts
-runner = Runner(data_path="data", log_path="log", process_limit=1, console=False)
+runner = Runner(
+    data_path="data",
+    log_path="log",
+    process_limit=1,
+    console=False,
+    executor=os.environ.get("FAULTS_EXECUTOR", "process"),
+)
 result = runner.run(Pipeline("interrupt", [first, slow]))
 print(result["After()"], flush=True)
 """
 
 
+@pytest.mark.parametrize("executor", ["process", "pool", "thread", "inline"])
 @pytest.mark.parametrize(
     ("signum", "returncode"),
     [(signal.SIGINT, -signal.SIGINT), (signal.SIGTERM, 128 + signal.SIGTERM)],
     ids=["SIGINT", "SIGTERM"],
 )
 def test_interrupted_runner_stops_workers_and_children_records_and_resumes(
-    tmp_path, calls, signum, returncode
+    tmp_path, calls, signum, returncode, executor
 ):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
     fifo = tmp_path / "started.fifo"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open first: the task never blocks
-    env = {**os.environ, "FAULTS_STARTED_FIFO": str(fifo)}
+    env = {**os.environ, "FAULTS_STARTED_FIFO": str(fifo), "FAULTS_EXECUTOR": executor}
     with scripts() as started:
         runner = Script(tmp_path, script, env=env)
         started.append(runner)
@@ -579,7 +586,7 @@ def test_interrupted_runner_stops_workers_and_children_records_and_resumes(
     # the same script again, with the long task made short (not a task parameter: same keys)
     calls.reset()
     env = {k: v for k, v in os.environ.items() if k != "FAULTS_STARTED_FIFO"}
-    env["FAULTS_LONG_SECONDS"] = "0.2"
+    env["FAULTS_LONG_SECONDS"], env["FAULTS_EXECUTOR"] = "0.2", executor
     with scripts() as started:
         again = Script(tmp_path, script, env=env)
         started.append(again)

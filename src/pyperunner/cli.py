@@ -36,12 +36,12 @@ from . import (
     __version__,
     yamlio,
 )
+from .executors import EXECUTORS
 from .report.text import format_bytes, format_duration
 from .store import Store
 
 PIPELINE_FILE = "pipeline.yaml"
 RUN_FILE = "run.yaml"
-EXECUTORS = ("process", "thread", "inline")
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
 
 STATUS_VALUES = frozenset(status.value for status in Status)
@@ -104,6 +104,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except INPUT_ERRORS as exc:
             raise BadUsage(str(exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise BadUsage(f"a file given is not a text (YAML) file: {exc}") from exc
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,7 +162,7 @@ import_option = click.option(
 )
 @click.option(
     "--executor",
-    type=click.Choice(EXECUTORS),
+    type=click.Choice(list(EXECUTORS)),
     default="process",
     show_default=True,
     help="How each task runs.",
@@ -436,8 +438,9 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
             skipped.append((name, key))
             click.echo(f"skipped       {where}  (locked: in use by a run)")
     kept = f"kept {len(entries) - len(garbage)} entries used by {run_count} run(s)"
+    kept_entries = [entry for entry in entries if entry in used]
     if delete:  # kept entries lose what interrupted writes left in them
-        swept = sum(len(store.sweep(name, key)) for name, key in entries if (name, key) in used)
+        swept = sum(len(store.sweep(name, key)) for name, key in kept_entries)
         if swept:
             click.echo(f"removed {swept} temporary file(s) left by interrupted writes")
         freed = format_bytes(sum(sizes[entry] for entry in deleted))
@@ -445,6 +448,8 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
             f"Deleted {len(deleted)} entries ({freed}), skipped {len(skipped)} locked; {kept}"
         )
     else:
+        if leftovers := sum(len(store.leftovers(name, key)) for name, key in kept_entries):
+            click.echo(f"would remove {leftovers} temporary file(s) left by interrupted writes")
         total = format_bytes(sum(sizes.values()))
         click.echo(f"Would delete {len(garbage)} entries ({total}); {kept}")
         if garbage:

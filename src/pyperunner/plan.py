@@ -116,7 +116,10 @@ def compare_records(current: Mapping[str, Any], previous: Mapping[str, Any] | No
     )
     if changed:
         own.append(f"parameters changed: {', '.join(changed)}")
-    if before.get("code") is not None and before.get("code") != now.get("code"):
+    old_class = (before.get("module"), before.get("class"))
+    if old_class != (now.get("module"), now.get("class")) and None not in old_class:
+        own.append(f"another task class (was {'.'.join(old_class)})")
+    elif before.get("code") is not None and before.get("code") != now.get("code"):
         own.append("code changed")
     old_parents, new_parents = previous.get("parents") or {}, current.get("parents") or {}
     upstream = [p for p in new_parents if old_parents.get(p) != new_parents[p]]

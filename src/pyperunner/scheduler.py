@@ -46,7 +46,10 @@ class RunInterrupted(BaseException):
         self.restore_signals = restore_signals
 
 
-class _Signalled(BaseException):
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt``: an inline task does not take it for
+    its own failure."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum

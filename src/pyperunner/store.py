@@ -197,6 +197,10 @@ class Store:
             removed.append(self._files.public(leftover))
         return removed
 
+    def leftovers(self, name: str, key: str) -> list[Location]:
+        """The temporary files interrupted writes left in an entry (none are removed)."""
+        return [self._files.public(p) for p in self._files.leftovers(self._files.at(name, key))]
+
     def sweep(self, name: str, key: str) -> list[Location]:
         """Remove leftovers of interrupted writes in an entry if no one is writing it now."""
         folder = self._files.at(name, key)
