@@ -441,3 +441,13 @@ def test_a_value_whose_pickling_fails_in_any_way_is_not_storable(tmp_path):
 
     with pytest.raises(ResultNotStorableError, match=r"task .*Refuses.*not today"):
         Store(tmp_path).save(NAME, KEY, Refuses(), RECORD)
+
+
+def test_stored_files_are_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "value", RECORD)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("result.dump.gz", "params.yaml"):
+        mode = (store.entry(NAME, KEY) / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~mask, oct(mode)

@@ -21,6 +21,7 @@ its record is never trusted. Such stores have no locks: see ``docs/storage.md``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import dataclasses
 import datetime as dt
 import enum
@@ -404,7 +405,7 @@ class _LocalFiles:
     @staticmethod
     def stage(folder: Path, name: str) -> _Staged:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=folder)
+        fd, tmp = _temporary_file(folder, name)
         return _Staged(
             os.fdopen(fd, "wb"),
             publish=lambda: os.replace(tmp, folder / name),
@@ -892,8 +893,24 @@ def _syncfs(fd: int) -> None:
     os.sync()
 
 
+@functools.cache
+def _file_mode() -> int:
+    """The mode of a new file as ``open`` would make it: 0o666 less this process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
+    """A new temporary file in ``folder`` for ``name``, readable as a plain file would be (not
+    ``mkstemp``'s 0600: a shared store is read by other users too)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=folder)
+    os.fchmod(fd, _file_mode())
+    return fd, tmp
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    fd, tmp = _temporary_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
