@@ -21,10 +21,10 @@ its record is never trusted. Such stores have no locks: see ``docs/storage.md``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import io
 import os
 import pickle
