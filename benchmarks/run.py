@@ -667,6 +667,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _entry_speed(folder: Path, entries: int = 200) -> str:
+    """How fast ``folder``'s file system makes a store entry: two folders, three small files."""
+    base = Path(tempfile.mkdtemp(prefix="fs-speed-", dir=folder))
+    try:
+        started = time.perf_counter()
+        for i in range(entries):
+            entry = base / f"Step({i})" / "0123456789abcdef0123456789abcdef"
+            entry.mkdir(parents=True)
+            for name in (".lock", ".a.tmp", ".b.tmp"):
+                (entry / name).write_bytes(b"x" * 100)
+            os.replace(entry / ".a.tmp", entry / "result")
+            os.replace(entry / ".b.tmp", entry / "params")
+        per_entry = (time.perf_counter() - started) / entries
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return f"{per_entry * 1000:.2f} ms to make one store entry of plain files"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark pyperunner against plain concurrent.futures / joblib / numpy.",
@@ -681,13 +699,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout-scale", type=float, default=1.0, help="multiply every subprocess time limit"
     )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the temporary folder goes (default: the system's, e.g. /tmp); its file "
+        "system's speed at creating folders and files is part of every per-task figure",
+    )
     args = parser.parse_args(argv)
     repeat = args.repeat or (2 if args.quick else 5)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
     selected = [b for b in BENCHMARKS if not args.only or b in args.only]
     info = machine()
-    tmp = Path(tempfile.mkdtemp(prefix="pyperunner-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="pyperunner-bench-", dir=args.scratch))
     # Subprocesses keep their bytecode in the temporary folder (never in the repo), so that
     # after the warm-up no figure includes compiling modules, as for an installed package.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -711,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pyperunner {info['pyperunner']} at {info['commit']}{dirty}, {info['date']}; "
         f"{info['cpus']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Python {info['python']}"
     )
+    print(f"scratch folder in {tmp.parent} ({_entry_speed(tmp.parent)})")
     load = ", ".join(f"{x:g}" for x in info["load_average"])
     print(
         f"median [min-max] of {repeat} runs, each in a fresh interpreter; took {elapsed:.0f} s; "
