@@ -274,6 +274,25 @@ def scripts() -> Any:
             script.kill_session()
 
 
+def start_when_started(
+    started: list[Script], tmp_path: Path, script: Path, fifo_variable: str, **env: str
+) -> Script:
+    """Start ``script``; return once its task has said "started" on the fifo the environment
+    variable ``fifo_variable`` names (``env`` adds more variables)."""
+    fifo = tmp_path / "started.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open first: the task never blocks
+    runner = Script(tmp_path, script, env={**os.environ, fifo_variable: str(fifo), **env})
+    started.append(runner)
+    channel = LineReader(reader, watch=runner.pid)
+    try:
+        assert channel.read_line() == "started", runner.stderr()
+    finally:
+        channel.close()
+        os.close(reader)
+    return runner
+
+
 def process_state(pid: int) -> str | None:
     """The state letter of ``pid`` from /proc (``Z`` for a zombie), or None if it is gone."""
     try:
@@ -548,19 +567,10 @@ def test_interrupted_runner_stops_workers_and_children_records_and_resumes(
     tmp_path, calls, signum, returncode, executor
 ):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
-    fifo = tmp_path / "started.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open first: the task never blocks
-    env = {**os.environ, "FAULTS_STARTED_FIFO": str(fifo), "FAULTS_EXECUTOR": executor}
     with scripts() as started:
-        runner = Script(tmp_path, script, env=env)
-        started.append(runner)
-        channel = LineReader(reader, watch=runner.pid)
-        try:
-            assert channel.read_line() == "started", runner.stderr()
-        finally:
-            channel.close()
-            os.close(reader)
+        runner = start_when_started(
+            started, tmp_path, script, "FAULTS_STARTED_FIFO", FAULTS_EXECUTOR=executor
+        )
         worker, grandchild = map(int, (tmp_path / "pids.txt").read_text().split())
         assert not is_gone(worker) and not is_gone(grandchild)
 
@@ -607,19 +617,10 @@ def test_interrupted_runner_stops_workers_and_children_records_and_resumes(
 
 def test_a_second_signal_while_stopping_still_records_the_run(tmp_path, calls):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
-    fifo = tmp_path / "started.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    env = {**os.environ, "FAULTS_STARTED_FIFO": str(fifo), "FAULTS_IGNORE_SIGTERM": "1"}
     with scripts() as started:
-        runner = Script(tmp_path, script, env=env)
-        started.append(runner)
-        channel = LineReader(reader, watch=runner.pid)
-        try:
-            assert channel.read_line() == "started", runner.stderr()
-        finally:
-            channel.close()
-            os.close(reader)
+        runner = start_when_started(
+            started, tmp_path, script, "FAULTS_STARTED_FIFO", FAULTS_IGNORE_SIGTERM="1"
+        )
         _, grandchild = map(int, (tmp_path / "pids.txt").read_text().split())
         os.kill(runner.pid, signal.SIGINT)
         assert wait_gone(grandchild, WAIT)  # SIGTERM reached the worker's group: the grace began
@@ -634,19 +635,8 @@ def test_a_second_signal_while_stopping_still_records_the_run(tmp_path, calls):
 
 def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, calls):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
-    fifo = tmp_path / "started.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    env = {**os.environ, "FAULTS_STARTED_FIFO": str(fifo)}
     with scripts() as started:
-        runner = Script(tmp_path, script, env=env)
-        started.append(runner)
-        channel = LineReader(reader, watch=runner.pid)
-        try:
-            assert channel.read_line() == "started", runner.stderr()
-        finally:
-            channel.close()
-            os.close(reader)
+        runner = start_when_started(started, tmp_path, script, "FAULTS_STARTED_FIFO")
         worker, grandchild = map(int, (tmp_path / "pids.txt").read_text().split())
         killed = time.monotonic()
         os.kill(runner.pid, signal.SIGKILL)

@@ -22,19 +22,16 @@ from pathlib import Path
 
 import pytest
 from conftest import record_call
-from hypothesis import HealthCheck, given, settings
 from test_faults import (
-    LineReader,
-    Script,
     leftovers,
     process_state,
     run_doc,
     run_folders,
     scripts,
+    start_when_started,
     wait_gone,
     write_script,
 )
-from test_property_faults import FAULTS_ENV, check_faults, faulty_dags
 
 from pyperunner import Pipeline, Runner, Status, Task, run, task
 from pyperunner.executors import ProcessExecutor, make_executor
@@ -621,19 +618,8 @@ runner.run(Pipeline("interrupt", [a, b]))
 
 def test_sigint_to_a_runner_script_ends_every_worker_and_records_interrupted(tmp_path, calls):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
-    fifo = tmp_path / "started.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open first: the task never blocks
-    env = {**os.environ, "POOL_STARTED_FIFO": str(fifo)}
     with scripts() as started:
-        runner = Script(tmp_path, script, env=env)
-        started.append(runner)
-        channel = LineReader(reader, watch=runner.pid)
-        try:
-            assert channel.read_line() == "started", runner.stderr()
-        finally:
-            channel.close()
-            os.close(reader)
+        runner = start_when_started(started, tmp_path, script, "POOL_STARTED_FIFO")
         worker, sleeper, *quick = map(int, (tmp_path / "pids.txt").read_text().split())
         assert len(set(quick)) == 2 and worker in quick  # Long() reused a worker
         assert all(process_state(pid) not in (None, "Z") for pid in [*quick, sleeper])
@@ -656,21 +642,3 @@ def test_sigint_to_a_runner_script_ends_every_worker_and_records_interrupted(tmp
     }
     assert "SIGINT" in (run_dir / "pipeline.log").read_text()
     assert calls.counts() == {"Quick": 2, "Long()": 1}
-
-
-# --------------------------------------------------------------------------- random DAGs
-
-
-@settings(
-    max_examples=5,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(case=faulty_dags(["ok", "fail", "crash"]))
-def test_random_dags_with_failing_and_crashing_tasks_on_the_pool(
-    case, tmp_path, calls, monkeypatch
-):
-    monkeypatch.setenv(FAULTS_ENV, str(tmp_path / "faults.json"))
-    graph, plan = case
-    check_faults(graph, plan, "pool", tmp_path, calls)

@@ -166,10 +166,10 @@ def test_random_dags_with_failing_tasks_follow_the_rules_and_complete_next_run(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(case=faulty_dags(["ok", "fail", "crash"]))
+@given(case=faulty_dags(["ok", "fail", "crash"]), executor=st.sampled_from(["process", "pool"]))
 def test_random_dags_with_failing_and_crashing_workers_follow_the_rules_and_complete_next_run(
-    case, tmp_path, calls, monkeypatch
+    case, executor, tmp_path, calls, monkeypatch
 ):
     monkeypatch.setenv(FAULTS_ENV, str(tmp_path / "faults.json"))
     graph, plan = case
-    check_faults(graph, plan, "process", tmp_path, calls)
+    check_faults(graph, plan, executor, tmp_path, calls)
