@@ -117,7 +117,6 @@ class Store:
 
         joblib is needed only for numpy arrays, so only where numpy is loaded already.
         """
-        self._files.preload()
         if "numpy" in sys.modules:
             import joblib  # noqa: F401
 
@@ -383,10 +382,6 @@ class _LocalFiles:
         return location
 
     @staticmethod
-    def preload() -> None:
-        import fcntl  # noqa: F401
-
-    @staticmethod
     def size(path: Path) -> int:
         return path.stat().st_size
 
@@ -575,9 +570,6 @@ class _FsspecFiles:
     def public(self, location: str) -> str:
         relative = location[len(self.path) :].lstrip("/")
         return f"{self.root}/{relative}" if relative else self.root
-
-    def preload(self) -> None:
-        pass
 
     def _info(self, path: str) -> dict[str, Any]:
         fs = self.fs
