@@ -32,14 +32,8 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from pyperunner import Pipeline, Runner, Status, Task, run, task
-from pyperunner.store import (
-    FSSPEC_HINT,
-    STALE_AFTER,
-    EntryState,
-    ResultNotStorableError,
-    Store,
-    StoreError,
-)
+from pyperunner.storage import FSSPEC_HINT, STALE_AFTER
+from pyperunner.store import EntryState, ResultNotStorableError, Store, StoreError
 
 NAME = "Evaluate(both)"
 KEY = "197f82a6dbc9799406a35bef412cd7f4"

@@ -1,0 +1,565 @@
+"""Where a store's files live: a local folder, or any fsspec filesystem, behind one interface.
+
+:class:`LocalFiles` serves a local path (or a ``file://`` / ``local://`` URL): os-level I/O, a
+file only ever appears by an atomic rename of a complete temporary file in the same folder,
+entries are computed under ``flock`` locks (which the OS drops when their holder dies), results a
+run still reads are held under shared locks, and files are not fsynced one by one (that cost 3 ms
+per task): :meth:`LocalFiles.sync` puts everything on disk once at the end of a run.
+:class:`FsspecFiles` serves any other URL (``s3://``, ``gcs://``, ``memory://``, ...), importing
+``fsspec`` only then: where the filesystem renames atomically a file is still renamed into place;
+on object stores, which cannot rename but write every object whole, each file is written whole.
+Such stores have no locks: see ``docs/storage.md``. The layout of entries is the store's business
+(:mod:`pyperunner.store`), not this module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import os
+import pickle
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+LOCK_FILE = ".lock"
+LOCK_MODE = 0o644
+"""Permissions of a new lock file."""
+TMP_SUFFIX = ".tmp"
+STALE_AFTER = 24 * 3600.0
+"""Seconds after which a temporary file on a store without locks counts as a leftover: no lock
+tells whether its writer still runs, so only temporaries that old are removed."""
+LOCAL_PROTOCOLS = ("file://", "local://")
+"""URLs that name a local path and so take the local code path."""
+FSSPEC_HINT = 'pip install "pyperunner[fsspec]"'
+
+Location = Path | str
+"""Where a file or folder of the store is: a ``Path`` for a local store, a URL string otherwise."""
+
+
+@dataclasses.dataclass
+class Staged:
+    """A file being written: ``handle`` to write it, then ``publish`` it or ``discard`` it."""
+
+    handle: IO[bytes]
+    publish: Callable[[], None]
+    discard: Callable[[], None]
+
+
+def files_for(
+    root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None
+) -> LocalFiles | FsspecFiles:
+    """The backend for ``root``: local for a path or a ``file://`` URL, fsspec otherwise."""
+    if isinstance(root, str):
+        for prefix in LOCAL_PROTOCOLS:
+            if root.startswith(prefix):
+                root = root[len(prefix) :] or "."
+                break
+        else:
+            if "://" in root:
+                return FsspecFiles.from_url(root, storage_options or {})
+    if storage_options:
+        raise ValueError(f"storage_options apply to fsspec URLs only, not to the path {root!r}")
+    return LocalFiles(Path(root).absolute())
+
+
+class LocalFiles:
+    """A store on a local (or locally mounted) filesystem: os calls, renames, file locks, mmap.
+
+    Locations are ``Path`` objects, the same ones users see.
+    """
+
+    process_local = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def at(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @staticmethod
+    def public(location: Path) -> Path:
+        return location
+
+    @staticmethod
+    def size(path: Path) -> int:
+        return path.stat().st_size
+
+    @staticmethod
+    def is_file(path: Path) -> bool:
+        return path.is_file()
+
+    @staticmethod
+    def read(path: Path) -> bytes:
+        return path.read_bytes()
+
+    @staticmethod
+    def write(path: Path, data: bytes) -> None:
+        _write_atomic(path, data)
+
+    @staticmethod
+    def stage(folder: Path, name: str) -> Staged:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temporary_file(folder, name)
+        return Staged(
+            os.fdopen(fd, "wb"),
+            publish=lambda: os.replace(tmp, folder / name),
+            discard=lambda: Path(tmp).unlink(missing_ok=True),
+        )
+
+    @staticmethod
+    def local_path(path: Path) -> Path:
+        """The file itself, to read or memory-map."""
+        return path
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    @staticmethod
+    def move(source: Path, target: Path) -> None:
+        os.replace(source, target)
+
+    @staticmethod
+    def leftovers(folder: Path) -> list[Path]:
+        try:
+            with os.scandir(folder) as found:
+                return [
+                    Path(item.path)
+                    for item in found
+                    if item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)
+                ]
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def folders(folder: Path) -> list[str]:
+        try:
+            with os.scandir(folder) as found:
+                return sorted(item.name for item in found if item.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    @staticmethod
+    def stored(folder: Path, name: str) -> list[tuple[float, str]]:
+        """(modification time, key) of every ``<folder>/<key>/<name>`` file."""
+        found = []
+        for path in folder.glob(f"*/{name}"):
+            with contextlib.suppress(OSError):
+                found.append((path.stat().st_mtime, path.parent.name))
+        return found
+
+    @staticmethod
+    def tree_size(folder: Path) -> int:
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock(folder: Path, on_wait: Callable[[], None] | None) -> Iterator[None]:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _flock(folder / LOCK_FILE, wait=True, on_wait=on_wait):
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def try_lock(folder: Path) -> Iterator[bool]:
+        """Hold the entry's lock if no one else does; yield whether it is held."""
+        if not folder.is_dir():
+            yield False
+            return
+        with _flock(folder / LOCK_FILE, wait=False) as held:
+            yield held
+
+    def delete(self, folder: Path, result: str) -> bool:
+        if not folder.is_dir():
+            return True
+        with self.try_lock(folder) as locked:
+            if not locked or not _unlink_unless_read(folder / result):
+                return False
+            for item in folder.iterdir():
+                if item.name != LOCK_FILE:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # only if no other key of this task is left
+        return True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def reading(path: Path) -> Iterator[bool]:
+        import fcntl
+
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:  # deleted or replaced while we waited for the lock?
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            yield same
+        finally:
+            os.close(fd)
+
+    def sync(self) -> None:
+        if not self.root.is_dir():
+            return
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            _syncfs(fd)
+        finally:
+            os.close(fd)
+
+
+class FsspecFiles:
+    """A store on an fsspec filesystem: whole-object reads and writes, no locks, no mmap.
+
+    Locations are the filesystem's own paths (protocol stripped); users see URLs under the
+    ``root`` URL. Results are renamed into place only where the filesystem renames atomically
+    (local files under another protocol); elsewhere each file is written whole, params.yaml first.
+    The filesystem object is made anew in a forked process, which must not use its parent's
+    connections or event loop, and it pickles (to Dask workers) as fsspec pickles filesystems.
+    """
+
+    def __init__(self, fs: Any, path: str, url: str) -> None:
+        self._fs = fs
+        self._pid = os.getpid()
+        self.path = path.rstrip("/")
+        self.root = url.rstrip("/")
+        self.renames = _renames_atomically(fs)
+        self.process_local = _in_memory(fs)
+
+    @classmethod
+    def from_url(cls, url: str, storage_options: Mapping[str, Any]) -> FsspecFiles:
+        try:
+            from fsspec.core import url_to_fs
+        except ImportError as exc:
+            raise ImportError(f"a data_path like {url!r} needs fsspec: {FSSPEC_HINT}") from exc
+        fs, path = url_to_fs(url, **storage_options)
+        return cls(fs, path, url)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_pid"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pid = os.getpid()
+
+    @property
+    def fs(self) -> Any:
+        """The filesystem, made anew after a fork."""
+        if self._pid != os.getpid():
+            self._fs = pickle.loads(pickle.dumps(self._fs))
+            self._pid = os.getpid()
+        return self._fs
+
+    def at(self, *parts: str) -> str:
+        return "/".join((self.path, *parts)) if self.path else "/".join(parts)
+
+    def public(self, location: str) -> str:
+        relative = location[len(self.path) :].lstrip("/")
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def _info(self, path: str) -> dict[str, Any]:
+        fs = self.fs
+        fs.invalidate_cache(path)  # other processes change the store: no cached listings
+        return fs.info(path)
+
+    def size(self, path: str) -> int:
+        info = self._info(path)
+        if info.get("type") != "file":
+            raise FileNotFoundError(path)
+        return int(info["size"])
+
+    def is_file(self, path: str) -> bool:
+        try:
+            self.size(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read(self, path: str) -> bytes:
+        return bytes(self.fs.cat_file(path))
+
+    def write(self, path: str, data: bytes) -> None:
+        if self.renames:
+            staged = self.stage(path.rpartition("/")[0], path.rpartition("/")[2])
+            try:
+                with staged.handle as handle:
+                    handle.write(data)
+                staged.publish()
+            except BaseException:
+                staged.discard()
+                raise
+        else:  # one PUT: the object appears whole or not at all
+            self.fs.pipe_file(path, data)
+
+    def stage(self, folder: str, name: str) -> Staged:
+        fs, final = self.fs, f"{folder}/{name}"
+        if self.renames:
+            fs.makedirs(folder, exist_ok=True)
+            tmp = f"{folder}/{_temporary_name(name)}"
+            return Staged(
+                fs.open(tmp, "wb"),
+                publish=lambda: fs.mv(tmp, final),
+                discard=lambda: self.remove(tmp),
+            )
+        fd, local = tempfile.mkstemp(prefix=f".pyperunner-{name}.", suffix=TMP_SUFFIX)
+
+        def upload() -> None:
+            fs.put_file(local, final)
+            os.unlink(local)
+
+        def discard() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(local)
+
+        return Staged(os.fdopen(fd, "wb"), publish=upload, discard=discard)
+
+    @staticmethod
+    def local_path(path: str) -> None:
+        """None: the object is read whole (:meth:`read`), never parts of two versions of it."""
+        return None
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+    def move(self, source: str, target: str) -> None:
+        self.fs.mv(source, target)
+
+    def _listing(self, folder: str) -> list[dict[str, Any]]:
+        fs = self.fs
+        fs.invalidate_cache(folder)
+        try:
+            return list(fs.ls(folder, detail=True))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def leftovers(self, folder: str) -> list[str]:
+        if not self.renames:
+            return []  # nothing but whole objects is ever written there
+        stale_before = time.time() - STALE_AFTER
+        return [
+            item["name"]
+            for item in self._listing(folder)
+            if item.get("type") == "file" and _stale(_base(item["name"]), stale_before)
+        ]
+
+    def folders(self, folder: str) -> list[str]:
+        return sorted(
+            _base(item["name"]) for item in self._listing(folder) if item["type"] == "directory"
+        )
+
+    def stored(self, folder: str, name: str) -> list[tuple[float, str]]:
+        fs = self.fs
+        fs.invalidate_cache(folder)
+        try:
+            found = fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return []
+        prefix = folder.rstrip("/") + "/"
+        stored = []
+        for path, info in found.items():
+            key, _, file = path[len(prefix) :].partition("/")
+            if path.startswith(prefix) and file == name:
+                stored.append((_modified(info), key))
+        return stored
+
+    def tree_size(self, folder: str) -> int:
+        fs = self.fs
+        fs.invalidate_cache(folder)
+        try:
+            found = fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return 0
+        return sum(int(info.get("size") or 0) for info in found.values())
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock(folder: str, on_wait: Callable[[], None] | None) -> Iterator[None]:
+        yield  # no lock: two runners may compute one entry at once, each writing it whole
+
+    @staticmethod
+    @contextlib.contextmanager
+    def try_lock(folder: str) -> Iterator[bool]:
+        yield True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def reading(path: str) -> Iterator[bool]:
+        yield True  # nothing to hold: gc on such a store may delete what a run still reads
+
+    def delete(self, folder: str, result: str) -> bool:
+        fs = self.fs
+        self.remove(f"{folder}/{result}")  # the entry stops counting first
+        fs.invalidate_cache(folder)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(folder, recursive=True)
+        parent = folder.rpartition("/")[0]
+        if self.renames or self.process_local:  # object stores have no empty folders to remove
+            with contextlib.suppress(OSError):
+                if not self._listing(parent):
+                    fs.rmdir(parent)  # only if no other key of this task is left
+        return True
+
+    def sync(self) -> None:
+        pass  # every file is complete when its write returns; durability is the filesystem's
+
+
+def _renames_atomically(fs: Any) -> bool:
+    """True for filesystems whose ``mv`` of a file is an atomic rename: local files, also
+    under another protocol or below a ``DirFileSystem``."""
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.implementations.local import LocalFileSystem
+
+    while isinstance(fs, DirFileSystem):
+        fs = fs.fs
+    return isinstance(fs, LocalFileSystem)
+
+
+def _in_memory(fs: Any) -> bool:
+    """True for an in-memory filesystem, also below wrappers (``dir::``, caches)."""
+    from fsspec import AbstractFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    while isinstance(getattr(fs, "fs", None), AbstractFileSystem):
+        fs = fs.fs
+    return isinstance(fs, MemoryFileSystem)
+
+
+def _temporary_name(name: str) -> str:
+    """A temporary's name in the entry folder, with its creation time for :func:`_stale`."""
+    return f".{name}.{int(time.time())}-{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
+
+
+def _stale(name: str, before: float) -> bool:
+    """True for a temporary created before ``before`` (or one of unknown age)."""
+    if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return False
+    stamp = name[: -len(TMP_SUFFIX)].rpartition(".")[2].partition("-")[0]
+    return not stamp.isdigit() or int(stamp) < before
+
+
+def _base(path: str) -> str:
+    return path.rstrip("/").rpartition("/")[2]
+
+
+def _modified(info: Mapping[str, Any]) -> float:
+    """When a file was last written, from an fsspec ``info`` dict; its keys differ by filesystem."""
+    for field in ("mtime", "LastModified", "last_modified", "updated", "modified", "created"):
+        value = info.get(field)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.0
+
+
+# -- local helpers ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (made if missing); yield whether it is held.
+
+    The operating system drops the lock when its holder dies, so a dead run never blocks. A lock
+    won on a file that was deleted meanwhile (``gc``) is no lock: the file is opened again.
+    """
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                if on_wait is not None:
+                    on_wait()
+                    on_wait = None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                yield True
+                return
+        finally:
+            os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _unlink_unless_read(path: Path) -> bool:
+    """Remove a result file unless a run holds it (see :meth:`Store.reading`); True if gone."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _syncfs(fd: int) -> None:
+    """Flush the filesystem holding ``fd`` (Linux ``syncfs``); elsewhere flush all of them."""
+    import ctypes
+
+    try:
+        if ctypes.CDLL(None).syncfs(fd) == 0:
+            return
+    except (OSError, AttributeError):
+        pass
+    os.sync()
+
+
+@functools.cache
+def _file_mode() -> int:
+    """The mode of a new file as ``open`` would make it: 0o666 less this process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
+    """A new temporary file in ``folder`` for ``name``, readable as a plain file would be (not
+    ``mkstemp``'s 0600: a shared store is read by other users too)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=folder)
+    os.fchmod(fd, _file_mode())
+    return fd, tmp
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = _temporary_file(path.parent, path.name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
