@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 CALLS_ENV = "PYPERUNNER_TEST_CALLS"
+
+# Hypothesis keeps caches in a `.hypothesis` folder of the working directory: keep them out of the
+# repository, and keep no example database at all (each run draws afresh).
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="pyperunner-hypothesis-"))
+settings.register_profile("pyperunner", database=None)
+settings.load_profile("pyperunner")
 
 
 def record_call(name: str) -> None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import networkx as nx
 from conftest import record_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from pyperunner import Pipeline, Runner, Status, Task, run
 
@@ -23,8 +21,6 @@ MAX_TASKS = 8
 FAULTS_ENV = "PYPERUNNER_TEST_FAULTS"
 DONE = "done "
 
-# Hypothesis keeps a cache folder (``.hypothesis``) in the working directory; keep the repo clean.
-set_hypothesis_home_dir(tempfile.mkdtemp(prefix="pyperunner-hypothesis-"))
 _counter = itertools.count()
 
 
