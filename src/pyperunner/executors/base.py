@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..logs import task_context
@@ -155,6 +155,16 @@ def detached(job: Job) -> Job:
     task = copy.copy(job.task)
     task.parents, task.children = [], []
     return dataclasses.replace(job, task=task)
+
+
+def wait_time(timeout: float | None, running: Iterable[Any]) -> float | None:
+    """Seconds to block: up to ``timeout``, and no later than the nearest ``deadline`` (a
+    ``time.monotonic()`` value, or None) among the ``running`` jobs' records."""
+    deadlines = [r.deadline for r in running if r.deadline is not None]
+    if not deadlines:
+        return timeout
+    until_deadline = max(0.0, min(deadlines) - time.monotonic())
+    return until_deadline if timeout is None else min(timeout, until_deadline)
 
 
 def timed_out(job: Job, started: float, how: str = "") -> Outcome:

@@ -22,13 +22,13 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..logs import ForwardingHandler, handle_forwarded
 from ..store import Store
-from .base import Executor, Job, Outcome, detached, execute, timed_out
+from .base import Executor, Job, Outcome, detached, execute, timed_out, wait_time
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -105,7 +105,7 @@ class DaskExecutor(Executor):
             if timeout is not None:  # nothing runs: the scheduler waits for a retry's delay
                 threading.Event().wait(timeout)
             return []
-        self._block(_wait_time(timeout, self._running.values()))
+        self._block(wait_time(timeout, self._running.values()))
         outcomes = [self._finish(key) for key in list(self._running) if self._is_done(key)]
         return outcomes + self._expire()
 
@@ -174,15 +174,6 @@ class DaskExecutor(Executor):
 def _task_key(job: Job) -> str:
     """A Dask key unique to this attempt, readable on the dashboard."""
     return f"{job.name}-{job.key[:12]}-attempt{job.attempt}-{uuid.uuid4().hex[:8]}"
-
-
-def _wait_time(timeout: float | None, running: Iterable[_Submitted]) -> float | None:
-    """Seconds to block: up to ``timeout``, and no later than the nearest deadline."""
-    deadlines = [s.deadline for s in running if s.deadline is not None]
-    if not deadlines:
-        return timeout
-    until_deadline = max(0.0, min(deadlines) - time.monotonic())
-    return until_deadline if timeout is None else min(timeout, until_deadline)
 
 
 def _outcome_of(submitted: _Submitted) -> Outcome:

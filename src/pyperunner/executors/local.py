@@ -29,7 +29,16 @@ from multiprocessing.process import BaseProcess
 
 from ..logs import ProcessOutput, forward_records, handle_forwarded
 from ..store import Store
-from .base import Executor, Job, Outcome, TaskTimeoutError, detached, execute, timed_out
+from .base import (
+    Executor,
+    Job,
+    Outcome,
+    TaskTimeoutError,
+    detached,
+    execute,
+    timed_out,
+    wait_time,
+)
 
 KILL_GRACE = 1.0
 """Seconds a stopped worker gets between SIGTERM and SIGKILL."""
@@ -103,14 +112,6 @@ def _deadline(job: Job) -> float | None:
     return None if job.timeout is None else time.monotonic() + job.timeout
 
 
-def _wait_time(timeout: float | None, running: Iterator[_Running]) -> float | None:
-    deadlines = [r.deadline for r in running if r.deadline is not None]
-    if not deadlines:
-        return timeout
-    until_deadline = max(0.0, min(deadlines) - time.monotonic())
-    return until_deadline if timeout is None else min(timeout, until_deadline)
-
-
 class ThreadExecutor(_InProcess):
     """Runs every job on a daemon thread of this process."""
 
@@ -132,7 +133,7 @@ class ThreadExecutor(_InProcess):
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         finished = []
         try:
-            finished.append(self._done.get(timeout=_wait_time(timeout, self._running.values())))
+            finished.append(self._done.get(timeout=wait_time(timeout, self._running.values())))
             while not self._done.empty():
                 finished.append(self._done.get())
         except queue.Empty:
@@ -255,7 +256,7 @@ class ProcessExecutor(Executor):
             by_exit = {w.ended: c for c, w in self._workers.items()}
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = multiprocessing.connection.wait(
-                [*self._workers, *by_exit], _wait_time(remaining, self._busy())
+                [*self._workers, *by_exit], wait_time(remaining, self._busy())
             )
             for conn in {by_exit.get(obj, obj) for obj in ready}:
                 outcome = self._receive(conn)  # type: ignore[arg-type]
