@@ -122,9 +122,24 @@ def act(what: str, folder: Path, name: str, mib: int) -> dict[str, int]:
         thread.join()
         subprocess.run(["echo", f"child-marker of {name}"], check=True)
         os.write(2, f"fd2-marker of {name}\n".encode())
+    elif what in ("siblings", "kill-siblings"):
+        before = {int(pid) for pid in (folder / "before").read_text().split()}
+        siblings = set(children_of(os.getppid())) - before - {os.getpid()}
+        if what == "kill-siblings":
+            for pid in siblings:
+                os.kill(pid, signal.SIGKILL)
+        return {"siblings": sorted(siblings)}
     else:
         assert what == "none", what
     return {}
+
+
+def children_of(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux ``/proc``)."""
+    found = []
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(child) for child in (thread / "children").read_text().split())
+    return found
 
 
 class Probe(Task):
@@ -228,6 +243,48 @@ def test_process_executor_gives_every_task_a_process_of_its_own(tmp_path):
     pids = [result[root.name]["pid"] for root in roots]
     assert len(set(pids)) == len(pids), pids
     assert os.getpid() not in pids
+
+
+def test_process_workers_are_forked_ahead_while_the_task_before_runs(tmp_path):
+    (tmp_path / "before").write_text(" ".join(map(str, children_of(os.getpid()))))
+    chain = probes(tmp_path, "siblings", "siblings", "siblings")
+    result = make_runner(tmp_path, "process", process_limit=2).run(Pipeline("ahead", [chain[0]]))
+    assert result.ok, result.failed
+    seen = [result[probe.name] for probe in chain]
+    pids = [s["pid"] for s in seen]
+    assert len(set(pids)) == 3, pids  # still a fresh process for every task
+    assert pids[1] in seen[0]["siblings"] and pids[2] in seen[1]["siblings"], seen
+    assert all(wait_gone(pid, 5.0) for pid in pids + seen[2]["siblings"]), "a worker outlived it"
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
+def test_workers_forked_ahead_dying_before_their_task_lose_nothing(tmp_path, executor):
+    (tmp_path / "before").write_text(" ".join(map(str, children_of(os.getpid()))))
+    chain = probes(tmp_path, "kill-siblings", "none", "none")
+    runner = make_runner(tmp_path, executor, process_limit=2)
+    result = runner.run(Pipeline("spares", [chain[0]]))
+    assert result.ok, result.failed
+    killed = result[chain[0].name]["siblings"]
+    assert killed, "no worker was waiting for the next task"
+    assert not {result[p.name]["pid"] for p in chain[1:]} & set(killed)
+    assert "worker process" not in log_text(runner)
+
+
+def test_a_job_the_executor_was_not_told_of_runs_in_a_worker_forked_for_it(tmp_path):
+    from pyperunner.executors.base import Job
+    from pyperunner.store import Store
+
+    store = Store(tmp_path / "data")
+    probe = Probe("unannounced", folder=str(tmp_path))
+    executor = ProcessExecutor()
+    executor.start(store, 2)
+    try:
+        executor.submit(Job(probe, "key", (), {}))
+        (outcome,) = executor.wait(30.0)
+    finally:
+        executor.shutdown()
+    assert outcome.ok, outcome.error
+    assert store.load(probe.name, "key")["ppid"] == os.getpid()
 
 
 def test_tasks_defined_inside_a_function_travel_to_a_running_worker(tmp_path):

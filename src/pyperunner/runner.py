@@ -133,7 +133,7 @@ class Runner:
             started = time.time()
             executor = make_executor(self.executor)
             if jobs:
-                executor.start(self.store, self.process_limit)
+                executor.start(self.store, self.process_limit, jobs)
             restore_signals = None
             try:
                 workers = executor.capacity(self.process_limit)

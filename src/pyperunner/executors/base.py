@@ -116,8 +116,9 @@ class Executor(abc.ABC):
     def __init__(self) -> None:
         self.store: Store | None = None
 
-    def start(self, store: Store, workers: int) -> None:
-        """Prepare to run up to ``workers`` jobs at once against ``store``."""
+    def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
+        """Prepare to run up to ``workers`` jobs at once against ``store``; ``jobs``, by task
+        name, are those the run may submit (each attempt a copy with its ``attempt`` set)."""
         self.check_store(store)
         self.store = store
 

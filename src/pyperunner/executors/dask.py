@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -81,8 +81,8 @@ class DaskExecutor(Executor):
         """The client jobs go through: the given one, or the executor's own once started."""
         return self._client
 
-    def start(self, store: Store, workers: int) -> None:
-        super().start(store, workers)
+    def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
+        super().start(store, workers, jobs)
         self._running.clear()
         if self._client is None:
             self._client = _distributed().Client(self._address, set_as_default=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -23,7 +24,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -49,8 +50,8 @@ class _InProcess(Executor):
 
     _children_before: set[int] | None = None
 
-    def start(self, store: Store, workers: int) -> None:
-        super().start(store, workers)
+    def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
+        super().start(store, workers, jobs)
         self._children_before = set(_children())
 
     def shutdown(self) -> list[str]:
@@ -166,6 +167,7 @@ class _Worker:
     conn: Connection
     running: _Running | None = None
     ended: int | None = None  # readable once the process has exited
+    accepted: bool = True  # False from sending it a job until it says it took the job
 
     def __post_init__(self) -> None:
         try:  # unlike the sentinel, not held open by processes the task forked
@@ -176,8 +178,18 @@ class _Worker:
     def close(self) -> None:
         """Close the connection and the exit watch."""
         self.conn.close()
+        self.close_watch()
+
+    def close_watch(self) -> None:
+        """Close the exit watch (a pidfd; the sentinel is the process object's own)."""
         if self.ended is not None and self.ended != self.process.sentinel:
             os.close(self.ended)
+            self.ended = None
+
+
+_ACCEPTED = "accepted"
+"""What a worker sends once it has taken a job: if it dies before that, the job was not
+started, and goes to another worker instead of failing."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +209,10 @@ class ProcessExecutor(Executor):
     between jobs a worker ends every process the task started, restores its working folder and
     environment, and retires if the task left threads running or grew its memory by more than
     ``max_memory_growth`` bytes.
+
+    Workers are forked ahead, while other jobs run, for the jobs ``start`` was told of: such a
+    job then travels to an idle worker as its name, and its process is started and warm when
+    the job comes, so neither the fork nor a worker's start nor its exit holds up the run.
     """
 
     runs_elsewhere = True
@@ -211,42 +227,84 @@ class ProcessExecutor(Executor):
         self.max_memory_growth = max_memory_growth
         self._ctx = multiprocessing.get_context("fork")
         self._workers: dict[Connection, _Worker] = {}
+        self._exiting: dict[int, _Worker] = {}  # by exit watch: workers done with their jobs
+        self._known: Mapping[str, Job] = {}
+        self._unsent: set[str] = set()  # known jobs not submitted yet
+        self._room = 0
         self._forked = 0
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_tasks_per_child={self.max_tasks_per_child})"
 
-    def start(self, store: Store, workers: int) -> None:
-        super().start(store, workers)
+    def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
+        super().start(store, workers, jobs)
         store.preload()  # once here, so no forked worker pays for the imports
+        _subreaper_call()
         if self.max_tasks_per_child != 1:
-            import cloudpickle  # noqa: F401  (jobs travel to running workers)
+            import cloudpickle  # noqa: F401  (unknown jobs travel to running workers)
+        self._known, self._room = dict(jobs or {}), workers
+        self._unsent = set(self._known)
+        self._fork_ahead()
 
     def submit(self, job: Job) -> None:
         assert self.store is not None
-        worker = next((w for w in self._workers.values() if w.running is None), None)
-        payload = None if worker is None else _pickled(job)
-        if worker is not None and payload is None:  # only a fork can take this job along
-            self._end_idle([worker])
-            worker = None
-        if worker is None:
-            worker = self._fork(job)  # the job travels by fork: nothing is pickled
-        else:
-            worker.conn.send_bytes(payload)
+        self._unsent.discard(job.name)
+        worker = self._hand_to_idle(job) or self._fork(job)  # by fork: nothing is pickled
         worker.running = _Running(job, time.time(), _deadline(job), worker.process)
+        self._fork_ahead()
 
-    def _fork(self, job: Job) -> _Worker:
+    def _hand_to_idle(self, job: Job) -> _Worker | None:
+        """Send ``job`` to an idle worker; None if there is none that can take it."""
+        idle = [w for w in self._workers.values() if w.running is None]
+        payload = self._message(job) if idle else None
+        if idle and payload is None:  # only a fork can take this job along
+            self._end_idle(idle[:1])
+            return None
+        for worker in idle:
+            try:
+                worker.conn.send_bytes(payload)  # type: ignore[arg-type]
+                worker.accepted = False
+                return worker
+            except OSError:  # it died while idle, so nothing is lost
+                self._retire(worker.conn)
+        return None
+
+    def _message(self, job: Job) -> bytes | None:
+        """What tells an idle worker to run ``job``: its name and attempt if the worker knows
+        the job (it was forked after ``start``), else the pickled job; None if unpicklable."""
+        known = self._known.get(job.name)
+        if known is not None and job == dataclasses.replace(known, attempt=job.attempt):
+            return pickle.dumps((job.name, job.attempt))
+        return _pickled(job)
+
+    def _fork_ahead(self) -> None:
+        """Fork idle workers for the known jobs still to come, up to the run's ``workers``."""
+        idle = sum(w.running is None for w in self._workers.values())
+        room = self._room - (len(self._workers) - idle if self.max_tasks_per_child != 1 else 0)
+        for _ in range(min(room, len(self._unsent)) - idle):
+            self._fork(None)
+
+    def _fork(self, job: Job | None) -> _Worker:
+        """A new worker: it runs ``job`` at once, or (None) waits to be sent one."""
         ours, theirs = self._ctx.Pipe()
         self._forked += 1
         process = self._ctx.Process(  # not daemonic, so tasks may use multiprocessing
             target=_worker_main,
-            args=(job, self.store, theirs, self.max_tasks_per_child, self.max_memory_growth),
+            args=(
+                job,
+                self.store,
+                theirs,
+                self._known,
+                self.max_tasks_per_child,
+                self.max_memory_growth,
+            ),
             name=f"Worker-{self._forked}",
         )
-        process.start()
-        _own_group(process.pid)
-        theirs.close()
-        worker = self._workers[ours] = _Worker(process, ours)
+        with _signals_held():  # until the worker is known, so that shutdown ends it
+            process.start()
+            _own_group(process.pid)
+            theirs.close()
+            worker = self._workers[ours] = _Worker(process, ours)
         return worker
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
@@ -256,12 +314,15 @@ class ProcessExecutor(Executor):
             by_exit = {w.ended: c for c, w in self._workers.items()}
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = multiprocessing.connection.wait(
-                [*self._workers, *by_exit], wait_time(remaining, self._busy())
+                [*self._workers, *by_exit, *self._exiting], wait_time(remaining, self._busy())
             )
-            for conn in {by_exit.get(obj, obj) for obj in ready}:
-                outcome = self._receive(conn)  # type: ignore[arg-type]
-                if outcome is not None:
-                    outcomes.append(outcome)
+            for exited in [obj for obj in ready if obj in self._exiting]:
+                _reap(self._exiting.pop(exited))  # type: ignore[index]
+            for conn in {by_exit.get(obj, obj) for obj in ready if obj not in self._exiting}:
+                if conn in self._workers:
+                    outcome = self._receive(conn)  # type: ignore[arg-type]
+                    if outcome is not None:
+                        outcomes.append(outcome)
             outcomes.extend(self._expire())
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -279,9 +340,14 @@ class ProcessExecutor(Executor):
                 if isinstance(message, logging.LogRecord):
                     handle_forwarded(message)
                     continue
+                if message == _ACCEPTED:
+                    worker.accepted = True
+                    continue
                 worker.running = None
-                if not message.more:
-                    self._retire(conn)
+                if not message.more:  # it exits now: reaped once it has, not waited for here
+                    del self._workers[conn]
+                    conn.close()
+                    self._exiting[worker.ended] = worker
                 return message.outcome
         except (EOFError, OSError):
             pass
@@ -291,16 +357,17 @@ class ProcessExecutor(Executor):
         running = self._retire(conn)  # the worker died
         if running is None:
             return None  # while idle: nothing is lost, a new worker takes the next job
+        if not worker.accepted:  # before it took the job: the job goes to another worker
+            self.submit(running.job)
+            return None
         message = _death_message(worker.process.exitcode)
         return Outcome(running.job.name, running.started, time.time(), message)
 
     def _retire(self, conn: Connection) -> _Running | None:
         """Forget a worker that ended, or is ending; its task's processes end with it."""
         worker = self._workers.pop(conn)
-        worker.close()
-        worker.process.join(KILL_GRACE)
-        _kill_group(worker.process.pid, signal.SIGKILL)
-        worker.process.join()
+        worker.conn.close()
+        _reap(worker)
         return worker.running
 
     def _expire(self) -> list[Outcome]:
@@ -322,6 +389,10 @@ class ProcessExecutor(Executor):
         for worker in self._workers.values():
             worker.close()
         self._workers.clear()
+        for worker in self._exiting.values():
+            _reap(worker)
+        self._exiting.clear()
+        self._unsent.clear()
         return [r.job.name for r in stopped]
 
     def _end_idle(self, idle: list[_Worker]) -> None:
@@ -333,11 +404,25 @@ class ProcessExecutor(Executor):
             self._retire(worker.conn)
 
 
+def _reap(worker: _Worker) -> None:
+    """See a worker that is ending exit, then end what its task left in its process group."""
+    worker.process.join(KILL_GRACE)
+    _kill_group(worker.process.pid, signal.SIGKILL)
+    worker.process.join()
+    worker.close_watch()
+
+
 def _worker_main(
-    job: Job, store: Store, conn: Connection, max_tasks: int | None, max_growth: int
+    job: Job | None,
+    store: Store,
+    conn: Connection,
+    known: Mapping[str, Job],
+    max_tasks: int | None,
+    max_growth: int,
 ) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held while it was forked
     _own_group(0)
     threading.Thread(target=_die_with_runner, name="pyperunner-lifeline", daemon=True).start()
     lock = threading.Lock()  # the task's own threads may log while this one reports
@@ -350,7 +435,7 @@ def _worker_main(
     adopts_orphans = _become_subreaper() and os.path.isdir("/proc/self/task")
     with forward_records(send), ProcessOutput() as output:
         clean = _CleanState(max_growth)
-        while True:
+        while job is not None or (job := _next_job(conn, known, send)) is not None:
             with output.task(job.name):
                 outcome = execute(job, store)
             done += 1
@@ -360,12 +445,24 @@ def _worker_main(
             send(_Report(outcome, more))
             if not more:
                 break
-            payload = conn.recv_bytes()
-            if not payload:
-                break
-            job = pickle.loads(payload)
+            job = None
     conn.close()
     os._exit(0)  # at once: threads a task left running must not keep the worker alive
+
+
+def _next_job(
+    conn: Connection, known: Mapping[str, Job], send: Callable[[object], None]
+) -> Job | None:
+    """Wait for the next job from the runner and say it is taken; None when there are none."""
+    payload = conn.recv_bytes()
+    if not payload:
+        return None
+    message = pickle.loads(payload)
+    if isinstance(message, tuple):  # (name, attempt) of a job this worker knows
+        name, attempt = message
+        message = dataclasses.replace(known[name], attempt=attempt)
+    send(_ACCEPTED)
+    return message
 
 
 def _pickled(job: Job) -> bytes | None:
@@ -400,12 +497,19 @@ class _CleanState:
 
 def _become_subreaper() -> bool:
     """Adopt the orphans of this process's descendants (Linux), so none escapes its task."""
+    prctl = _subreaper_call()
+    return prctl is not None and prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+
+
+@functools.cache
+def _subreaper_call() -> Callable[..., int] | None:
+    """libc's ``prctl``, or None; found in the runner, so forked workers need not load ctypes."""
     import ctypes
 
     try:
-        return ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        return ctypes.CDLL(None).prctl
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 def _children() -> list[int]:
@@ -441,6 +545,20 @@ def _die_with_runner() -> None:
     if parent is not None:
         multiprocessing.connection.wait([parent.sentinel])
         os.killpg(0, signal.SIGKILL)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM in this thread while forking: a signal handled in one of the
+    fork hooks Python runs is lost ("Exception ignored"); held, it is handled right after."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _own_group(pid: int) -> None:
