@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
+import itertools
 import os
 import pickle
 import shutil
@@ -538,20 +538,18 @@ def _syncfs(fd: int) -> None:
     os.sync()
 
 
-@functools.cache
-def _file_mode() -> int:
-    """The mode of a new file as ``open`` would make it: 0o666 less this process's umask."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+_unique = itertools.count()
 
 
 def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
-    """A new temporary file in ``folder`` for ``name``, readable as a plain file would be (not
-    ``mkstemp``'s 0600: a shared store is read by other users too)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=folder)
-    os.fchmod(fd, _file_mode())
-    return fd, tmp
+    """A new temporary file in ``folder`` for ``name``, with the modes a plain new file gets
+    (``open`` applies the umask; not ``mkstemp``'s 0600: a shared store is read by others)."""
+    while True:
+        tmp = f"{folder}/.{name}.{os.getpid()}-{next(_unique)}{TMP_SUFFIX}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:  # left by an earlier process with this pid
+            continue
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
