@@ -334,6 +334,7 @@ class ProcessExecutor(Executor):
     def _receive(self, conn: Connection) -> Outcome | None:
         """Handle what a worker sent: log records, then its report; None while the job runs."""
         worker = self._workers[conn]
+        ended = worker.process.exitcode is not None  # then all it sent is in the pipe now
         try:
             while conn.poll():
                 message = conn.recv()
@@ -350,10 +351,9 @@ class ProcessExecutor(Executor):
                     self._exiting[worker.ended] = worker
                 return message.outcome
         except (EOFError, OSError):
-            pass
-        else:
-            if worker.process.exitcode is None:
-                return None
+            ended = True
+        if not ended:
+            return None
         running = self._retire(conn)  # the worker died
         if running is None:
             return None  # while idle: nothing is lost, a new worker takes the next job
