@@ -34,7 +34,7 @@ import yaml
 from conftest import record_call
 
 from pyperunner import Pipeline, Runner, Status, Task, run
-from pyperunner.store import Store
+from pyperunner.store import Store, StoreError
 
 TESTS_DIR = Path(__file__).resolve().parent
 WAIT = 60.0
@@ -874,6 +874,49 @@ def test_damaged_entry_is_recomputed_by_a_runner_script(tmp_path, calls):
         if "WARNING" in line and "Blob(f)" in line
     ]
     assert warning and key in warning[0], warning
+
+
+def flip_a_byte(path: Path) -> bytes:
+    """Change one bit in the middle of a file, keeping its size; return the new content."""
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x10
+    path.write_bytes(bytes(content))
+    return bytes(content)
+
+
+def test_a_cached_input_changed_in_place_is_caught_before_it_is_read_and_recomputed(
+    tmp_path, calls
+):
+    data, log = tmp_path / "data", tmp_path / "log"
+    runner = Runner(data, log, console=False)
+    first = runner.run(small_blob_pipeline())
+    flipped = flip_a_byte(first.path("Blob(b)"))  # same size: only its checksum can tell
+    Store(data).delete("Blob(d)", first.path("Blob(d)").parent.name)  # d runs, reading b
+    calls.reset()
+
+    second = runner.run(small_blob_pipeline())
+
+    assert second.ok and calls.counts() == {"Blob(b)": 1, "Blob(d)": 1}
+    expected = expected_blobs(size=200_000)
+    assert second["Blob(b)"] == expected["Blob(b)"] and second["Blob(d)"] == expected["Blob(d)"]
+    assert (first.path("Blob(b)").parent / "result.dump.gz.damaged").read_bytes() == flipped
+    assert runner.run_dir is not None
+    text = (runner.run_dir / "pipeline.log").read_text()
+    assert "Cached result of Blob(b) is damaged" in text and "CRC-32" in text
+
+
+def test_a_result_changed_in_place_fails_to_load_by_name_and_is_then_recomputed(tmp_path, calls):
+    data, log = tmp_path / "data", tmp_path / "log"
+    runner = Runner(data, log, console=False)
+    flip_a_byte(runner.run(small_blob_pipeline()).path("Blob(f)"))
+    calls.reset()
+    cached = runner.run(small_blob_pipeline())  # nothing runs, so nothing is read or checked
+    assert calls.counts() == {}
+    with pytest.raises(StoreError, match=r"Blob\(f\).*damaged.*CRC-32.*computes it again"):
+        cached["Blob(f)"]
+    again = runner.run(small_blob_pipeline())
+    assert calls.counts() == {"Blob(f)": 1}
+    assert again["Blob(f)"] == expected_blobs(size=200_000)["Blob(f)"]
 
 
 @pytest.mark.parametrize("stray", [".result.dump.gz.k3j_9xq2.tmp", ".params.yaml.w8e7r6t5.tmp"])

@@ -270,6 +270,16 @@ def test_workers_forked_ahead_dying_before_their_task_lose_nothing(tmp_path, exe
     assert "worker process" not in log_text(runner)
 
 
+def test_ctrl_c_while_a_worker_is_forked_is_handled_once_the_fork_is_done():
+    from pyperunner.executors import local
+
+    reached = False
+    with pytest.raises(KeyboardInterrupt), local._signals_held():  # around every fork
+        os.kill(os.getpid(), signal.SIGINT)  # in a fork hook, its KeyboardInterrupt is lost
+        reached = True
+    assert reached
+
+
 def test_a_job_the_executor_was_not_told_of_runs_in_a_worker_forked_for_it(tmp_path):
     from pyperunner.executors.base import Job
     from pyperunner.store import Store

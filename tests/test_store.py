@@ -6,6 +6,7 @@ import os
 import pickle
 import threading
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pyperunner import store as store_module
 from pyperunner.store import ResultNotStorableError, Store, StoreError
 
 NAME = "Evaluate(both)"
@@ -94,9 +96,9 @@ def test_params_yaml_holds_the_record_given(tmp_path: Path) -> None:
     store.save(NAME, KEY, "value", RECORD)
 
     on_disk = yaml.safe_load((tmp_path / NAME / KEY / "params.yaml").read_text())
-    size = (tmp_path / NAME / KEY / "result.dump.gz").stat().st_size
-    result = {"file": "result.dump.gz", "bytes": size, "format": "pickle"}
-    assert on_disk == {**RECORD, "result": result}
+    stored = (tmp_path / NAME / KEY / "result.dump.gz").read_bytes()
+    result = {"file": "result.dump.gz", "bytes": len(stored), "format": "pickle"}
+    assert on_disk == {**RECORD, "result": {**result, "crc32": zlib.crc32(stored)}}
     assert store.record(NAME, KEY) == on_disk
 
 
@@ -432,6 +434,32 @@ def test_a_result_damaged_in_place_is_moved_aside_when_it_fails_to_load(tmp_path
         store.load(NAME, KEY)
     assert not store.has(NAME, KEY)
     assert (path.parent / "result.dump.gz.damaged").read_bytes() == bytes(damaged)
+
+
+@pytest.mark.parametrize(
+    "value", [{"scores": [0.25, 0.5, 0.75]}, np.linspace(0.0, 1.0, 64), {"w": np.ones(16)}]
+)
+def test_a_byte_changed_in_place_that_still_loads_is_caught_by_the_checksum(tmp_path, value):
+    store = Store(tmp_path)
+    store.save(NAME, KEY, value, RECORD)
+    path = store.result_path(NAME, KEY)
+    flipped = bytearray(path.read_bytes())
+    flipped[-20] ^= 0x01  # inside the last number: the value still unpickles, but is wrong
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(StoreError, match=r"damaged.*CRC-32.*moved aside"):
+        store.load(NAME, KEY)
+    assert (path.parent / "result.dump.gz.damaged").read_bytes() == bytes(flipped)
+    assert not store.has(NAME, KEY)
+
+
+def test_results_above_the_checksum_limit_are_checked_by_size_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "CHECKSUM_LIMIT", 1000)
+    store = Store(tmp_path)
+    store.save("Small(a)", KEY, np.zeros(100, dtype=np.uint8), RECORD)
+    store.save("Large(a)", KEY, np.zeros(2000, dtype=np.uint8), RECORD)
+    assert "crc32" in store.record("Small(a)", KEY)["result"]
+    assert "crc32" not in store.record("Large(a)", KEY)["result"]
+    assert store.load("Large(a)", KEY).sum() == 0
 
 
 def test_a_value_whose_pickling_fails_in_any_way_is_not_storable(tmp_path):

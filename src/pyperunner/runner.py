@@ -241,14 +241,19 @@ class Runner:
         pipeline: Pipeline | None = None,
     ) -> Plan:
         damaged: dict[str, str] = {}
+        verified: set[str] = set()
 
-        def is_cached(name: str) -> bool:
-            state, problem = self.store.check(name, keys[name])
-            if state is EntryState.DAMAGED:
+        def found_damaged(name: str, problem: str) -> None:
+            if name not in damaged:
                 log.warning(
                     "Cached result of %s is damaged (%s); computing it again", name, problem
                 )
                 damaged[name] = problem
+
+        def is_cached(name: str) -> bool:
+            state, problem = self.store.check(name, keys[name])
+            if state is EntryState.DAMAGED:
+                found_damaged(name, problem)
             elif state is EntryState.OK:
                 for leftover in self.store.sweep(name, keys[name]):
                     log.info("Removed %s, left by an interrupted write", leftover)
@@ -260,13 +265,26 @@ class Runner:
             previous = self.store.latest_record(name, except_key=keys[name])
             return compare_records(records[name], previous)
 
-        plan = make_plan(
-            graph,
-            is_cached=is_cached,
-            reload=lambda name: tasks[name].reload,
-            force_reload=force_reload,
-            changes=changes,
-        )
+        while True:  # until every cached result this run will read has passed its checksum
+            plan = make_plan(
+                graph,
+                is_cached=is_cached,
+                reload=lambda name: tasks[name].reload,
+                force_reload=force_reload,
+                changes=changes,
+            )
+            to_read = {
+                name
+                for name in plan.cached
+                if any(child in plan.reasons for child in graph.successors(name))
+            }
+            problems = {name: self.store.verify(name, keys[name]) for name in to_read - verified}
+            verified |= to_read
+            for name, problem in problems.items():
+                if problem is not None:
+                    found_damaged(name, problem)
+            if not any(problems.values()):
+                break
         if pipeline is not None:
             pipeline._plan = plan
         return plan

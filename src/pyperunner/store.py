@@ -19,6 +19,7 @@ import pickle
 import re
 import sys
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -29,8 +30,14 @@ RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
 DAMAGED_SUFFIX = ".damaged"
 """A result that failed to unpickle is renamed with this suffix: kept, but no longer trusted."""
-_RESULT = re.compile(rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n$")
+_RESULT = re.compile(
+    rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n(?:  crc32: (\d+)\n)?$"
+)
 """How :meth:`Store.save` ends every params.yaml; read without parsing the YAML."""
+CHECKSUM_LIMIT = 64 * 2**20
+"""Results up to this many bytes get a CRC-32 when written, checked whenever they are loaded, so
+a byte changed in place is caught; larger ones are checked by size only (memory-mapped arrays
+above all: checking them would read every byte at every load, and cost a third of the write)."""
 PICKLE, JOBLIB = "pickle", "joblib"
 """Result formats: plain pickle (no numpy arrays inside), or joblib's, whose arrays can be
 memory-mapped; ``joblib.load`` reads both."""
@@ -129,23 +136,26 @@ class Store:
         """The result size params.yaml records; None if the record is missing or unreadable."""
         return self._result_info(name, key)[0]
 
-    def _result_info(self, name: str, key: str) -> tuple[int | None, str]:
-        """(size, format) of the result as params.yaml records them; size None if unreadable."""
+    def _result_info(self, name: str, key: str) -> tuple[int | None, str, int | None]:
+        """(size, format, CRC-32 or None) of the result as params.yaml records them; size None
+        if the record is unreadable."""
         try:
             text = self._files.read(self._files.at(name, key, PARAMS_FILE))
         except OSError:
-            return None, JOBLIB
+            return None, JOBLIB, None
         found = _RESULT.search(text)
         if found is not None:
-            return int(found.group(1)), found.group(2).decode()
+            size, kind, crc = found.groups()
+            return int(size), kind.decode(), None if crc is None else int(crc)
         try:  # written by an older version, or edited by hand: parse it
             record = yamlio.load(text)
         except (ValueError, yamlio.YAMLError):
-            return None, JOBLIB
+            return None, JOBLIB, None
         result = record.get("result") if isinstance(record, dict) else None
         if not isinstance(result, dict) or not isinstance(result.get("bytes"), int):
-            return None, JOBLIB
-        return result["bytes"], str(result.get("format", JOBLIB))
+            return None, JOBLIB, None
+        crc = result.get("crc32")
+        return result["bytes"], str(result.get("format", JOBLIB)), crc if type(crc) is int else None
 
     def lock(
         self, name: str, key: str, on_wait: Callable[[], None] | None = None
@@ -201,7 +211,8 @@ class Store:
         files = self._files
         staged = files.stage(files.at(name, key), RESULT_FILE)
         try:
-            with staged.handle as handle:
+            with staged.handle as raw:
+                handle = _Summed(raw)
                 try:
                     written = _dump(kind, value, handle, self.compress)
                 except OSError:
@@ -215,7 +226,9 @@ class Store:
             if not written:  # a new file for joblib: ext4 flushes a truncated one on close
                 staged.discard()
                 return None
-            result = {"file": RESULT_FILE, "bytes": size, "format": kind}
+            result: dict[str, Any] = {"file": RESULT_FILE, "bytes": size, "format": kind}
+            if handle.crc is not None:
+                result["crc32"] = handle.crc
             full_record = {**record, "result": result}
             files.write(files.at(name, key, PARAMS_FILE), yamlio.dump(full_record).encode())
             staged.publish()
@@ -242,7 +255,8 @@ class Store:
                 f"no stored result for task {name} with key {key} at {files.public(path)}"
             )
         try:
-            return _load(files, path, self._result_info(name, key)[1])
+            _, kind, crc = self._result_info(name, key)
+            return _load(files, path, kind, crc)
         except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
             raise StoreError(  # the code or the machine changed, not the bytes
                 f"the stored result of task {name} at {files.public(path)} cannot be read "
@@ -250,13 +264,35 @@ class Store:
                 "or run with force_reload=True to compute it again"
             ) from exc
         except Exception as exc:  # the bytes are damaged: keep them, but never trust them
-            files.remove(self._damaged(name, key))
-            files.move(path, self._damaged(name, key))
+            self._set_aside(name, key)
             raise StoreError(
                 f"the stored result of task {name} at {files.public(path)} is damaged "
                 f"({type(exc).__name__}: {exc}); it was moved aside to "
                 f"{files.public(self._damaged(name, key))}, so the next run computes it again"
             ) from exc
+
+    def verify(self, name: str, key: str) -> str | None:
+        """Read a stored result and check it against the CRC-32 recorded with it; if the bytes
+        changed, move it aside as :meth:`load` would and say what is wrong (None: it is fine,
+        or it has no checksum to check)."""
+        crc = self._result_info(name, key)[2]
+        if crc is None:
+            return None
+        path = self._files.at(name, key, RESULT_FILE)
+        try:
+            _check_sum(self._files.read(path), crc)
+        except OSError:
+            return None  # gone: check() tells
+        except ChecksumMismatch as exc:
+            self._set_aside(name, key)
+            return f"{self._files.public(path)}: {exc}"
+        return None
+
+    def _set_aside(self, name: str, key: str) -> None:
+        """Rename a damaged result, so it no longer counts but is kept to look at."""
+        damaged = self._files.at(name, key, RESULT_FILE + DAMAGED_SUFFIX)
+        self._files.remove(damaged)
+        self._files.move(self._files.at(name, key, RESULT_FILE), damaged)
 
     def _damaged(self, name: str, key: str) -> Location:
         return self._files.at(name, key, RESULT_FILE + DAMAGED_SUFFIX)
@@ -353,18 +389,48 @@ def _dump(kind: str, value: Any, handle: Any, compress: Any) -> bool:
     return True
 
 
-def _load(files: Any, path: Location, kind: str) -> Any:
-    """Read a result in format ``kind``; numpy arrays of a local file are memory-mapped."""
+class _Summed:
+    """A file being written that sums (CRC-32) what goes through it, up to CHECKSUM_LIMIT
+    bytes; ``crc`` is None once more was written."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.crc: int | None = 0
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        if self.crc is not None:
+            self.size += memoryview(data).nbytes
+            self.crc = zlib.crc32(data, self.crc) if self.size <= CHECKSUM_LIMIT else None
+        return self.handle.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # tell, flush, ...: the file's own
+        return getattr(self.handle, name)
+
+
+class ChecksumMismatch(ValueError):
+    pass
+
+
+def _check_sum(data: Any, crc: int | None) -> None:
+    """Raise if ``data`` does not have the CRC-32 recorded when it was written (if one was)."""
+    if crc is not None and zlib.crc32(data) != crc:
+        raise ChecksumMismatch("its bytes changed since it was written (CRC-32 mismatch)")
+
+
+def _load(files: Any, path: Location, kind: str, crc: int | None) -> Any:
+    """Read a result in format ``kind``, checking its CRC-32 if it has one; numpy arrays of a
+    local file are memory-mapped."""
     local = files.local_path(path)
+    data = files.read(path) if local is None or kind == PICKLE or crc is not None else None
+    if data is not None:
+        _check_sum(data, crc)
     if kind == PICKLE:
-        if local is None:
-            return pickle.loads(files.read(path))
-        with open(local, "rb") as handle:
-            return pickle.load(handle)
+        return pickle.loads(data)  # type: ignore[arg-type]
     import joblib
 
     if local is None:
-        return joblib.load(io.BytesIO(files.read(path)))
+        return joblib.load(io.BytesIO(data))  # type: ignore[arg-type]
     with warnings.catch_warnings():  # compressed results are simply read in full
         warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
         return joblib.load(local, mmap_mode="c")

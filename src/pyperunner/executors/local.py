@@ -422,7 +422,6 @@ def _worker_main(
 ) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held while it was forked
     _own_group(0)
     threading.Thread(target=_die_with_runner, name="pyperunner-lifeline", daemon=True).start()
     lock = threading.Lock()  # the task's own threads may log while this one reports
@@ -547,18 +546,26 @@ def _die_with_runner() -> None:
         os.killpg(0, signal.SIGKILL)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM in this thread while forking: a signal handled in one of the
-    fork hooks Python runs is lost ("Exception ignored"); held, it is handled right after."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    """Defer SIGINT and SIGTERM while forking: Python runs fork hooks, and an exception a signal
+    handler raises in one is lost ("Exception ignored"); deferred, it is raised right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run on the main thread, not in this thread's fork hooks
+        return
+    caught: list[int] = []
+    held = [sig for sig in _STOP if signal.getsignal(sig) is not None]  # None: not Python's
+    previous = {sig: signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def _own_group(pid: int) -> None:
