@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -64,12 +65,20 @@ def _one_task_run(workdir: str, executor: str) -> float:
     return time.perf_counter() - t
 
 
-def _per_task(elapsed: float, workdir: str, executor: str, tasks: int) -> Metrics:
-    """Wall time per task, and the cost of a task beyond what a one-task run costs."""
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
+def _per_task(elapsed: float, cpu: float, workdir: str, executor: str, tasks: int) -> Metrics:
+    """Wall and CPU time per task, and the cost of a task beyond what a one-task run costs."""
     fixed = _one_task_run(workdir, executor)
     return {
         "total": elapsed,
         "per_task": elapsed / tasks,
+        "cpu_per_task": cpu / tasks,
         "fixed": fixed,
         "marginal": (elapsed - fixed) / (tasks - 1),
     }
@@ -82,14 +91,14 @@ def chain(variant: str, args: argparse.Namespace) -> Metrics:
 
         pipeline, last = bench_tasks.chain(CHAIN)
         runner = _runner(args.workdir, executor)
-        t = time.perf_counter()
+        cpu, t = _cpu_seconds(), time.perf_counter()
         result = runner.run(pipeline)
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
         _check_run(result)
         _check(pipeline[last] == CHAIN - 1, f"{last} = {pipeline[last]}")
-        return _per_task(elapsed, args.workdir, executor, CHAIN)
+        return _per_task(elapsed, cpu, args.workdir, executor, CHAIN)
     else:
-        t = time.perf_counter()
+        cpu, t = _cpu_seconds(), time.perf_counter()
         if executor == "inline":
             x = plain.start(0)
             for _ in range(CHAIN - 1):
@@ -102,9 +111,9 @@ def chain(variant: str, args: argparse.Namespace) -> Metrics:
                 x = ex.submit(plain.start, 0).result()
                 for _ in range(CHAIN - 1):
                     x = ex.submit(plain.inc, x).result()
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
         _check(x == CHAIN - 1, f"chain ends at {x}")
-    return {"total": elapsed, "per_task": elapsed / CHAIN}
+    return {"total": elapsed, "per_task": elapsed / CHAIN, "cpu_per_task": cpu / CHAIN}
 
 
 # -- 2. fan-out ---------------------------------------------------------------------------------
@@ -118,14 +127,14 @@ def fanout(variant: str, args: argparse.Namespace) -> Metrics:
 
         pipeline, children = bench_tasks.fanout(FANOUT)
         runner = _runner(args.workdir, executor)
-        t = time.perf_counter()
+        cpu, t = _cpu_seconds(), time.perf_counter()
         result = runner.run(pipeline)
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
         _check_run(result)
         _check(sorted(pipeline[c] for c in children) == expected, "fan-out outputs")
-        return _per_task(elapsed, args.workdir, executor, FANOUT)
+        return _per_task(elapsed, cpu, args.workdir, executor, FANOUT)
     else:
-        t = time.perf_counter()
+        cpu, t = _cpu_seconds(), time.perf_counter()
         root = plain.start(0)
         if executor == "inline":
             out = [plain.add(root, i) for i in expected]
@@ -140,9 +149,9 @@ def fanout(variant: str, args: argparse.Namespace) -> Metrics:
             with pool(CORES) as ex:
                 root = ex.submit(plain.start, 0).result()
                 out = list(ex.map(plain.add, [root] * len(expected), expected))
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
         _check(sorted(out) == expected, "fan-out outputs")
-    return {"total": elapsed, "per_task": elapsed / FANOUT}
+    return {"total": elapsed, "per_task": elapsed / FANOUT, "cpu_per_task": cpu / FANOUT}
 
 
 # -- 3. fully cached re-run ---------------------------------------------------------------------

@@ -247,6 +247,14 @@ def _per_task_rows(shape: str, label: str, refs: dict[str, str]) -> list[Row]:
                 PER_TASK_TARGET.get(ex),
             ),
             Row("  wall/task", "ms", (ours, "per_task"), ref, refs[REFERENCE_OF[ex]], 1000),
+            Row(
+                "  CPU/task, all processes",
+                "ms",
+                (ours, "cpu_per_task"),
+                (ref[0], "cpu_per_task"),
+                refs[REFERENCE_OF[ex]],
+                1000,
+            ),
             Row("  a run of 1 task", "ms", (ours, "fixed"), scale=1000),
         ]
     return rows
