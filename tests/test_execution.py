@@ -9,6 +9,7 @@ import itertools
 import os
 import select
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -822,8 +823,12 @@ def test_an_inline_timeout_is_not_swallowed_by_except_exception(tmp_path, calls)
 def uses_pool(n):
     import multiprocessing
 
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    pool = multiprocessing.get_context("fork").Pool(2)
+    try:
         return sum(pool.map(abs, range(-n, 0)))
+    finally:  # close, not terminate: a SIGTERM to a worker still in its fork hooks is lost
+        pool.close()
+        pool.join()
 
 
 @pytest.mark.parametrize("executor", ["process", "pool", "thread"])
@@ -831,6 +836,27 @@ def test_a_task_may_use_a_multiprocessing_pool(tmp_path, executor):
     result = make_runner(tmp_path, executor).run(Pipeline("pool", [uses_pool(n=10)]))
     assert result.ok, result.failed
     assert result["UsesPool()"] == 55
+
+
+@task("ForksAChild", receives_input=False)
+def forks_a_child():
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # only os calls here: the parent has other threads
+        is_default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        os.write(write_end, b"default" if is_default else b"the runner's")
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as reading:
+        return reading.read().decode()
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_a_process_a_task_forks_handles_sigterm_as_before_the_run(tmp_path, executor):
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    result = make_runner(tmp_path, executor).run(Pipeline("forks", [forks_a_child()]))
+    assert result["ForksAChild()"] == "default"  # so Pool.terminate() can end its workers
 
 
 @task("Daemonizes", receives_input=False)

@@ -15,10 +15,12 @@ import contextlib
 import dataclasses
 import heapq
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from .executors import Executor, Job, Outcome
 from .graph import GraphLike, descendants
@@ -55,6 +57,10 @@ class _Signalled(KeyboardInterrupt):
         self.signum = signum
 
 
+_replaced: list[Any] = []
+"""The SIGTERM handlers that ``_sigterm_interrupts`` replaced, while it is in force."""
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """Turn SIGTERM into an exception while the loop runs (SIGINT already raises one)."""
@@ -65,11 +71,23 @@ def _sigterm_interrupts() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise _Signalled(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    _replaced.append(signal.signal(signal.SIGTERM, handler))
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, _replaced.pop())
+
+
+def _sigterm_as_before() -> None:
+    """In a process forked while a run is on (a task's ``multiprocessing`` pool, say), SIGTERM
+    does what it did before the run, usually end it: the runner's handler would raise in code
+    that does not expect it, and ``Pool.terminate`` would then wait forever for its workers."""
+    if _replaced:
+        with contextlib.suppress(ValueError, TypeError):  # not the main thread; not Python's
+            signal.signal(signal.SIGTERM, _replaced[-1])
+
+
+os.register_at_fork(after_in_child=_sigterm_as_before)
 
 
 def run_plan(
