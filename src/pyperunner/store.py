@@ -290,7 +290,7 @@ class Store:
 
     def _set_aside(self, name: str, key: str) -> None:
         """Rename a damaged result, so it no longer counts but is kept to look at."""
-        damaged = self._files.at(name, key, RESULT_FILE + DAMAGED_SUFFIX)
+        damaged = self._damaged(name, key)
         self._files.remove(damaged)
         self._files.move(self._files.at(name, key, RESULT_FILE), damaged)
 
