@@ -12,9 +12,11 @@ import contextlib
 import io
 import logging
 import os
+import select
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -38,17 +40,25 @@ class ProcessOutput:
     """In a worker process: log everything the process writes, as the task it runs now.
 
     Output of the task's other threads, of C code and of processes it starts goes to file
-    descriptors 1 and 2, which are pipes while this is entered; a thread per pipe turns each line
-    into a record of the current task, stdout at INFO and stderr at WARNING, like what the task
-    prints itself. Use as a context manager around the worker's life, and :meth:`task` around
-    each task.
+    descriptors 1 and 2, which are pipes while this is entered; one thread turns each line into
+    a record of the current task, stdout at INFO and stderr at WARNING, like what the task prints
+    itself. The same thread calls ``watch[fd]()`` once ``fd`` becomes readable (a fresh worker's
+    lifeline), as each thread costs a forked worker about half a millisecond to start. Use as a
+    context manager around the worker's life, and :meth:`task` around each task.
     """
+
+    _MARK = b"\0pyperunner-drained\0\n"
+
+    def __init__(self, watch: Mapping[int, Callable[[], None]] | None = None) -> None:
+        self._watch = dict(watch or {})
 
     def __enter__(self) -> ProcessOutput:
         self._captures = [_FdCapture(1, logging.INFO), _FdCapture(2, logging.WARNING)]
+        threading.Thread(target=self._serve, name="pyperunner-output", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._drain()
         for capture in self._captures:
             capture.close()
 
@@ -63,48 +73,64 @@ class ProcessOutput:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
-            for capture in self._captures:
-                capture.drain()
+            self._drain()
             _process_task = None
+
+    def _drain(self) -> None:
+        """Wait (at most ``FLUSH_WAIT``) until everything written so far has been logged."""
+        for capture in self._captures:
+            capture.drained.clear()
+            os.write(capture.write_end, self._MARK)
+        deadline = time.monotonic() + FLUSH_WAIT
+        for capture in self._captures:
+            capture.drained.wait(max(0.0, deadline - time.monotonic()))
+
+    def _serve(self) -> None:
+        poller = select.poll()
+        by_fd = {capture.read_end: capture for capture in self._captures}
+        for fd in [*by_fd, *self._watch]:
+            poller.register(fd, select.POLLIN)
+        while by_fd or self._watch:
+            for fd, _ in poller.poll():
+                if fd in self._watch:
+                    poller.unregister(fd)
+                    self._watch.pop(fd)()
+                elif not by_fd[fd].forward(self._MARK):
+                    poller.unregister(fd)
+                    del by_fd[fd]
 
 
 class _FdCapture:
-    """Replaces file descriptor ``fd`` by a pipe whose lines a thread logs for the task."""
-
-    _MARK = b"\0pyperunner-drained\0\n"
+    """Replaces file descriptor ``fd`` by a pipe whose lines are logged for the current task."""
 
     def __init__(self, fd: int, level: int) -> None:
         self.fd, self.level = fd, level
         self.saved = os.dup(fd)
-        read_end, self.write_end = os.pipe()
+        self.read_end, self.write_end = os.pipe()
         os.dup2(self.write_end, fd)
         self.drained = threading.Event()
-        self.reader = threading.Thread(
-            target=self._forward, args=(read_end,), name=f"pyperunner-fd{fd}", daemon=True
-        )
-        self.reader.start()
+        self._partial = b""
 
-    def _forward(self, read_end: int) -> None:
-        with os.fdopen(read_end, "rb") as lines:
-            for line in lines:
-                marked = line.endswith(self._MARK)
-                text = line[: -len(self._MARK)] if marked else line.rstrip(b"\n")
-                if text:
-                    logging.getLogger(_process_task or "root").log(
-                        self.level, text.decode(errors="replace")
-                    )
-                if marked:
-                    self.drained.set()
-
-    def drain(self) -> None:
-        """Wait (at most ``FLUSH_WAIT``) until everything written so far has been logged."""
-        self.drained.clear()
-        os.write(self.write_end, self._MARK)
-        self.drained.wait(FLUSH_WAIT)
+    def forward(self, mark: bytes) -> bool:
+        """Log the complete lines the pipe holds now; False once it is closed."""
+        chunk = os.read(self.read_end, 65536)
+        if not chunk:
+            os.close(self.read_end)
+            return False
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            marked = line.endswith(mark[:-1])
+            text = line[: -len(mark) + 1] if marked else line
+            if text:
+                logging.getLogger(_process_task or "root").log(
+                    self.level, text.decode(errors="replace")
+                )
+            if marked:
+                self.drained.set()
+        return True
 
     def close(self) -> None:
-        """Log what is left and give ``fd`` back."""
-        self.drain()
+        """Give ``fd`` back."""
         os.dup2(self.saved, self.fd)
         os.close(self.saved)
         os.close(self.write_end)

@@ -423,7 +423,6 @@ def _worker_main(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _own_group(0)
-    threading.Thread(target=_die_with_runner, name="pyperunner-lifeline", daemon=True).start()
     lock = threading.Lock()  # the task's own threads may log while this one reports
 
     def send(message: object) -> None:
@@ -432,15 +431,15 @@ def _worker_main(
 
     done = 0
     adopts_orphans = _become_subreaper() and os.path.isdir("/proc/self/task")
-    with forward_records(send), ProcessOutput() as output:
-        clean = _CleanState(max_growth)
+    with forward_records(send), ProcessOutput(_lifeline()) as output:
+        clean = _CleanState(max_growth) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:
             with output.task(job.name):
                 outcome = execute(job, store)
             done += 1
             if adopts_orphans:  # also what left the worker's process group (setsid)
                 _end_children()
-            more = adopts_orphans and done != max_tasks and clean.restore()
+            more = clean is not None and adopts_orphans and done != max_tasks and clean.restore()
             send(_Report(outcome, more))
             if not more:
                 break
@@ -538,12 +537,12 @@ def _resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _die_with_runner() -> None:
-    """End this worker's whole process group if the runner dies (even by SIGKILL)."""
+def _lifeline() -> dict[int, Callable[[], None]]:
+    """What ends this worker's whole process group once the runner dies (even by SIGKILL)."""
     parent = multiprocessing.parent_process()
-    if parent is not None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os.killpg(0, signal.SIGKILL)
+    if parent is None:
+        return {}
+    return {parent.sentinel: functools.partial(os.killpg, 0, signal.SIGKILL)}
 
 
 _STOP = (signal.SIGINT, signal.SIGTERM)
