@@ -430,7 +430,7 @@ def _worker_main(
             conn.send(message)
 
     done = 0
-    adopts_orphans = _become_subreaper() and os.path.isdir("/proc/self/task")
+    adopts_orphans = _become_subreaper()
     with forward_records(send), ProcessOutput(_lifeline()) as output:
         clean = _CleanState(max_growth) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:
@@ -501,7 +501,10 @@ def _become_subreaper() -> bool:
 
 @functools.cache
 def _subreaper_call() -> Callable[..., int] | None:
-    """libc's ``prctl``, or None; found in the runner, so forked workers need not load ctypes."""
+    """libc's ``prctl``; None without it, or where ``/proc`` cannot list the orphans adopted.
+    Found in the runner, so forked workers need not load ctypes nor look at ``/proc``."""
+    if not os.path.isdir("/proc/self/task"):
+        return None
     import ctypes
 
     try:
@@ -523,6 +526,10 @@ def _children() -> list[int]:
 def _end_children(exclude: set[int] | None = None) -> None:
     """Kill every child process but ``exclude`` (and, in a subreaper, the orphans that come
     back): what tasks started and left running."""
+    try:  # without children, skip /proc: reading it makes this process's exit slower
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return
     while children := [pid for pid in _children() if pid not in (exclude or ())]:
         for pid in children:
             with contextlib.suppress(OSError):
