@@ -50,3 +50,9 @@ def test_nan_and_values_only_pyyaml_knows_round_trip() -> None:
     assert math.isnan(yaml.safe_load(yamlio.dump({"x": float("nan")}))["x"])
     odd = {"when": __import__("datetime").date(2026, 12, 1), 3: "int key"}
     assert yaml.safe_load(yamlio.dump(odd)) == odd
+
+
+def test_long_strings_are_written_like_short_ones() -> None:
+    for text in ("plain" * 100, "yes", "a: b\u0085" * 60, "x"):
+        doc = {text: [text, {"k": text}]}
+        assert yaml.safe_load(yamlio.dump(doc)) == doc

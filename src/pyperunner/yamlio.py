@@ -9,10 +9,10 @@ Reading is always PyYAML's safe loader.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -40,10 +40,12 @@ class _NotPlain(Exception):
 
 def dump(doc: Any) -> str:
     """Serialize ``doc`` (plain types only) as block-style YAML, keys in insertion order."""
+    lines: list[str] = []
     try:
-        return "".join(_block(doc, ""))
+        _block(doc, "", lines)
     except _NotPlain:
         return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    return "".join(lines)
 
 
 def load(text: str | bytes) -> Any:
@@ -51,36 +53,39 @@ def load(text: str | bytes) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def _block(value: Any, indent: str) -> Iterator[str]:
-    """The lines of a document or nested collection, each ending with a newline."""
+def _block(value: Any, indent: str, lines: list[str]) -> None:
+    """Append the lines of a document or nested collection, each ending with a newline."""
     if isinstance(value, dict) and value:
+        deeper = indent + "  "
         for key, item in value.items():
             if type(key) is not str:
                 raise _NotPlain
-            yield from _entry(f"{indent}{_scalar(key)}:", item, indent + "  ", indent)
+            _entry(f"{indent}{_string(key)}:", item, deeper, indent, lines)
     elif isinstance(value, list) and value:
+        deeper = indent + "  "
         for item in value:
-            yield from _entry(f"{indent}-", item, indent + "  ", indent + "  ")
+            _entry(f"{indent}-", item, deeper, None, lines)
     else:
-        yield f"{indent}{_inline(value)}\n"
+        lines.append(f"{indent}{_inline(value)}\n")
 
 
-def _entry(head: str, item: Any, deeper: str, sequence_indent: str) -> Iterator[str]:
-    """``head`` (``key:`` or ``-``) followed by ``item``: on the same line if it is a scalar or
-    empty, else below it (a list under a key is not indented further, as PyYAML writes it)."""
+def _entry(head: str, item: Any, deeper: str, key_indent: str | None, lines: list[str]) -> None:
+    """``head`` (``key:``, with ``key_indent``, or ``-``) followed by ``item``: on the same line if
+    it is a scalar or empty, else below it (a list under a key is not indented further, as PyYAML
+    writes it)."""
     if isinstance(item, dict) and item:
-        if head.endswith("-"):  # a mapping in a list starts on the dash's line
-            lines = list(_block(item, deeper))
-            yield f"{head} {lines[0][len(deeper) :]}"
-            yield from lines[1:]
+        if key_indent is None:  # a mapping in a list starts on the dash's line
+            first = len(lines)
+            _block(item, deeper, lines)
+            lines[first] = f"{head} {lines[first][len(deeper) :]}"
         else:
-            yield f"{head}\n"
-            yield from _block(item, deeper)
+            lines.append(f"{head}\n")
+            _block(item, deeper, lines)
     elif isinstance(item, list) and item:
-        yield f"{head}\n"
-        yield from _block(item, sequence_indent if head.endswith(":") else deeper)
+        lines.append(f"{head}\n")
+        _block(item, deeper if key_indent is None else key_indent, lines)
     else:
-        yield f"{head} {_inline(item)}\n"
+        lines.append(f"{head} {_inline(item)}\n")
 
 
 def _inline(value: Any) -> str:
@@ -106,8 +111,21 @@ def _scalar(value: Any) -> str:
         text = repr(value)
         return text.replace("e", ".0e", 1) if "." not in text else text  # YAML 1.1 needs the dot
     if type(value) is str:
-        if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
-            return value
-        quoted = json.dumps(value, ensure_ascii=False)  # JSON escapes are YAML's too
-        return _NON_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+        return _string(value)
     raise _NotPlain
+
+
+def _string(value: str) -> str:
+    return _remembered(value) if len(value) <= _REMEMBERED_LENGTH else _quoted(value)
+
+
+def _quoted(value: str) -> str:
+    if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
+        return value
+    quoted = json.dumps(value, ensure_ascii=False)  # JSON escapes are YAML's too
+    return _NON_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+
+
+_REMEMBERED_LENGTH = 200
+_remembered = functools.lru_cache(maxsize=4096)(_quoted)
+"""Keys and task names come back in every document a run writes: each is worked out once."""
