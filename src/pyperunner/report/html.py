@@ -27,7 +27,7 @@ from .. import yamlio
 from ..graph import Dag
 from ..results import PIPELINE_FILE, RUN_FILE
 from ..status import Status, TaskRun
-from .image import STATUS_COLORS, layout_boxes
+from .layout import STATUS_COLORS, layout_boxes
 from .text import format_bytes, format_duration
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from ..status import Status, TaskRun
-from .image import STATUS_COLORS
+from .layout import STATUS_COLORS
 
 _DONE = (Status.SUCCESS, Status.CACHED, Status.FAILURE, Status.CANT_RUN, Status.INTERRUPTED)
 _SHOWN_FAILURES = 5
