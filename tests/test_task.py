@@ -139,12 +139,15 @@ def test_function_task_executes_the_function_on_its_inputs():
     assert created.execute(Inputs([("A()", 1)])) == "simple-task"
 
 
-def test_function_without_data_raises_attribute_error_naming_data():
-    with pytest.raises(AttributeError, match="data"):
+def test_function_without_data_raises_the_manuals_attribute_error():
+    manual = 'To receive input data, the function must accept the named parameter "data"'
+    with pytest.raises(AttributeError, match=manual) as raised:
 
         @task("SimpleTaskError")
         def simpletask_without_input_error():
             return "simple-task"
+
+    assert "SimpleTaskError" in str(raised.value) and "receives_input=False" in str(raised.value)
 
 
 def test_receives_input_false_task_is_created_and_runs_without_data():
@@ -580,9 +583,10 @@ def test_diamond_is_not_a_cycle():
 # -- names and arguments that would go wrong later ---------------------------------------------
 
 
-def test_a_second_positional_argument_is_an_error_naming_the_task():
-    with pytest.raises(TaskDefinitionError, match=r"Source\(tg\).*only the tag.*by name"):
-        source("tg", True)
+def test_a_second_positional_argument_is_an_error_naming_the_task_and_its_parameter():
+    with pytest.raises(TaskDefinitionError, match=r"Source\(tg\).*only the tag.*by name") as raised:
+        source("tg", 5)
+    assert "source('tg', value=5)" in str(raised.value)
 
 
 @pytest.mark.parametrize("tag", ["a/b", "../../escape", "back\\slash", "nul\0"])

@@ -121,10 +121,16 @@ class Task:
         self.tag = "" if tag is None else str(tag)
         self.name = f"{cls.task_name}({self.tag})"
         if extra:
+            names = [
+                p.name
+                for p in self._signature().parameters.values()
+                if p.name != "data" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
+            by_name = [f"{n}={v!r}" for n, v in zip(names, extra, strict=False)] or ["reload=True"]
             raise TaskDefinitionError(
                 f"{self.name}: only the tag may be given by position, got {len(extra)} more "
                 f"argument(s) {extra!r}; pass parameters and reload by name, e.g. "
-                f"{cls.__qualname__}({self.tag!r}, reload=True, n=3)"
+                f"{cls.__qualname__}({', '.join([repr(self.tag), *by_name])})"
             )
         check_name(self.name, "task name")
         self.reload = bool(reload)
@@ -407,8 +413,8 @@ def _function_task(
     params = inspect.signature(func).parameters
     if receives_input and "data" not in params:
         raise AttributeError(
-            f"Task {name!r} ({func.__qualname__}): to receive input data, the function must "
-            'accept the named parameter "data"; add it, or use '
+            'To receive input data, the function must accept the named parameter "data" '
+            f"(task {name!r}, {func.__qualname__}); add it, or use "
             f"@task({name!r}, receives_input=False) for a task at the start of a pipeline"
         )
     if not receives_input and "data" in params:
