@@ -445,6 +445,8 @@ def test_every_run_gets_its_own_folder_even_within_a_second(paths):
         assert d.name.startswith("fast_")
         assert STAMP.match(d.name[len("fast_") :]), d.name
         assert (d / "pipeline.yaml").is_file()
+    by_name = [p.parent for p in sorted(log.glob("*/pipeline.yaml"))]  # the latest run last
+    assert by_name == sorted(dirs, key=lambda d: (d / "pipeline.yaml").stat().st_mtime_ns)
 
 
 def test_pipeline_yaml_describes_tasks_and_run(paths):

@@ -315,10 +315,12 @@ class Runner:
     # -- internals ----------------------------------------------------------------------------
 
     def _make_run_dir(self, name: str) -> Path:
-        stamp = dt.datetime.now().strftime("%y%m%dT%H%M%S")
+        """``<name>_<yymmddTHHMMSS>``; a later run in the same second adds ``_<microseconds>``,
+        so that sorting run folders (or their ``pipeline.yaml`` paths) by name sorts them by time."""
+        base = f"{name}_{dt.datetime.now():%y%m%dT%H%M%S}"
         self.log_path.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, 10_000):
-            path = self.log_path / (f"{name}_{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+        for attempt in range(10_000):
+            path = self.log_path / (f"{base}_{dt.datetime.now():%f}" if attempt else base)
             try:
                 path.mkdir()
             except FileExistsError:
