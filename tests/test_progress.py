@@ -51,8 +51,10 @@ def test_runner_shows_the_live_view_when_asked(tmp_path, capsys):
     assert "tasks to run" in err
     assert "broken on purpose" in err  # failures show up on the console
     assert "Starting Ok(x)" not in err  # per-task info lines stay in the log file only
-    log = next((tmp_path / "l").glob("live_*/pipeline.log")).read_text()
-    assert "Starting Ok(x)" in log
+    (run_dir,) = (tmp_path / "l").glob("live_*")
+    assert f"Stored pipeline parameters in {run_dir / 'pipeline.yaml'}" in err  # where it went
+    assert "Plan:" not in err
+    assert "Starting Ok(x)" in (run_dir / "pipeline.log").read_text()
 
 
 def test_without_a_terminal_the_console_gets_plain_log_lines(tmp_path, capsys):

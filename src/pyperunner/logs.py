@@ -266,6 +266,9 @@ def formatter() -> logging.Formatter:
 
 TASK_STATUS = "task_status"
 """``extra`` flag of the runner's per-task status lines (started, finished, failed, ...)."""
+HEADLINE = "headline"
+"""``extra`` flag of run-level info lines the console shows even beside a live view (where the
+run's files are)."""
 
 
 @contextlib.contextmanager
@@ -274,8 +277,8 @@ def run_logging(
 ) -> Iterator[logging.Logger]:
     """Log to ``log_file`` (and the console) for the duration of a run, then restore logging.
 
-    With a ``live`` view on the console, the console gets only the run's own warnings and
-    errors: what tasks log and how each task fares, the view shows; the file has all of it.
+    With a ``live`` view on the console, the console gets only the run's own warnings, errors
+    and headlines: what tasks log and how each task fares, the view shows; the file has all.
     """
     root = logging.getLogger()
     file_handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -283,7 +286,7 @@ def run_logging(
     handlers: list[logging.Handler] = [file_handler]
     if console:
         console_handler = logging.StreamHandler(_original(sys.stderr))
-        console_handler.setLevel(logging.WARNING if live else logging.INFO)
+        console_handler.setLevel(logging.INFO)
         handlers.append(console_handler)
     for handler in handlers:
         handler.setFormatter(formatter())
@@ -304,7 +307,10 @@ def run_logging(
 
 
 def _run_level_only(record: logging.LogRecord) -> bool:
-    return not getattr(record, TASK_STATUS, False) and record.task == "root"  # type: ignore[attr-defined]
+    """Beside a live view: the run's own warnings and errors, and its headlines."""
+    if getattr(record, TASK_STATUS, False) or record.task != "root":  # type: ignore[attr-defined]
+        return False
+    return record.levelno >= logging.WARNING or getattr(record, HEADLINE, False)
 
 
 def _original(stream: TextIO) -> TextIO:

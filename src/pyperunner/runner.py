@@ -27,7 +27,7 @@ from typing import Any
 from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline
-from .logs import TASK_STATUS, run_logging
+from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, run_plan
@@ -106,7 +106,9 @@ class Runner:
             stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, live))
             pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
             (run_dir / PIPELINE_FILE).write_text(yamlio.dump(pipeline_doc))
-            log.info("Stored pipeline parameters in %s", run_dir / PIPELINE_FILE)
+            log.info(
+                "Stored pipeline parameters in %s", run_dir / PIPELINE_FILE, extra={HEADLINE: True}
+            )
             records = {name: _record_of(tasks[name], keys) for name in graph}
             plan = self._plan(graph, tasks, keys, records, force_reload, pipeline)
             log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
@@ -315,8 +317,8 @@ class Runner:
     # -- internals ----------------------------------------------------------------------------
 
     def _make_run_dir(self, name: str) -> Path:
-        """``<name>_<yymmddTHHMMSS>``; a later run in the same second adds ``_<microseconds>``,
-        so that sorting run folders (or their ``pipeline.yaml`` paths) by name sorts them by time."""
+        """``<name>_<yymmddTHHMMSS>``; a later run in the same second adds ``_<microseconds>``, so
+        that sorting run folders (or their ``pipeline.yaml`` paths) by name sorts them by time."""
         base = f"{name}_{dt.datetime.now():%y%m%dT%H%M%S}"
         self.log_path.mkdir(parents=True, exist_ok=True)
         for attempt in range(10_000):
