@@ -539,6 +539,41 @@ def test_from_file_rebuilds_function_tasks_defined_in_the_test_module(tmp_path: 
     assert type(by_name(loaded)["param-task(third)"]) is type(third)
 
 
+def test_from_file_rebuilds_tasks_defined_inside_a_function_in_the_same_process(
+    tmp_path: Path,
+) -> None:
+    @task("Local", receives_input=False)
+    def local(n=1):
+        return n
+
+    class Doubled(Task):
+        @run
+        def run(self, data):
+            return 2 * data[0]
+
+    pipeline = Pipeline("local", [Doubled("d")(local("x", n=4))])
+    pipeline.to_file(tmp_path / "p.yml")
+
+    loaded = Pipeline.from_file(tmp_path / "p.yml")
+
+    assert_same_pipeline(loaded, pipeline)
+    assert type(by_name(loaded)["Doubled(d)"]) is Doubled
+
+
+def test_a_task_defined_inside_a_function_that_is_gone_is_a_clear_error(tmp_path: Path) -> None:
+    @task("Gone", receives_input=False)
+    def gone():
+        return 1
+
+    Pipeline("gone", [gone()]).to_file(tmp_path / "p.yml")
+    doc = yaml.safe_load((tmp_path / "p.yml").read_text())
+    doc["pipeline"]["tasks"]["Gone()"]["class"] += "_elsewhere"  # as if in another process
+    (tmp_path / "p.yml").write_text(yaml.safe_dump(doc))
+
+    with pytest.raises(PipelineError, match=r"Gone\(\).*inside a function.*top level of a module"):
+        Pipeline.from_file(tmp_path / "p.yml")
+
+
 def test_from_file_rebuilds_tasks_from_an_imported_module(
     tmp_path: Path, task_module: Callable[..., ModuleType]
 ) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import keys, yamlio
-from .task import Task, TaskDefinitionError, check_name, require_task
+from .task import Task, TaskDefinitionError, check_name, local_task_class, require_task
 
 
 class PipelineError(ValueError):
@@ -411,6 +411,11 @@ def _build_task(name: str, spec: Any) -> Task:
                 "define the task in a module, import it from the script, and save the pipeline "
                 "again"
             )
+        elif "<locals>" in qualname:
+            hint = (
+                "it is defined inside a function, so only the process that defined it can load "
+                "it: define the task at the top level of a module, and save the pipeline again"
+            )
         else:
             hint = "import or define the task under the same module and name before loading"
             if hasattr(importlib.import_module("__main__"), qualname.partition(".")[0]):
@@ -430,7 +435,9 @@ def _build_task(name: str, spec: Any) -> Task:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except AttributeError as exc:
-        raise not_found(exc) from exc
+        obj = local_task_class(module_name, qualname)
+        if obj is None:
+            raise not_found(exc) from exc
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise PipelineError(f"task {name!r}: {saved} is not a task")
     try:

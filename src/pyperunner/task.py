@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import types
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
 
@@ -108,6 +109,8 @@ class Task:
         if "task_name" not in cls.__dict__:
             cls.task_name = cls.__name__
         _check_execution_settings(cls.__qualname__, cls.retries, cls.retry_delay, cls.timeout)
+        if "<locals>" in cls.__qualname__:
+            _local_classes[(cls.__module__, cls.__qualname__)] = cls
 
     def __init__(self, tag: Any = "", *extra: Any, reload: bool = False, **params: Any) -> None:
         cls = type(self)
@@ -405,6 +408,18 @@ def task(
         return _function_task(obj, name, receives_input, settings)
 
     return decorate
+
+
+_local_classes: weakref.WeakValueDictionary[tuple[str, str], type[Task]] = (
+    weakref.WeakValueDictionary()
+)
+"""Task classes defined inside functions, by module and qualified name: no import finds them."""
+
+
+def local_task_class(module: str, qualname: str) -> type[Task] | None:
+    """The task class defined in this process under ``module`` and ``qualname`` inside a
+    function (the latest one defined, while it exists), so ``Pipeline.from_file`` finds it too."""
+    return _local_classes.get((module, qualname))
 
 
 def _function_task(
