@@ -242,7 +242,8 @@ class _TaskStream(io.TextIOBase):
             logging.getLogger(name).log(self.level, rest)
 
     def flush(self) -> None:
-        self.original.flush()
+        if not getattr(self.original, "closed", False):  # closed first at interpreter exit
+            self.original.flush()
 
     def isatty(self) -> bool:
         return self.original.isatty()
