@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -856,3 +858,48 @@ def test_a_result_the_run_still_reads_is_never_deleted_by_gc(paths, cached):
     result = runner.run(Pipeline("p", [delete_my_input(data_path=str(data))(cached_input())]))
     assert result["DeleteMyInput()"] == {"deleted": False, "value": 42}
     assert result["Cached()"] == 41
+
+
+# --------------------------------------------------------------------------- early interrupts
+
+
+@pytest.mark.parametrize(
+    ("signum", "raised"),
+    [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SystemExit)],
+    ids=["SIGINT", "SIGTERM"],
+)
+@pytest.mark.parametrize("when", ["planning", "forking workers"])
+def test_a_signal_while_the_run_gets_ready_is_recorded_as_an_interrupted_run(
+    paths, calls, monkeypatch, signum, raised, when
+):
+    from pyperunner.executors.local import ProcessExecutor
+
+    target, method = (Runner, "_plan") if when == "planning" else (ProcessExecutor, "_fork_ahead")
+    original = getattr(target, method)
+
+    def signalled(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        signal.raise_signal(signum)  # a real signal, as from Ctrl-C or kill, at this point
+        return result
+
+    monkeypatch.setattr(target, method, signalled)
+    pipeline = Pipeline("early", [Node("a"), Node("b")])
+    runner = make_runner(paths, executor="process")
+    with pytest.raises(raised) as stopped:
+        runner.run(pipeline)
+    if raised is SystemExit:
+        assert stopped.value.code == 128 + signum
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers as before the run
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    (run_dir,) = run_dirs(paths[1])
+    runs = yaml.safe_load((run_dir / "run.yaml").read_text())["tasks"]
+    assert {name: r["status"] for name, r in runs.items()} == {
+        "Node(a)": "NOT_STARTED",
+        "Node(b)": "NOT_STARTED",
+    }
+    assert f"Run interrupted by {signal.Signals(signum).name}" in (
+        run_dir / "pipeline.log"
+    ).read_text()
+    assert (run_dir / "status.png").is_file()
+    assert calls.order() == []  # nothing ran, and no forked worker is left
+    assert not multiprocessing.active_children()

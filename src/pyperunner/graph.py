@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import keys, yamlio
+from .storage import write_atomic
 from .task import Task, TaskDefinitionError, check_name, local_task_class, require_task
 
 
@@ -279,7 +280,7 @@ class Pipeline:
         """Write the pipeline to a YAML file and return its path."""
         path = Path(fname)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yamlio.dump({"pipeline": self.to_dict()}))
+        write_atomic(path, yamlio.dump({"pipeline": self.to_dict()}).encode())
         return path
 
     @classmethod

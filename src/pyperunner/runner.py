@@ -30,8 +30,9 @@ from .graph import Dag, Pipeline
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
-from .scheduler import Listener, RunInterrupted, run_plan
+from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
+from .storage import write_atomic
 from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
 
@@ -99,51 +100,60 @@ class Runner:
         graph = pipeline.graph()
         keys = pipeline.keys()
         tasks = {name: graph.nodes[name]["task"] for name in graph}
-        run_dir = self._make_run_dir(pipeline.name)
-        self.run_dir, self._graph = run_dir, graph
+        pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info()}
+        self.run_dir = None
         with contextlib.ExitStack() as stack:
-            live = self._live()
-            stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, live))
-            pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info(run_dir)}
-            (run_dir / PIPELINE_FILE).write_text(yamlio.dump(pipeline_doc))
-            log.info(
-                "Stored pipeline parameters in %s", run_dir / PIPELINE_FILE, extra={HEADLINE: True}
-            )
-            records = {name: _record_of(tasks[name], keys) for name in graph}
-            plan = self._plan(graph, tasks, keys, records, force_reload, pipeline)
-            log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
-            if show_execution_plan:
-                pipeline.summary()
-            pipeline._plan = None  # the boxes of a later summary() are not this run's plan
-            listener = self._holding_inputs(stack, graph, plan, keys)
-            if live:  # started after the plan is printed, so it draws below it
-                from .report.progress import LiveProgress
-
-                view = stack.enter_context(LiveProgress(pipeline.name))
-                view.plan(plan.to_run, plan.cached)
-                listener = _both(listener, view.update)
-            jobs = {
-                name: Job(
-                    tasks[name],
-                    keys[name],
-                    _inputs(tasks[name], keys),
-                    records[name],
-                    reuse=name not in plan.forced,
-                )
-                for name in plan.to_run
-            }
             started = time.time()
-            executor = make_executor(self.executor)
-            if jobs:
-                executor.start(self.store, self.process_limit, jobs)
-            restore_signals = None
+            executor, jobs, restore_signals = make_executor(self.executor), {}, None
             try:
+                with preparing(lambda: {name: TaskRun(Status.NOT_STARTED) for name in graph}):
+                    run_dir = self._make_run_dir(pipeline.name)
+                    self.run_dir, self._graph = run_dir, graph
+                    pipeline_doc["run"]["run_dir"] = str(run_dir)
+                    live = self._live()
+                    stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, live))
+                    write_atomic(run_dir / PIPELINE_FILE, yamlio.dump(pipeline_doc).encode())
+                    log.info(
+                        "Stored pipeline parameters in %s",
+                        run_dir / PIPELINE_FILE,
+                        extra={HEADLINE: True},
+                    )
+                    records = {name: _record_of(tasks[name], keys) for name in graph}
+                    plan = self._plan(graph, tasks, keys, records, force_reload, pipeline)
+                    log.info(
+                        "Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached)
+                    )
+                    if show_execution_plan:
+                        pipeline.summary()
+                    pipeline._plan = None  # the boxes of a later summary() are not this run's
+                    listener = self._holding_inputs(stack, graph, plan, keys)
+                    if live:  # started after the plan is printed, so it draws below it
+                        from .report.progress import LiveProgress
+
+                        view = stack.enter_context(LiveProgress(pipeline.name))
+                        view.plan(plan.to_run, plan.cached)
+                        listener = _both(listener, view.update)
+                    jobs = {
+                        name: Job(
+                            tasks[name],
+                            keys[name],
+                            _inputs(tasks[name], keys),
+                            records[name],
+                            reuse=name not in plan.forced,
+                        )
+                        for name in plan.to_run
+                    }
+                    started = time.time()
+                    if jobs:
+                        executor.start(self.store, self.process_limit, jobs)
                 workers = executor.capacity(self.process_limit)
                 runs = run_plan(graph, plan, jobs, executor, workers, listener, fail_fast)
             except RunInterrupted as interrupted:
                 restore_signals = interrupted.restore_signals
-                self._record(pipeline, pipeline_doc, keys, interrupted.runs, started)
-                log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
+                executor.shutdown()
+                if self.run_dir is not None:  # else it stopped before there was a run to record
+                    self._record(pipeline, pipeline_doc, keys, interrupted.runs, started)
+                    log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
                 if interrupted.signum == signal.SIGINT:
                     raise KeyboardInterrupt from None
                 raise SystemExit(128 + interrupted.signum) from None
@@ -200,7 +210,7 @@ class Runner:
             "duration": round(time.time() - started, 3),
             "tasks": {name: run.to_dict() for name, run in runs.items()},
         }
-        (run_dir / RUN_FILE).write_text(yamlio.dump(doc))
+        write_atomic(run_dir / RUN_FILE, yamlio.dump(doc).encode())
         try:  # pictures must never fail a run that computed everything
             from .report.html import write_report
 
@@ -330,14 +340,15 @@ class Runner:
             return path
         raise RuntimeError(f"cannot create a run folder in {self.log_path}")
 
-    def _run_info(self, run_dir: Path) -> dict[str, Any]:
+    def _run_info(self) -> dict[str, Any]:
+        """What a run's ``pipeline.yaml`` tells of where and how it ran (``run_dir`` set later)."""
         from . import __version__
 
         return {
             "started": dt.datetime.now().isoformat(timespec="seconds"),
             "data_path": str(self.store.root),
             "log_path": str(self.log_path),
-            "run_dir": str(run_dir),
+            "run_dir": None,
             "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
             "process_limit": self.process_limit,
             "host": socket.gethostname(),

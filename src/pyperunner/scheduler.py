@@ -115,6 +115,18 @@ def run_plan(
     return loop.runs
 
 
+@contextlib.contextmanager
+def preparing(runs: Callable[[], Mapping[str, TaskRun]]) -> Iterator[None]:
+    """While a run gets ready (plans, forks workers), SIGINT and SIGTERM raise
+    :class:`RunInterrupted` with ``runs()`` as the record, as they do once tasks run."""
+    try:
+        with _sigterm_interrupts():
+            yield
+    except KeyboardInterrupt as exc:  # _Signalled too
+        signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
+        raise RunInterrupted(signum, runs(), _ignore_signals()) from None
+
+
 def _ignore_signals() -> Callable[[], None]:
     """Ignore SIGINT and SIGTERM (main thread only); return what puts their handlers back."""
     if threading.current_thread() is not threading.main_thread():

@@ -101,7 +101,7 @@ class LocalFiles:
 
     @staticmethod
     def write(path: Path, data: bytes) -> None:
-        _write_atomic(path, data)
+        write_atomic(path, data)
 
     @staticmethod
     def stage(folder: Path, name: str) -> Staged:
@@ -552,7 +552,9 @@ def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
             continue
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file renamed over it: readers see the old file or the
+    new one, never a part (a crash leaves only the temporary file)."""
     fd, tmp = _temporary_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
