@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -897,9 +898,48 @@ def test_a_signal_while_the_run_gets_ready_is_recorded_as_an_interrupted_run(
         "Node(a)": "NOT_STARTED",
         "Node(b)": "NOT_STARTED",
     }
-    assert f"Run interrupted by {signal.Signals(signum).name}" in (
-        run_dir / "pipeline.log"
-    ).read_text()
+    assert (
+        f"Run interrupted by {signal.Signals(signum).name}"
+        in (run_dir / "pipeline.log").read_text()
+    )
     assert (run_dir / "status.png").is_file()
     assert calls.order() == []  # nothing ran, and no forked worker is left
     assert not multiprocessing.active_children()
+
+
+# --------------------------------------------------------------------------- bad paths
+
+
+@pytest.mark.parametrize("which", ["data_path", "log_path"])
+def test_a_path_that_is_a_file_is_refused_when_the_runner_is_made(tmp_path, which):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    folders = {"data_path": tmp_path / "data", "log_path": tmp_path / "log", which: afile}
+    with pytest.raises(ValueError, match=rf"{which} .*afile is a file, not a folder"):
+        Runner(**folders)
+    assert afile.read_text() == "not a folder"
+
+
+def test_a_log_path_that_cannot_be_made_says_so_before_anything_runs(tmp_path, calls):
+    (tmp_path / "afile").write_text("")
+    runner = Runner(tmp_path / "data", tmp_path / "afile" / "log", executor="inline")
+    with pytest.raises(OSError, match=r"cannot create a run folder in .*afile/log .*log_path"):
+        runner.run(Pipeline("nolog", [Node("a")]))
+    assert calls.order() == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_file_where_a_tasks_folder_goes_fails_that_task_not_the_run(paths, calls):
+    data, _ = paths
+    runner = make_runner(paths, executor="inline")
+    runner.run(Pipeline("blocked", [Node("a")]))
+    data_a = data / "Node(a)"
+    shutil.rmtree(data_a)
+    data_a.write_text("in the way")
+    result = runner.run(Pipeline("blocked", [Node("a"), Node("b")]))
+    assert result.statuses == {"Node(a)": Status.FAILURE, "Node(b)": Status.SUCCESS}
+    assert (
+        "Not a directory" in result.runs["Node(a)"].error
+        and str(data_a) in result.runs["Node(a)"].error
+    )
+    assert data_a.read_text() == "in the way"

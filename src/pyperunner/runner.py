@@ -69,6 +69,12 @@ class Runner:
             raise ValueError(f"process_limit must be at least 1, got {process_limit}")
         self.store = Store(data_path, compress, storage_options)
         self.log_path = Path(log_path).absolute()
+        for what, path in (("data_path", self.store.root), ("log_path", self.log_path)):
+            if isinstance(path, Path) and path.exists() and not path.is_dir():
+                raise ValueError(
+                    f"{what} {path} is a file, not a folder; give a folder (one that does not "
+                    "exist yet is created)"
+                )
         self.process_limit = process_limit or os.cpu_count() or 1
         self.executor = executor
         make_executor(executor).check_store(self.store)  # fail now, not at run()
@@ -330,14 +336,21 @@ class Runner:
         """``<name>_<yymmddTHHMMSS>``; a later run in the same second adds ``_<microseconds>``, so
         that sorting run folders (or their ``pipeline.yaml`` paths) by name sorts them by time."""
         base = f"{name}_{dt.datetime.now():%y%m%dT%H%M%S}"
-        self.log_path.mkdir(parents=True, exist_ok=True)
-        for attempt in range(10_000):
-            path = self.log_path / (f"{base}_{dt.datetime.now():%f}" if attempt else base)
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            return path
+        try:
+            self.log_path.mkdir(parents=True, exist_ok=True)
+            for attempt in range(10_000):
+                path = self.log_path / (f"{base}_{dt.datetime.now():%f}" if attempt else base)
+                try:
+                    path.mkdir()
+                except FileExistsError:
+                    continue
+                return path
+        except OSError as exc:
+            raise type(exc)(
+                exc.errno,
+                f"cannot create a run folder in {self.log_path} ({exc.strerror}); give a "
+                "log_path this process can write to",
+            ) from exc
         raise RuntimeError(f"cannot create a run folder in {self.log_path}")
 
     def _run_info(self) -> dict[str, Any]:

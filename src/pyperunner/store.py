@@ -119,7 +119,7 @@ class Store:
         path = files.at(name, key, RESULT_FILE)
         try:
             size = files.size(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file where a folder would be: none
             return EntryState.MISSING, ""
         expected = self.result_size(name, key)
         if expected is None:
