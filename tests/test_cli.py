@@ -447,6 +447,8 @@ def test_result_prints_and_saves_an_output(project: Project) -> None:
     result = cli("result", run_dir / "pipeline.yaml", "Total()", "--out", out)
     assert "joblib.load" in result.output
     assert joblib.load(out) == {"total": 6, "count": 3}
+    nowhere = cli("result", run_dir, "Total()", "--out", project.root / "no" / "x", code=2)
+    assert "cannot write" in nowhere.output and "Traceback" not in nowhere.output
 
 
 def test_result_of_a_failed_task_exits_1_and_unknown_task_2(project: Project) -> None:

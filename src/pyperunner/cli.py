@@ -313,7 +313,13 @@ def result(run_path: str, task_name: str, out: str | None) -> None:
     if out is not None:
         import joblib
 
-        joblib.dump(value, out)
+        try:
+            joblib.dump(value, out)
+        except OSError as exc:
+            raise BadUsage(
+                f"cannot write {out} ({exc.strerror or exc}); give --out a file in a folder that "
+                "exists and that you can write to"
+            ) from exc
         click.echo(f"Wrote the output of {name} to {out} (read it with joblib.load)")
         return
     click.echo(format_value(value))
