@@ -603,3 +603,53 @@ def test_a_parameter_changed_after_creation_changes_the_key():
     assert made.hash() != before
     assert made.hash() == source("list", value=[1, 2, 100]).hash()
     assert before == source("list", value=[1, 2]).hash()
+
+
+@pytest.mark.parametrize("name", [None, 123, ""])
+def test_task_without_a_name_string_says_how_to_write_it(name):
+    with pytest.raises(TypeError, match=r'non-empty string, got .*@task\("Name"\)'):
+        task() if name is None else task(name)
+
+
+def test_async_and_generator_functions_are_refused_as_tasks():
+    with pytest.raises(TaskDefinitionError, match=r"'Async'.*async function.*return its output"):
+
+        @task("Async", receives_input=False)
+        async def fetch():
+            return 1
+
+    with pytest.raises(TaskDefinitionError, match=r"'Gen'.*generator function.*return"):
+
+        @task("Gen", receives_input=False)
+        def numbers():
+            yield 1
+
+    with pytest.raises(TaskDefinitionError, match=r"run\(\) is an async function"):
+
+        class AsyncRun(Task):
+            @run
+            async def run(self, data):
+                return 1
+
+
+def test_run_on_a_class_says_where_it_goes():
+    with pytest.raises(TaskDefinitionError, match=r"@run decorates the run\(\) method.*def run"):
+
+        @run
+        class Misplaced(Task):
+            def run(self, data):
+                return 1
+
+
+@pytest.mark.parametrize("tag", ["a\nb", "tab\there", "bell\x07"])
+def test_a_tag_with_control_characters_is_rejected(tag):
+    with pytest.raises(TaskDefinitionError, match="folder name"):
+        source(tag)
+
+
+def test_bad_execution_settings_name_the_task_not_the_function():
+    with pytest.raises(TaskDefinitionError, match=r"task Fetch: retries"):
+
+        @task("Fetch", receives_input=False, retries=-1)
+        def fetch_it():
+            return 1

@@ -51,10 +51,28 @@ def _check_execution_settings(name: str, retries: Any, retry_delay: Any, timeout
 
 def run(func: Callable[..., T]) -> Callable[..., T]:
     """Mark a ``Task`` subclass's ``run`` method as the task's work; required on every ``run``."""
-    if not callable(func):
-        raise TaskDefinitionError("@run decorates the run() method of a Task subclass")
+    if isinstance(func, type) or not callable(func):
+        raise TaskDefinitionError(
+            "@run decorates the run() method inside a Task subclass, not "
+            f"{getattr(func, '__qualname__', repr(func))}: put it on the line above `def run`"
+        )
+    _check_returns(func, f"{func.__qualname__}()")
     setattr(func, _RUN_MARK, True)
     return func
+
+
+def _check_returns(func: Callable[..., Any], what: str) -> None:
+    """A task's output is what its function returns: coroutines and generators are not outputs."""
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        kind = "an async function"
+    elif inspect.isgeneratorfunction(func):
+        kind = "a generator function (it uses yield)"
+    else:
+        return
+    raise TaskDefinitionError(
+        f"{what} is {kind}; a task must return its output: compute the value and return it "
+        "(e.g. return asyncio.run(...) or return list(...))"
+    )
 
 
 class Inputs(list):  # type: ignore[type-arg]
@@ -108,7 +126,7 @@ class Task:
         super().__init_subclass__(**kwargs)
         if "task_name" not in cls.__dict__:
             cls.task_name = cls.__name__
-        _check_execution_settings(cls.__qualname__, cls.retries, cls.retry_delay, cls.timeout)
+        _check_execution_settings(cls.task_name, cls.retries, cls.retry_delay, cls.timeout)
         if "<locals>" in cls.__qualname__:
             _local_classes[(cls.__module__, cls.__qualname__)] = cls
 
@@ -318,8 +336,9 @@ class Task:
 
 
 def check_name(name: str, what: str) -> None:
-    """Names become folder names: no path separators, no NUL, nothing that walks up."""
-    bad = [c for c in ("/", "\\", "\0") if c in name]
+    """Names become folder names and log columns: no path separators, no control characters
+    (NUL, newline, ...), nothing that walks up."""
+    bad = [c for c in name if c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F]
     if bad or name in (".", ".."):
         raise TaskDefinitionError(
             f"{what} {name!r} cannot be used as a folder name (it contains {bad[0]!r}); "
@@ -372,7 +391,7 @@ class FunctionTask(Task):
 
 
 def task(
-    name: str,
+    name: str | None = None,
     receives_input: bool = True,
     *,
     version: str | None = None,
@@ -386,9 +405,13 @@ def task(
     of the key (edit the function without invalidating the cache, or bump it to force one).
     ``retries``, ``retry_delay`` and ``timeout`` (seconds) control execution, not the key.
     """
-    if not isinstance(name, str):
+    if callable(name):
         raise TypeError(
             'Invalid decorator use: write @task("Name") with the task\'s name, not a bare @task'
+        )
+    if not isinstance(name, str) or not name:
+        raise TypeError(
+            f'@task needs the task\'s name as a non-empty string, got {name!r}: write @task("Name")'
         )
 
     given = {"version": version, "retries": retries, "retry_delay": retry_delay}
@@ -425,6 +448,7 @@ def local_task_class(module: str, qualname: str) -> type[Task] | None:
 def _function_task(
     func: types.FunctionType, name: str, receives_input: bool, settings: Mapping[str, Any]
 ) -> type[FunctionTask]:
+    _check_returns(func, f"Task {name!r} ({func.__qualname__})")
     params = inspect.signature(func).parameters
     if receives_input and "data" not in params:
         raise AttributeError(
