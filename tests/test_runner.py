@@ -943,3 +943,17 @@ def test_a_file_where_a_tasks_folder_goes_fails_that_task_not_the_run(paths, cal
         and str(data_a) in result.runs["Node(a)"].error
     )
     assert data_a.read_text() == "in the way"
+
+
+def test_a_task_planned_to_run_but_found_stored_says_both_in_its_record(paths, calls):
+    runner = make_runner(paths, executor="inline")
+    first = runner.run(Pipeline("reuse", [Collect("c")(Node("a"))]))
+    first.path("Node(a)").write_bytes(b"")  # damaged: Node(a) runs again, with the same key
+    calls.reset()
+    second = runner.run(Pipeline("reuse", [Collect("c")(Node("a"))]))
+    assert calls.order() == ["Node(a)"]
+    assert second.statuses == {"Node(a)": Status.SUCCESS, "Collect(c)": Status.CACHED}
+    reason = yaml.safe_load((second.run_dir / "run.yaml").read_text())["tasks"]["Collect(c)"][
+        "reason"
+    ]
+    assert reason.startswith("upstream task Node(a) runs") and "found stored" in reason

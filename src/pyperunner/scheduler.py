@@ -190,6 +190,8 @@ class _Loop:
         run.output_bytes = outcome.output_bytes
         if outcome.ok:
             run.status = Status.CACHED if outcome.reused else Status.SUCCESS
+            if outcome.reused and run.reason:  # planned to run, then found stored for its key
+                run.reason += "; found stored for this key when it was about to run, so reused"
             self.on_change(name, run)
             for child in self.graph.successors(name):
                 if child in self.waiting:
