@@ -31,9 +31,11 @@ from typing import Any
 import joblib
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import record_call
 
-from pyperunner import Pipeline, Runner, Status, Task, run
+from pyperunner import Pipeline, PipelineResult, Runner, Status, Task, run
+from pyperunner.cli import main as cli_main
 from pyperunner.store import Store, StoreError
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -644,6 +646,17 @@ def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, call
         assert wait_gone(worker, 2.0), process_state(worker)
         assert wait_gone(grandchild, 2.0), process_state(grandchild)
         report("workers gone after runner SIGKILL", seconds=time.monotonic() - killed)
+    (run_dir,) = run_folders(tmp_path / "log")
+    assert not (run_dir / "run.yaml").exists()  # the runner had no chance to record the run
+    recovered = PipelineResult.from_file(run_dir)  # so the store and the log tell what it did
+    assert recovered.statuses == {
+        "Alpha()": Status.SUCCESS,
+        "Long()": Status.INTERRUPTED,
+        "After()": Status.NOT_STARTED,
+    }
+    assert recovered["Alpha()"] == "alpha"
+    shown = CliRunner().invoke(cli_main, ["show", str(run_dir)])
+    assert "Long() [INTERRUPTED]" in shown.output and "ended without recording" in shown.output
 
 
 # --------------------------------------------------------------------------- 3. crash consistency

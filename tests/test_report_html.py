@@ -376,13 +376,21 @@ def test_user_strings_are_escaped(first_run: Path) -> None:
     assert doc.find("title").text() == f"diamond <demo> · {first_run.parent.name}"
 
 
-def test_missing_run_yaml_renders_every_task_not_started(tmp_path: Path) -> None:
+def test_missing_run_yaml_renders_what_the_store_and_log_tell(tmp_path: Path) -> None:
     run_dir = run_pipeline(tmp_path, diamond())
-    (Path(run_dir) / RUN_FILE).unlink()
+    recorded = {name: cell(r, "status") for name, r in rows(parse(write_report(run_dir))).items()}
+    assert set(recorded.values()) == {"SUCCESS", "FAILURE", "CANT_RUN"}
+    (Path(run_dir) / RUN_FILE).unlink()  # as when the runner is killed
+    doc = parse(write_report(run_dir))
+    assert {name: cell(r, "status") for name, r in rows(doc).items()} == recorded
+    assert "run.yaml is missing" in " ".join(doc.find("header").text().split())
+    shutil.rmtree(tmp_path / "data")  # nothing stored: the log alone tells
+    doc = parse(write_report(run_dir))
+    assert {name: cell(r, "status") for name, r in rows(doc).items()} == recorded
+    (Path(run_dir) / "pipeline.log").write_text("")  # and with nothing in the log either
     doc = parse(write_report(run_dir))
     assert {cell(r, "status") for r in rows(doc).values()} == {"NOT_STARTED"}
     assert sorted(rows(doc)) == sorted(TASKS)
-    assert "run.yaml is missing" in " ".join(doc.find("header").text().split())
     assert not section(doc, "timeline").find_all("rect")
     for name in SECTIONS:
         section(doc, name)

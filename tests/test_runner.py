@@ -957,3 +957,30 @@ def test_a_task_planned_to_run_but_found_stored_says_both_in_its_record(paths, c
         "reason"
     ]
     assert reason.startswith("upstream task Node(a) runs") and "found stored" in reason
+
+
+def test_a_run_whose_runner_left_no_run_yaml_is_read_back_from_the_store_and_log(paths):
+    runner = make_runner(paths, executor="inline")
+    runner.run(Pipeline("lost", [Node("a")]))
+    done = runner.run(Pipeline("lost", [Collect("c")(Node("a")), Collect("d")(Boom("x"))]))
+    (done.run_dir / "run.yaml").unlink()  # as when the runner is killed
+
+    recovered = PipelineResult.from_file(done.run_dir)
+
+    assert (
+        recovered.statuses
+        == done.statuses
+        == {
+            "Node(a)": Status.CACHED,
+            "Collect(c)": Status.SUCCESS,
+            "Boom(x)": Status.FAILURE,
+            "Collect(d)": Status.CANT_RUN,
+        }
+    )
+    assert recovered.runs["Boom(x)"].error == done.runs["Boom(x)"].error
+    assert recovered["Collect(c)"] == done["Collect(c)"]
+    from pyperunner.report.html import read_run
+
+    view = read_run(done.run_dir)  # what report.html draws
+    assert {t.name: t.run.status for t in view.tasks} == done.statuses
+    assert not view.has_outcome

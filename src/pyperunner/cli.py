@@ -271,6 +271,11 @@ def show(run_path: str) -> None:
     started = (info.started or "?").replace("T", " ")
     click.echo(f"Run {info.folder.name} of pipeline {info.pipeline}, started {started}")
     click.echo(f"Took {format_duration(info.duration)}: {info.state}")
+    if info.statuses is None:
+        click.echo(
+            "Its runner ended without recording the run (killed?): the statuses below are what "
+            "the store and the run's log tell."
+        )
     click.echo()
     click.echo(draw_ascii(list(tasks), edges, labels))
     failed = result.failed

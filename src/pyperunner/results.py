@@ -18,6 +18,7 @@ from .store import Store
 
 PIPELINE_FILE = "pipeline.yaml"
 RUN_FILE = "run.yaml"
+LOG_FILE = "pipeline.log"
 
 
 class TaskOutputUnavailableError(LookupError):
@@ -119,15 +120,49 @@ class PipelineResult(Mapping[str, Any]):
             )
         tasks = doc["pipeline"]["tasks"]
         keys = {name: spec["key"] for name, spec in tasks.items()}
-        runs: dict[str, TaskRun] = {}
+        store = Store(root)
         run_file = path.parent / RUN_FILE
         if run_file.is_file():
             run_doc = yamlio.load(run_file.read_text()) or {}
             runs = {name: TaskRun.from_dict(r) for name, r in (run_doc.get("tasks") or {}).items()}
-        return cls(doc["pipeline"]["name"], Store(root), keys, runs, path.parent)
+        else:
+            runs = recovered_runs(path.parent, keys, store)
+        return cls(doc["pipeline"]["name"], store, keys, runs, path.parent)
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
         for status in self.statuses.values():
             counts[status.value] = counts.get(status.value, 0) + 1
         return f"<PipelineResult {self.pipeline_name!r} {counts}>"
+
+
+def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
+    """What a run that left no ``run.yaml`` (its runner was killed) did, as far as the store and
+    its log tell: a task whose result is stored is SUCCESS if the result is newer than the run's
+    ``pipeline.yaml``, else CACHED; otherwise the last of the runner's status lines about it in
+    the log tells (started and not ended: INTERRUPTED); a task never named is NOT_STARTED."""
+    try:
+        began = (folder / PIPELINE_FILE).stat().st_mtime
+        lines = (folder / LOG_FILE).read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    runs: dict[str, TaskRun] = {}
+    for name, key in keys.items():
+        stored = store.stored_time(name, key) if store.has(name, key) else None
+        if stored is not None:
+            runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
+            continue
+        said = {  # the runner's status lines (runner._log_change), by what follows the name
+            f" Starting {name} (": (Status.INTERRUPTED, "its runner ended before it did"),
+            f" Finished {name} in ": (Status.SUCCESS, None),
+            f" Using the stored result of {name},": (Status.CACHED, None),
+            f" Task {name} failed: ": (Status.FAILURE, ""),
+            f" Task {name} can't run: ": (Status.CANT_RUN, ""),
+        }
+        run = TaskRun()
+        for line in lines:  # the last one tells
+            for words, (status, error) in said.items():
+                if words in line:
+                    run = TaskRun(status, error=line.split(words, 1)[1] if error == "" else error)
+        runs[name] = run
+    return runs

@@ -29,14 +29,13 @@ from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
-from .results import PIPELINE_FILE, RUN_FILE, PipelineResult
+from .results import LOG_FILE, PIPELINE_FILE, RUN_FILE, PipelineResult
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
 from .storage import write_atomic
 from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
 
-LOG_FILE = "pipeline.log"
 STATUS_IMAGE = "status.png"
 
 log = logging.getLogger()

@@ -337,6 +337,13 @@ class Store:
                     return record
         return None
 
+    def stored_time(self, name: str, key: str) -> float | None:
+        """When the result of ``name`` under ``key`` was stored (seconds since the epoch)."""
+        for mtime, stored_key in self._files.stored(self._files.at(name), RESULT_FILE):
+            if stored_key == key:
+                return mtime
+        return None
+
     def record(self, name: str, key: str) -> dict[str, Any]:
         """The ``params.yaml`` record stored beside a result."""
         return yamlio.load(self._files.read(self._files.at(name, key, PARAMS_FILE)).decode())

@@ -25,8 +25,9 @@ from typing import Any
 
 from .. import yamlio
 from ..graph import Dag
-from ..results import PIPELINE_FILE, RUN_FILE
+from ..results import PIPELINE_FILE, RUN_FILE, recovered_runs
 from ..status import Status, TaskRun
+from ..store import Store
 from .layout import STATUS_COLORS, layout_boxes
 from .text import format_bytes, format_duration
 
@@ -104,16 +105,15 @@ def read_run(
         if run_file.is_file():
             outcome = yamlio.load(run_file.read_text(encoding="utf-8")) or {}
     pipeline = doc.get("pipeline") or {}
-    records = outcome.get("tasks") or {}
     specs: Mapping[str, Any] = pipeline.get("tasks") or {}
+    runs = {name: TaskRun.from_dict(r) for name, r in (outcome.get("tasks") or {}).items()}
+    root = (doc.get("run") or {}).get("data_path")
+    if not outcome and root:  # its runner was killed: what the store and the log tell
+        keys = {n: str(spec["key"]) for n, spec in specs.items() if (spec or {}).get("key")}
+        runs = recovered_runs(folder, keys, Store(root))
     slugs = _unique_slugs(specs)
     tasks = [
-        TaskView(
-            name=str(name),
-            slug=slugs[name],
-            spec=spec or {},
-            run=TaskRun.from_dict(records[name]) if name in records else TaskRun(),
-        )
+        TaskView(name=str(name), slug=slugs[name], spec=spec or {}, run=runs.get(name, TaskRun()))
         for name, spec in specs.items()
     ]
     duration = outcome.get("duration")
@@ -204,8 +204,10 @@ def _header(view: RunView) -> str:
     warning = ""
     if not view.has_outcome:
         warning = (
-            f'<p class="warning">This run recorded no outcome ({RUN_FILE} is missing): it was '
-            "probably stopped before its end, so every task is shown as not started.</p>"
+            f'<p class="warning">This run recorded no outcome ({RUN_FILE} is missing): its '
+            "runner was probably killed before the end, so each task is shown as the store and "
+            "the run's log tell: stored results, and the tasks the log shows starting or "
+            "failing.</p>"
         )
     return f"""<header>
 <h1>{_e(view.pipeline_name)}</h1>
