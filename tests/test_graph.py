@@ -925,3 +925,20 @@ def test_a_runs_pipeline_yaml_loads_with_from_file(tmp_path: Path) -> None:
 def test_a_pipeline_name_that_is_no_folder_name_is_rejected(name):
     with pytest.raises(PipelineError, match="folder name"):
         Pipeline(name)
+
+
+def test_a_pipeline_file_cut_short_is_refused_not_loaded_as_another_pipeline(
+    tmp_path: Path,
+) -> None:
+    pipeline, _ = multi_path_pipeline()
+    text = pipeline.to_file(tmp_path / "p.yml").read_text()
+    cut = text[: text.index("    key:", len(text) // 2)]  # mid-entry: the rest of the file is gone
+    (tmp_path / "cut.yml").write_text(cut)
+    with pytest.raises(PipelineError, match=r"has no 'key' but .* cut short"):
+        Pipeline.from_file(tmp_path / "cut.yml")
+
+    doc = yaml.safe_load(text)
+    for spec in doc["pipeline"]["tasks"].values():
+        del spec["key"]  # a file without any key loads, unchecked, as it says
+    (tmp_path / "nokeys.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert Pipeline.from_file(tmp_path / "nokeys.yml").keys() == pipeline.keys()

@@ -324,6 +324,7 @@ def test_load_of_a_truncated_result_raises_store_error_with_path_and_fix(tmp_pat
 
     message = str(info.value)
     assert str(path) in message
+    assert f"{len(data) // 2} bytes, {len(data)} were written" in message  # what is wrong
     assert "moved aside" in message and "next run computes it again" in message
 
 

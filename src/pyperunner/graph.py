@@ -299,6 +299,16 @@ class Pipeline:
                 f"the 'tasks' of pipeline {pipeline_name!r} must map each task name to its entry "
                 f"(as Pipeline.to_file writes them), not be a {type(specs).__name__}"
             )
+        keyed = [
+            name for name, spec in specs.items() if isinstance(spec, Mapping) and "key" in spec
+        ]
+        if keyed and len(keyed) < len(specs):  # to_file writes a key for every task
+            unkeyed = next(name for name in specs if name not in keyed)
+            raise PipelineError(
+                f"task {unkeyed!r} has no 'key' but {keyed[0]!r} has one: the file looks cut "
+                "short or edited by hand; save the pipeline again with Pipeline.to_file (or "
+                "remove every 'key' to load it without checks)"
+            )
         built = {name: _build_task(name, spec) for name, spec in specs.items()}
         for name, spec in specs.items():
             parents = spec.get("parents") or []

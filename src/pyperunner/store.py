@@ -255,7 +255,9 @@ class Store:
                 f"no stored result for task {name} with key {key} at {files.public(path)}"
             )
         try:
-            _, kind, crc = self._result_info(name, key)
+            size, kind, crc = self._result_info(name, key)
+            if size is not None and files.size(path) != size:
+                raise DamagedResult(f"it has {files.size(path)} bytes, {size} were written")
             return _load(files, path, kind, crc)
         except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
             raise StoreError(  # the code or the machine changed, not the bytes
@@ -415,7 +417,11 @@ class _Summed:
         return getattr(self.handle, name)
 
 
-class ChecksumMismatch(ValueError):
+class DamagedResult(ValueError):
+    """A result's bytes are not those written: another size, or another CRC-32."""
+
+
+class ChecksumMismatch(DamagedResult):
     pass
 
 
