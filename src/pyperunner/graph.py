@@ -299,13 +299,12 @@ class Pipeline:
                 f"the 'tasks' of pipeline {pipeline_name!r} must map each task name to its entry "
                 f"(as Pipeline.to_file writes them), not be a {type(specs).__name__}"
             )
-        keyed = [
-            name for name, spec in specs.items() if isinstance(spec, Mapping) and "key" in spec
-        ]
-        if keyed and len(keyed) < len(specs):  # to_file writes a key for every task
-            unkeyed = next(name for name in specs if name not in keyed)
+        entries = {name: spec for name, spec in specs.items() if isinstance(spec, Mapping)}
+        keyed = [name for name, spec in entries.items() if "key" in spec]
+        unkeyed = [name for name, spec in entries.items() if "key" not in spec]
+        if keyed and unkeyed:  # to_file writes a key for every task
             raise PipelineError(
-                f"task {unkeyed!r} has no 'key' but {keyed[0]!r} has one: the file looks cut "
+                f"task {unkeyed[0]!r} has no 'key' but {keyed[0]!r} has one: the file looks cut "
                 "short or edited by hand; save the pipeline again with Pipeline.to_file (or "
                 "remove every 'key' to load it without checks)"
             )
