@@ -907,6 +907,11 @@ def test_a_cached_input_changed_in_place_is_caught_before_it_is_read_and_recompu
     Store(data).delete("Blob(d)", first.path("Blob(d)").parent.name)  # d runs, reading b
     calls.reset()
 
+    looked = runner.plan(small_blob_pipeline())  # a plan only looked at changes nothing
+    assert "stored result is damaged" in looked.why["Blob(b)"] and "CRC-32" in looked.why["Blob(b)"]
+    assert first.path("Blob(b)").read_bytes() == flipped
+    assert not (first.path("Blob(b)").parent / "result.dump.gz.damaged").exists()
+
     second = runner.run(small_blob_pipeline())
 
     assert second.ok and calls.counts() == {"Blob(b)": 1, "Blob(d)": 1}

@@ -246,7 +246,7 @@ class Runner:
         keys = pipeline.keys()
         tasks = {name: graph.nodes[name]["task"] for name in graph}
         records = {name: _record_of(tasks[name], keys) for name in graph}
-        return self._plan(graph, tasks, keys, records, force_reload, pipeline)
+        return self._plan(graph, tasks, keys, records, force_reload, pipeline, dry=True)
 
     def _plan(
         self,
@@ -256,7 +256,10 @@ class Runner:
         records: Mapping[str, Mapping[str, Any]],
         force_reload: bool,
         pipeline: Pipeline | None = None,
+        dry: bool = False,
     ) -> Plan:
+        """What must run and why; ``dry`` (a plan only looked at) changes nothing in the store:
+        leftovers stay, and a damaged result is reported but not moved aside."""
         damaged: dict[str, str] = {}
         verified: set[str] = set()
 
@@ -268,10 +271,12 @@ class Runner:
                 damaged[name] = problem
 
         def is_cached(name: str) -> bool:
+            if name in damaged:  # by its checksum: still in place if the plan is dry
+                return False
             state, problem = self.store.check(name, keys[name])
             if state is EntryState.DAMAGED:
                 found_damaged(name, problem)
-            elif state is EntryState.OK:
+            elif state is EntryState.OK and not dry:
                 for leftover in self.store.sweep(name, keys[name]):
                     log.info("Removed %s, left by an interrupted write", leftover)
             return state is EntryState.OK
@@ -295,7 +300,10 @@ class Runner:
                 for name in plan.cached
                 if any(child in plan.reasons for child in graph.successors(name))
             }
-            problems = {name: self.store.verify(name, keys[name]) for name in to_read - verified}
+            problems = {
+                name: self.store.verify(name, keys[name], set_aside=not dry)
+                for name in to_read - verified
+            }
             verified |= to_read
             for name, problem in problems.items():
                 if problem is not None:

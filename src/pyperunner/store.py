@@ -273,10 +273,10 @@ class Store:
                 f"{files.public(self._damaged(name, key))}, so the next run computes it again"
             ) from exc
 
-    def verify(self, name: str, key: str) -> str | None:
+    def verify(self, name: str, key: str, set_aside: bool = True) -> str | None:
         """Read a stored result and check it against the CRC-32 recorded with it; if the bytes
-        changed, move it aside as :meth:`load` would and say what is wrong (None: it is fine,
-        or it has no checksum to check)."""
+        changed, move it aside as :meth:`load` would (unless not ``set_aside``) and say what is
+        wrong (None: it is fine, or it has no checksum to check)."""
         crc = self._result_info(name, key)[2]
         if crc is None:
             return None
@@ -286,7 +286,8 @@ class Store:
         except OSError:
             return None  # gone: check() tells
         except ChecksumMismatch as exc:
-            self._set_aside(name, key)
+            if set_aside:
+                self._set_aside(name, key)
             return f"{self._files.public(path)}: {exc}"
         return None
 
