@@ -275,8 +275,9 @@ run's files are)."""
 @contextlib.contextmanager
 def run_logging(
     log_file: Path, console: bool = True, live: bool = False
-) -> Iterator[logging.Logger]:
-    """Log to ``log_file`` (and the console) for the duration of a run, then restore logging.
+) -> Iterator[logging.StreamHandler[TextIO] | None]:
+    """Log to ``log_file`` (and the console) for the duration of a run, then restore logging;
+    yields the console's handler (None without a console), whose stream a live view takes over.
 
     With a ``live`` view on the console, the console gets only the run's own warnings, errors
     and headlines: what tasks log and how each task fares, the view shows; the file has all.
@@ -299,7 +300,7 @@ def run_logging(
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
     try:
-        yield root
+        yield console_handler if console else None
     finally:
         root.setLevel(old_level)
         for handler in handlers:

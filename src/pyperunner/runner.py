@@ -116,7 +116,9 @@ class Runner:
                     self.run_dir, self._graph = run_dir, graph
                     pipeline_doc["run"]["run_dir"] = str(run_dir)
                     live = self._live()
-                    stack.enter_context(run_logging(run_dir / LOG_FILE, self.console, live))
+                    console = stack.enter_context(
+                        run_logging(run_dir / LOG_FILE, self.console, live)
+                    )
                     write_atomic(run_dir / PIPELINE_FILE, yamlio.dump(pipeline_doc).encode())
                     log.info(
                         "Stored pipeline parameters in %s",
@@ -137,6 +139,8 @@ class Runner:
 
                         view = stack.enter_context(LiveProgress(pipeline.name))
                         view.plan(plan.to_run, plan.cached)
+                        if console is not None:  # lines go above the view, not through it
+                            console.setStream(view.stream)
                         listener = _both(listener, view.update)
                     jobs = {
                         name: Job(

@@ -8,11 +8,12 @@ and otherwise keeps to plain log lines.
 
 from __future__ import annotations
 
+import io
 import time
 from collections import Counter
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from ..status import Status, TaskRun
 from .layout import STATUS_COLORS
@@ -57,6 +58,11 @@ class LiveProgress:
         self._live.refresh()
         self._live.__exit__(exc_type, exc, tb)
 
+    @property
+    def stream(self) -> TextIO:
+        """A text stream whose lines are printed above the view (for the run's log lines)."""
+        return _Above(self.console)
+
     def plan(self, to_run: Iterable[str], cached: Iterable[str]) -> None:
         """Record what the run will do before it starts."""
         self.to_run = set(to_run)
@@ -99,6 +105,17 @@ class LiveProgress:
         for name, error in self.failures[-_SHOWN_FAILURES:]:
             parts.append(Text(f"  ✗ {name}: {error}", style="bold red"))
         return Group(*parts)
+
+
+class _Above(io.TextIOBase):
+    """Writes through the view's console, which prints above a live view and redraws it."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def write(self, text: str) -> int:
+        self.console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return len(text)
 
 
 def _chip(status: Status) -> str:
