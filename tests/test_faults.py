@@ -635,6 +635,26 @@ def test_a_second_signal_while_stopping_still_records_the_run(tmp_path, calls):
     assert "_Signalled" not in runner.stderr()
 
 
+def test_a_run_that_is_still_going_is_shown_as_going_with_its_running_task(tmp_path, calls):
+    script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
+    with scripts() as started:
+        runner = start_when_started(started, tmp_path, script, "FAULTS_STARTED_FIFO")
+        (run_dir,) = run_folders(tmp_path / "log")
+        assert PipelineResult.from_file(run_dir).statuses == {
+            "Alpha()": Status.SUCCESS,
+            "Long()": Status.RUNNING,
+            "After()": Status.NOT_STARTED,
+        }
+        shown = CliRunner().invoke(cli_main, ["show", str(run_dir)])
+        assert "still going" in shown.output and "Long() [RUNNING]" in shown.output
+        listed = CliRunner().invoke(cli_main, ["runs", str(tmp_path / "log")])
+        assert "still going" in listed.output
+        os.kill(runner.pid, signal.SIGINT)
+        assert runner.wait() == -signal.SIGINT
+    assert PipelineResult.from_file(run_dir).statuses["Long()"] is Status.INTERRUPTED
+    assert not (run_dir / ".running").exists()
+
+
 def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, calls):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
     with scripts() as started:

@@ -38,10 +38,9 @@ from . import (
 )
 from .executors import EXECUTORS
 from .report.text import format_bytes, format_duration
+from .results import PIPELINE_FILE, RUN_FILE, is_going
 from .store import Store
 
-PIPELINE_FILE = "pipeline.yaml"
-RUN_FILE = "run.yaml"
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
 
 STATUS_VALUES = frozenset(status.value for status in Status)
@@ -273,8 +272,10 @@ def show(run_path: str) -> None:
     click.echo(f"Took {format_duration(info.duration)}: {info.state}")
     if info.statuses is None:
         click.echo(
-            "Its runner ended without recording the run (killed?): the statuses below are what "
-            "the store and the run's log tell."
+            "It is still going: the statuses below are what the store and its log tell so far."
+            if info.going
+            else "Its runner ended without recording the run (killed?): the statuses below are "
+            "what the store and the run's log tell."
         )
     click.echo()
     click.echo(draw_ascii(list(tasks), edges, labels))
@@ -566,13 +567,16 @@ class RunInfo:
     duration: float | None
     statuses: list[Status] | None
     problem: str | None = None  # why the folder cannot be read, if it cannot
+    going: bool = False  # its runner still runs it
 
     @property
     def state(self) -> str:
         """``3 SUCCESS``, ``incomplete`` or ``unreadable ...``: the run's tasks in a few words."""
         if self.problem is not None:
             return f"unreadable {self.problem}"
-        return "incomplete" if self.statuses is None else format_counts(self.statuses)
+        if self.statuses is None:
+            return "still going" if self.going else "incomplete"
+        return format_counts(self.statuses)
 
 
 def read_yaml(path: Path) -> Any:
@@ -678,6 +682,7 @@ def run_info(run: RunFiles) -> RunInfo:
         started=None if started is None else str(started),
         duration=outcome.get("duration"),
         statuses=None if run.outcome is None else statuses,
+        going=run.outcome is None and is_going(run.folder),
     )
 
 

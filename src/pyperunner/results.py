@@ -7,6 +7,7 @@ the store when it is asked for, so holding a result costs no memory. It is rebui
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from .store import Store
 PIPELINE_FILE = "pipeline.yaml"
 RUN_FILE = "run.yaml"
 LOG_FILE = "pipeline.log"
+RUNNING_FILE = ".running"
+"""In a run folder while its runner runs, locked by it (a POSIX lock: never held by a child)."""
 
 
 class TaskOutputUnavailableError(LookupError):
@@ -136,16 +139,61 @@ class PipelineResult(Mapping[str, Any]):
         return f"<PipelineResult {self.pipeline_name!r} {counts}>"
 
 
+@contextlib.contextmanager
+def running(folder: Path) -> Iterator[None]:
+    """Tell other processes that the run in ``folder`` goes on, while inside (see
+    :func:`is_going`); a runner that dies, even by SIGKILL, stops telling it."""
+    import fcntl
+
+    path = folder / RUNNING_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        _running_here.add(path.resolve())
+        yield
+    finally:
+        _running_here.discard(path.resolve())
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+_running_here: set[Path] = set()
+"""The runs this process runs: it must not open their lock files, as closing one would drop the
+lock (POSIX locks belong to the process, not to a file descriptor)."""
+
+
+def is_going(folder: Path) -> bool:
+    """True while the runner of the run in ``folder`` is alive and running it."""
+    import fcntl
+
+    if (folder / RUNNING_FILE).resolve() in _running_here:
+        return True
+    try:
+        fd = os.open(folder / RUNNING_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
-    """What a run that left no ``run.yaml`` (its runner was killed) did, as far as the store and
-    its log tell: a task whose result is stored is SUCCESS if the result is newer than the run's
-    ``pipeline.yaml``, else CACHED; otherwise the last of the runner's status lines about it in
-    the log tells (started and not ended: INTERRUPTED); a task never named is NOT_STARTED."""
+    """What a run without ``run.yaml`` (still going, or its runner was killed) did so far, as
+    the store and its log tell: a task whose result is stored is SUCCESS if the result is newer
+    than the run's ``pipeline.yaml``, else CACHED; otherwise the last of the runner's status
+    lines about it in the log tells (started and not ended: RUNNING while the run goes on, else
+    INTERRUPTED); a task never named is NOT_STARTED."""
     try:
         began = (folder / PIPELINE_FILE).stat().st_mtime
         lines = (folder / LOG_FILE).read_text(errors="replace").splitlines()
     except OSError:
         return {}
+    going = is_going(folder)
+    started = (Status.RUNNING, None) if going else (Status.INTERRUPTED, "its runner ended first")
     runs: dict[str, TaskRun] = {}
     for name, key in keys.items():
         stored = store.stored_time(name, key) if store.has(name, key) else None
@@ -153,7 +201,7 @@ def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[
             runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
             continue
         said = {  # the runner's status lines (runner._log_change), by what follows the name
-            f" Starting {name} (": (Status.INTERRUPTED, "its runner ended before it did"),
+            f" Starting {name} (": started,
             f" Finished {name} in ": (Status.SUCCESS, None),
             f" Using the stored result of {name},": (Status.CACHED, None),
             f" Task {name} failed: ": (Status.FAILURE, ""),

@@ -29,7 +29,7 @@ from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
-from .results import LOG_FILE, PIPELINE_FILE, RUN_FILE, PipelineResult
+from .results import LOG_FILE, PIPELINE_FILE, RUN_FILE, PipelineResult, running
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
 from .storage import write_atomic
@@ -113,6 +113,7 @@ class Runner:
             try:
                 with preparing(lambda: {name: TaskRun(Status.NOT_STARTED) for name in graph}):
                     run_dir = self._make_run_dir(pipeline.name)
+                    stack.enter_context(running(run_dir))
                     self.run_dir, self._graph = run_dir, graph
                     pipeline_doc["run"]["run_dir"] = str(run_dir)
                     live = self._live()

@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import yamlio
 from ..graph import Dag
-from ..results import PIPELINE_FILE, RUN_FILE, recovered_runs
+from ..results import PIPELINE_FILE, RUN_FILE, is_going, recovered_runs
 from ..status import Status, TaskRun
 from ..store import Store
 from .layout import STATUS_COLORS, layout_boxes
@@ -84,6 +84,7 @@ class RunView:
     finished: str | None
     duration: float | None
     has_outcome: bool
+    going: bool  # no outcome yet because its runner still runs it
     tasks: list[TaskView]
 
 
@@ -124,6 +125,7 @@ def read_run(
         finished=outcome.get("finished"),
         duration=None if duration is None else float(duration),
         has_outcome=bool(outcome),
+        going=not outcome and is_going(folder),
         tasks=tasks,
     )
 
@@ -202,7 +204,12 @@ def _header(view: RunView) -> str:
     duration = format_duration(view.duration) if view.has_outcome else "unfinished"
     finished = str(view.finished or "-").replace("T", " ")
     warning = ""
-    if not view.has_outcome:
+    if view.going:
+        warning = (
+            '<p class="warning">This run is still going: each task is shown as the store and the '
+            "run's log tell so far. Write the report again when it has ended.</p>"
+        )
+    elif not view.has_outcome:
         warning = (
             f'<p class="warning">This run recorded no outcome ({RUN_FILE} is missing): its '
             "runner was probably killed before the end, so each task is shown as the store and "
