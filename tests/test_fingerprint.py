@@ -470,3 +470,93 @@ def test_cycles_through_wrappers_and_imports_terminate(modules):
     tmod.ping.__wrapped__ = tmod.ping
     tmod.pong.__wrapped__ = tmod.ping
     assert len(tmod.cycle.code_fingerprint()) == 32
+
+
+INDIRECT_HELPERS = """
+import functools
+
+
+def plain_deco(func):
+    def inner(*args):  # no functools.wraps: the helper is only in the closure
+        return func(*args)
+
+    return inner
+
+
+@plain_deco
+def decorated(x):
+    return x + {decorated}
+
+
+def op_add(x):
+    return x + {table}
+
+
+OPS = {{"add": op_add}}
+
+
+def base(x, y):
+    return x * y + {partial}
+
+
+scaled = functools.partial(base, y={partial_arg})
+
+
+class Cleaner:
+    def __init__(self, by):
+        self.by = by
+
+    def __call__(self, x):
+        return x - self.by * {instance}
+
+
+CLEANER = Cleaner({instance_arg})
+"""
+
+INDIRECT_TASKS = """
+import hmod
+from pyperunner import task
+
+
+@task("Decorated", receives_input=False)
+def decorated():
+    return hmod.decorated(1)
+
+
+@task("Table", receives_input=False)
+def table():
+    return hmod.OPS["add"](1)
+
+
+@task("Partial", receives_input=False)
+def partial():
+    return hmod.scaled(1)
+
+
+@task("Instance", receives_input=False)
+def instance():
+    return hmod.CLEANER(1)
+"""
+
+
+def test_helpers_reached_through_closures_tables_partials_and_instances_count(modules):
+    names = ("decorated", "table", "partial", "instance")
+    defaults = dict(decorated=1, table=1, partial=1, partial_arg=2, instance=1, instance_arg=3)
+
+    def load(**edit: int) -> dict[str, str]:
+        source = INDIRECT_HELPERS.format(**{**defaults, **edit})
+        tmod = modules(tmod=INDIRECT_TASKS, hmod=source)
+        return {name: getattr(tmod, name).code_fingerprint() for name in names}
+
+    base = load()
+    assert load() == base
+    for edit, changed in [
+        ("decorated", "decorated"),
+        ("table", "table"),
+        ("partial", "partial"),
+        ("partial_arg", "partial"),
+        ("instance", "instance"),
+        ("instance_arg", "instance"),
+    ]:
+        after = load(**{edit: 7})
+        assert {n for n in names if after[n] != base[n]} == {changed}, edit

@@ -3,11 +3,14 @@
 A task's fingerprint covers its own source, normalized through ``ast`` so that a comment, a
 docstring or a reformatting keeps the cache while a change of logic invalidates it, and what of
 the user's own code it reads, directly or through other such code: functions and classes
-(``helper(x)``, ``helpers.clean(x)``, also imported inside a function body, and through
-``__wrapped__`` under ``functools.cache`` or a ``functools.wraps`` decorator) and global
-constants of plain data (``FACTOR = 2``; scalars and their tuples, lists, dicts and sets, each up
-to ~100 kB). Library code (the standard library, site-packages, pyperunner itself) is left out:
-upgrading a library is the environment's concern, recorded in each run's ``pipeline.yaml``.
+(``helper(x)``, ``helpers.clean(x)``, also imported inside a function body, through
+``__wrapped__`` under ``functools.cache`` or a ``functools.wraps`` decorator, and through the
+closure of any other decorator), global constants of plain data (``FACTOR = 2``; scalars and their
+tuples, lists, dicts and sets, each up to ~100 kB), and the user code such globals hold: tables of
+functions (``OPS["add"](x)``), ``functools.partial`` objects and instances of user classes
+(``CLEANER(x)``), with their data. Library code (the standard library, site-packages,
+pyperunner itself) is left out: upgrading a library is the environment's concern, recorded in
+each run's ``pipeline.yaml``.
 Where no source exists (``exec``), the bytecode is used. :func:`compute` also returns the global
 names it read as :class:`Binding` objects, so that :func:`unchanged` can cheaply validate a
 cached fingerprint after a notebook cell or ``exec`` rebinds one of them.
@@ -29,7 +32,7 @@ import sys
 import sysconfig
 import textwrap
 import types
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from . import keys
@@ -116,7 +119,7 @@ class _Walk:
                     break
                 where, name, owner = vars(value), part, value
                 value = self.read(where, name)
-            if type(value) not in _DATA:
+            if type(value) not in _DATA and not _holds_code(value):
                 self.follow(value)
             elif owner is None or _is_user_code(owner):
                 self.add_data(where, name, value)
@@ -131,15 +134,33 @@ class _Walk:
         return value
 
     def add_data(self, where: Mapping[str, Any], name: str, value: Any) -> None:
-        """Count the constant ``where[name]`` if it is plain data of bounded size."""
-        text = data_text(value)
-        if text is None:
+        """Count the global ``where[name]`` if it is plain data of bounded size, which may hold
+        user code (a table of functions, a ``functools.partial``, a user class's instance): that
+        code is followed."""
+        try:
+            text = _encode(value, [DATA_LIMIT], self.code_leaf)
+        except (_NotData, RecursionError, ValueError):
             return
         self.found[f"{where.get('__name__')}.{name}"] = text
-        if type(value) not in _SCALARS:  # containers can change in place: compare their value
+        if type(value) in _DATA and type(value) not in _SCALARS:  # may change in place
             self.bindings[(id(where), name)] = Binding(
                 where, name, value, None, copy.deepcopy(value)
             )
+
+    def code_leaf(self, value: Any, budget: list[int]) -> str:
+        """The text of user code inside a global's data, whose code is followed."""
+        _spend(budget, 16)
+        if isinstance(value, functools.partial):
+            parts = (value.func, value.args, value.keywords)
+            return "partial(" + ",".join(_encode(p, budget, self.code_leaf) for p in parts) + ")"
+        if isinstance(value, (types.FunctionType, type)) and _is_user_code(value):
+            self.follow(value)
+            return f"code({_key(value)})"
+        if _holds_code(value):  # an instance of a user class: its class, and its state
+            self.follow(type(value))
+            state = _encode(dict(vars(value)), budget, self.code_leaf)
+            return f"{_key(type(value))}({state})"
+        raise _NotData
 
     def follow(self, target: Any) -> None:
         """Add ``target`` if it is user code, then what it refers to and what it wraps."""
@@ -149,6 +170,11 @@ class _Walk:
         if isinstance(target, (types.FunctionType, type)) and _is_user_code(target):
             self.found[_key(target)] = code_text(target)
             self.collect(target)
+            for cell in getattr(target, "__closure__", None) or ():  # what a decorator wraps
+                try:
+                    self.follow(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    continue
         self.follow_wrapped(target)
 
     def follow_wrapped(self, target: Any) -> None:
@@ -206,8 +232,22 @@ def data_text(value: Any) -> str | None:
         return None
 
 
-def _encode(value: Any, budget: list[int]) -> str:
-    """Encode ``value``, spending its length from ``budget``; raise _NotData when it runs out."""
+def _holds_code(value: Any) -> bool:
+    """A ``functools.partial`` or an instance of a user class: data around user code."""
+    if isinstance(value, functools.partial):
+        return True
+    if isinstance(value, (type, types.ModuleType, types.FunctionType)) or type(value) in _DATA:
+        return False
+    return isinstance(getattr(value, "__dict__", None), dict) and _is_user_code(type(value))
+
+
+def _encode(
+    value: Any, budget: list[int], other: Callable[[Any, list[int]], str] | None = None
+) -> str:
+    """Encode ``value``, spending its length from ``budget``; raise _NotData when it runs out.
+
+    Values that are not plain data are ``other(value, budget)``, else _NotData.
+    """
     kind = type(value)
     if kind in _SCALARS:
         n = len(value) if kind in (str, bytes) else value.bit_length() // 4 if kind is int else 0
@@ -217,12 +257,16 @@ def _encode(value: Any, budget: list[int]) -> str:
         _spend(budget, len(text) + 1)
         return text
     if kind not in _DATA:
-        raise _NotData
+        if other is None:
+            raise _NotData
+        return other(value, budget)
     _spend(budget, 2)
     if kind is dict:
-        items = (f"{_encode(k, budget)}:{_encode(v, budget)}" for k, v in value.items())
+        items = (
+            f"{_encode(k, budget, other)}:{_encode(v, budget, other)}" for k, v in value.items()
+        )
         return "dict{" + ",".join(sorted(items)) + "}"
-    texts = [_encode(item, budget) for item in value]
+    texts = [_encode(item, budget, other) for item in value]
     if kind in (set, frozenset):
         texts.sort()
     return f"{kind.__name__}[{','.join(texts)}]"
