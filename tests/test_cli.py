@@ -393,7 +393,7 @@ def test_a_yaml_file_that_is_not_a_run_is_a_one_line_error(
 ) -> None:
     saved = project.pipeline("pipeline.yaml")  # named like a run's file, but not a run
     message = error(command[0], saved, *command[1:])
-    assert "pipeline.yaml: a saved pipeline, not a run" in message
+    assert "pipeline.yaml: no 'run' section saying where its data is" in message
     assert "give a run folder made by pyperunner run" in message
     notes = project.root / "notes.yaml"
     notes.write_text("just: words\n")
@@ -625,6 +625,22 @@ def test_gc_stops_with_a_one_line_error_at_an_unreadable_kept_run(project: Proje
     assert f"{run_dir / 'pipeline.yaml'}: its 'tasks' is not a mapping" in message
     assert "fix or remove it, then run gc again" in message
     assert len(list(project.data.glob("*/*/result.dump.gz"))) == 3
+
+
+@pytest.mark.parametrize("cut", ["after-a-task", "mid-entry"])
+def test_gc_stops_at_a_kept_run_whose_pipeline_yaml_was_cut_short(
+    project: Project, cut: str
+) -> None:
+    _, new, _ = two_generations(project)
+    path = new / "pipeline.yaml"
+    text = path.read_text()
+    second = text.index("\n    ", text.index("    key:")) + 1  # the entry after the first key
+    end = text.index("\n  ", second) if cut == "after-a-task" else text.index("    key:", second)
+    path.write_text(text[:end] + "\n")
+    before = set(Store(project.data).entries())
+    message = error("gc", project.data, "--keep", new, "--delete")
+    assert str(path) in message and "fix or remove it, then run gc again" in message
+    assert set(Store(project.data).entries()) == before  # nothing was deleted
 
 
 def test_gc_refuses_when_no_run_is_kept(project: Project) -> None:

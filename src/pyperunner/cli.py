@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import graphlib
 import importlib
 import pprint
@@ -37,6 +38,7 @@ from . import (
     yamlio,
 )
 from .executors import EXECUTORS
+from .graph import cut_short
 from .report.text import format_bytes, format_duration
 from .results import PIPELINE_FILE, RUN_FILE, is_going
 from .store import Store
@@ -603,10 +605,13 @@ def pipeline_problem(doc: Any, of_run: bool = True) -> str | None:
         return "not a pyperunner pipeline file (no 'pipeline' section)"
     info = doc.get("run")
     if of_run and not (isinstance(info, dict) and isinstance(info.get("data_path"), str)):
-        return "a saved pipeline, not a run (no 'run' section saying where its data is)"
+        return "no 'run' section saying where its data is (a saved pipeline, or a file cut short)"
     tasks = pipeline.get("tasks")
     if not isinstance(tasks, dict):
         return "its 'tasks' is not a mapping of task name to entry"
+    cut = cut_short(tasks)
+    if cut is not None:
+        return cut
     for name, spec in tasks.items():
         if not isinstance(name, str):
             return f"its task name {name!r} is not a string"
@@ -730,25 +735,33 @@ def entry_size(store: Store, name: str, key: str) -> int:
         return 0
 
 
-def kept_files(keep: Path) -> list[Path]:
-    """The pipeline files a --keep path stands for: itself, its run's, or every run's in it."""
+def kept_files(keep: Path) -> list[tuple[Path, bool]]:
+    """The pipeline files a --keep path stands for (itself, its run's, or every run's in it),
+    each with whether it is known to be a run's (which must say where its data is)."""
     if keep.is_file():
-        return [keep]
+        return [(keep, False)]
     if (keep / PIPELINE_FILE).is_file():
-        return [keep / PIPELINE_FILE]
-    return [folder / PIPELINE_FILE for folder in run_folders(keep)]
+        return [(keep / PIPELINE_FILE, True)]
+    return [(folder / PIPELINE_FILE, True) for folder in run_folders(keep)]
 
 
 def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]:
     """Every (task name, key) the kept runs use, and how many run or pipeline files were read.
 
-    An unreadable pipeline file stops everything: without it we cannot know what it keeps.
+    An unreadable or cut-short pipeline file stops everything: without it we cannot know what it
+    keeps (a run's ``run.yaml`` must not list tasks its ``pipeline.yaml`` lacks).
     """
-    files = [path for keep in keep_paths for path in kept_files(keep)]
+    files = [kept for keep in keep_paths for kept in kept_files(keep)]
     used: set[tuple[str, str]] = set()
-    for path in files:
-        doc = read_checked(path, lambda doc: pipeline_problem(doc, of_run=False), GC_HINT)
-        used.update((name, spec["key"]) for name, spec in doc["pipeline"]["tasks"].items())
+    for path, of_run in files:
+        problem = functools.partial(pipeline_problem, of_run=of_run)
+        doc = read_checked(path, problem, GC_HINT)
+        tasks = doc["pipeline"]["tasks"]
+        outcome = read_outcome(path.parent) if of_run else None
+        missing = sorted(set((outcome or {}).get("tasks") or {}) - set(tasks))
+        if missing:
+            raise BrokenRun(path, f"it lacks task(s) {missing} that {RUN_FILE} lists", GC_HINT)
+        used.update((name, spec["key"]) for name, spec in tasks.items())
     return used, len(files)
 
 

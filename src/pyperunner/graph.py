@@ -299,14 +299,11 @@ class Pipeline:
                 f"the 'tasks' of pipeline {pipeline_name!r} must map each task name to its entry "
                 f"(as Pipeline.to_file writes them), not be a {type(specs).__name__}"
             )
-        entries = {name: spec for name, spec in specs.items() if isinstance(spec, Mapping)}
-        keyed = [name for name, spec in entries.items() if "key" in spec]
-        unkeyed = [name for name, spec in entries.items() if "key" not in spec]
-        if keyed and unkeyed:  # to_file writes a key for every task
+        problem = cut_short(specs)
+        if problem is not None:
             raise PipelineError(
-                f"task {unkeyed[0]!r} has no 'key' but {keyed[0]!r} has one: the file looks cut "
-                "short or edited by hand; save the pipeline again with Pipeline.to_file (or "
-                "remove every 'key' to load it without checks)"
+                f"{problem}; save the pipeline again with Pipeline.to_file (or remove every "
+                "'key' to load it without checks)"
             )
         built = {name: _build_task(name, spec) for name, spec in specs.items()}
         for name, spec in specs.items():
@@ -382,6 +379,20 @@ def _connected(start: Iterable[Task], skip: Mapping[int, Task] | None = None) ->
         yield t
         stack.extend(t.parents)
         stack.extend(t.children)
+
+
+def cut_short(specs: Mapping[str, Any]) -> str | None:
+    """What shows that the task entries of a pipeline file were cut short, or None: ``to_file``
+    writes a key for every task, so an entry without one beside entries with one."""
+    entries = {name: spec for name, spec in specs.items() if isinstance(spec, Mapping)}
+    keyed = [name for name, spec in entries.items() if "key" in spec]
+    unkeyed = [name for name, spec in entries.items() if "key" not in spec]
+    if keyed and unkeyed:
+        return (
+            f"task {unkeyed[0]!r} has no 'key' but {keyed[0]!r} has one: the file looks cut "
+            "short or edited by hand"
+        )
+    return None
 
 
 def _build_task(name: str, spec: Any) -> Task:
