@@ -427,6 +427,8 @@ def test_sixty_tasks_render_fast(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 1.0
     doc = parse(path)
     assert len(section(doc, "dag").find_all("a")) == 60
+    svg = section(doc, "dag").find("svg")  # wider than a page: it scrolls before labels shrink
+    assert float(svg.attrs["style"].split(":")[1].rstrip("px")) >= 0.75 * float(svg.attrs["width"])
     assert len(rows(doc)) == 60
     assert len(section(doc, "timeline").find_all("rect", **{"class": "bar"})) == 60
 

@@ -338,6 +338,10 @@ def _dag_box(task: TaskView, rect: Rect) -> str:
     )
 
 
+_MIN_SCALE = 0.75
+"""The least the DAG is shrunk to fit the page (labels stay readable); beyond, it scrolls."""
+
+
 def _dag_section(view: RunView) -> str:
     graph = _task_graph(view)
     rects = _pixel_boxes(graph)
@@ -358,6 +362,7 @@ def _dag_section(view: RunView) -> str:
 <p class="legend">{legend} <span class="hint">Click a task to see its row below.</span></p>
 <div class="scroll">
 <svg class="dag" width="{width:.0f}" height="{height:.0f}"
+ style="min-width: {_MIN_SCALE * width:.0f}px"
  viewBox="0 0 {width:.1f} {height:.1f}" role="img" aria-label="task graph">
 <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"
  orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{_EDGE_COLOR}"/></marker></defs>
