@@ -952,8 +952,11 @@ def test_a_result_changed_in_place_fails_to_load_by_name_and_is_then_recomputed(
     assert calls.counts() == {}
     with pytest.raises(StoreError, match=r"Blob\(f\).*damaged.*CRC-32.*computes it again"):
         cached["Blob(f)"]
+    why = runner.plan(small_blob_pipeline()).why["Blob(f)"]
+    assert why.startswith("stored result is damaged (it was moved aside to") and ".damaged" in why
     again = runner.run(small_blob_pipeline())
     assert calls.counts() == {"Blob(f)": 1}
+    assert again.runs["Blob(f)"].reason == why
     assert again["Blob(f)"] == expected_blobs(size=200_000)["Blob(f)"]
 
 

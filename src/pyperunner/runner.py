@@ -289,6 +289,9 @@ class Runner:
         def changes(name: str) -> Change:
             if name in damaged:
                 return Change((f"stored result is damaged ({damaged[name]})",))
+            aside = self.store.set_aside(name, keys[name])
+            if aside is not None and not self.store.has(name, keys[name]):
+                return Change((f"stored result is damaged (it was moved aside to {aside})",))
             previous = self.store.latest_record(name, except_key=keys[name])
             return compare_records(records[name], previous)
 

@@ -300,6 +300,11 @@ class Store:
     def _damaged(self, name: str, key: str) -> Location:
         return self._files.at(name, key, RESULT_FILE + DAMAGED_SUFFIX)
 
+    def set_aside(self, name: str, key: str) -> Location | None:
+        """Where a damaged result of ``name`` under ``key`` was moved aside, if one was."""
+        damaged = self._damaged(name, key)
+        return self._files.public(damaged) if self._files.is_file(damaged) else None
+
     def entries(self) -> Iterator[tuple[str, str]]:
         """Every (task name, key) that has a folder in the store, complete or not."""
         files = self._files
