@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
+import pty
+import select
+import signal
+import sys
+import time
 
+import pytest
 from rich.console import Console
 
 from pyperunner import Pipeline, Runner, task
@@ -89,3 +96,60 @@ def test_with_the_live_view_a_failure_is_told_once_not_with_every_log_line(tmp_p
     assert "can't run" not in err
     log = next((tmp_path / "l").glob("once_*/pipeline.log")).read_text()
     assert "Traceback" in log and "can't run" in log
+
+
+ON_A_TERMINAL = """
+import sys
+import threading
+from pyperunner import Pipeline, Runner, task
+
+
+@task("Chatty", receives_input=False)
+def chatty():
+    print("marker: a print of the task")
+    threading.Thread(target=print, args=("marker: a thread of the task",)).start()
+    sys.stderr.write("marker: to stderr\\n")
+    return 1
+
+
+@task("Broken", receives_input=False)
+def broken():
+    raise ValueError("marker: broken on purpose")
+
+
+runner = Runner("data", "log", executor=sys.argv[1])
+runner.run(Pipeline("tty", [chatty(), broken()]))
+print("marker: run returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("executor", ["process", "thread", "inline"])
+def test_on_a_real_terminal_the_live_view_ends_and_the_run_returns(tmp_path, executor):
+    script = tmp_path / "tty.py"
+    script.write_text(ON_A_TERMINAL)
+    pid, master = pty.fork()
+    if pid == 0:  # the child: a script on a terminal, as a user runs it
+        os.chdir(tmp_path)
+        os.execv(sys.executable, [sys.executable, str(script), executor])
+    output, closed = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while not closed and select.select([master], [], [], deadline - time.monotonic())[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            output += chunk
+            closed = not chunk
+    finally:
+        if not closed:  # still writing, or silent, after 60 s: it hangs
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(master)
+    text = output.decode(errors="replace")
+    assert closed, f"the run did not return in 60 s:\n{text[-2000:]}"
+    assert "marker: run returned" in text
+    assert "tasks to run" in text  # the live view was up
+    assert "Pipeline finished with failures" in text
+    log = next((tmp_path / "log").glob("tty_*/pipeline.log")).read_text()
+    assert "marker: a print of the task" in log and "marker: to stderr" in log

@@ -287,7 +287,7 @@ def run_logging(
     file_handler.setLevel(logging.INFO)
     handlers: list[logging.Handler] = [file_handler]
     if console:
-        console_handler = logging.StreamHandler(_original(sys.stderr))
+        console_handler = logging.StreamHandler(real_stream(sys.stderr))
         console_handler.setLevel(logging.INFO)
         handlers.append(console_handler)
     for handler in handlers:
@@ -315,5 +315,6 @@ def _run_level_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or getattr(record, HEADLINE, False)
 
 
-def _original(stream: TextIO) -> TextIO:
+def real_stream(stream: TextIO) -> TextIO:
+    """``stream`` without the task router pyperunner may have put around it."""
     return stream.original if isinstance(stream, _TaskStream) else stream  # type: ignore[return-value]

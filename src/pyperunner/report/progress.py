@@ -9,12 +9,14 @@ and otherwise keeps to plain log lines.
 from __future__ import annotations
 
 import io
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TextIO
 
+from ..logs import real_stream
 from ..status import Status, TaskRun
 from .layout import STATUS_COLORS
 
@@ -29,7 +31,9 @@ class LiveProgress:
         from rich.console import Console
 
         self.title = title
-        self.console = console or Console(stderr=True)
+        # The stream itself, not "sys.stderr when printing": while the view is up, sys.stderr is
+        # the view's own redirect, and a task's router around it, which print through this.
+        self.console = console or Console(file=real_stream(sys.stderr))
         self.statuses: dict[str, Status] = {}
         self.started: dict[str, float] = {}
         self.failures: list[tuple[str, str]] = []
