@@ -480,3 +480,20 @@ def test_stored_files_are_readable_by_others_as_the_umask_allows(tmp_path: Path)
     for name in ("result.dump.gz", "params.yaml"):
         mode = (store.entry(NAME, KEY) / name).stat().st_mode & 0o777
         assert mode == 0o666 & ~mask, oct(mode)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_array_subclasses_come_back_as_they_were(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    matrix = np.matrix([[1, 2], [3, 4]])
+    masked = np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
+    store.save(NAME, KEY, {"matrix": matrix, "masked": masked}, RECORD)
+    store.save(NAME, "c" * 32, matrix, RECORD)
+    loaded = store.load(NAME, KEY)
+    alone = store.load(NAME, "c" * 32)
+    for value in (loaded["matrix"], alone):
+        assert type(value) is np.matrix
+        assert (value * value == np.matrix([[7, 10], [15, 22]])).all()  # a matrix product
+    assert type(loaded["masked"]) is np.ma.MaskedArray
+    assert loaded["masked"].mask.tolist() == [False, True, False]
+    assert joblib.load(store.result_path(NAME, "c" * 32)).tolist() == [[1, 2], [3, 4]]

@@ -367,21 +367,27 @@ class _HasArrays(Exception):
 class _PlainPickler(pickle.Pickler):
     """A pickler that gives up at the first numpy array, which joblib stores better."""
 
-    def __init__(self, handle: Any, ndarray: type) -> None:
+    def __init__(self, handle: Any, arrays: tuple[type, ...]) -> None:
         super().__init__(handle, protocol=pickle.HIGHEST_PROTOCOL)
-        self.ndarray = ndarray
+        self.arrays = arrays
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, self.ndarray):
+        if type(obj) in self.arrays:
             raise _HasArrays
         return NotImplemented
+
+
+def _joblib_arrays(numpy: Any) -> tuple[type, ...]:
+    """The array types joblib stores as they are: subclasses (``numpy.matrix``) it loads back
+    as plain arrays, so those are pickled whole instead."""
+    return (numpy.ndarray, numpy.memmap)
 
 
 def _formats_to_try(value: Any, compress: Any) -> tuple[str, ...]:
     """Plain pickle where it may do (10 to 20 times faster than joblib on Python objects, both
     ways), joblib where the value holds numpy arrays (memory-mapped on load) or is compressed."""
     numpy = sys.modules.get("numpy")  # without numpy imported, no value holds an array
-    if compress or (numpy is not None and isinstance(value, numpy.ndarray)):
+    if compress or (numpy is not None and type(value) in _joblib_arrays(numpy)):
         return (JOBLIB,)
     return (PICKLE, JOBLIB)
 
@@ -398,7 +404,7 @@ def _dump(kind: str, value: Any, handle: Any, compress: Any) -> bool:
         if numpy is None:
             pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
         else:
-            _PlainPickler(handle, numpy.ndarray).dump(value)
+            _PlainPickler(handle, _joblib_arrays(numpy)).dump(value)
     except _HasArrays:
         return False
     return True
