@@ -984,3 +984,15 @@ def test_a_run_whose_runner_left_no_run_yaml_is_read_back_from_the_store_and_log
     view = read_run(done.run_dir)  # what report.html draws
     assert {t.name: t.run.status for t in view.tasks} == done.statuses
     assert not view.has_outcome
+
+
+def test_a_damaged_result_of_a_task_that_runs_anyway_is_still_named(paths, calls):
+    runner = make_runner(paths, executor="inline")
+    first = runner.run(Pipeline("both", [Collect("c")(Node("a"))]))
+    for name in ("Node(a)", "Collect(c)"):
+        first.path(name).write_bytes(b"")  # Collect(c) runs anyway: its input runs again
+    second = runner.run(Pipeline("both", [Collect("c")(Node("a"))]))
+    assert second.ok and calls.counts() == {"Node(a)": 2, "Collect(c)": 2}
+    log = (second.run_dir / "pipeline.log").read_text()
+    warned = [line for line in log.splitlines() if "WARNING" in line and "damaged" in line]
+    assert any("Collect(c)" in line and str(first.path("Collect(c)")) in line for line in warned)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..logs import task_context
-from ..store import Store
+from ..store import EntryState, Store
 from ..task import Inputs, Task
 
 _WAITING = (
@@ -87,7 +87,10 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
     with task_context(job.name):
         try:
             with store.lock(job.name, job.key, on_wait=lambda: log.info(_WAITING)):
-                if job.reuse and store.has(job.name, job.key):
+                state, problem = store.check(job.name, job.key)
+                if state is EntryState.DAMAGED:  # planned to run anyway, so not checked before
+                    log.warning("its stored result is damaged (%s); computing it again", problem)
+                if job.reuse and state is EntryState.OK:
                     log.info(
                         "a result for this key is stored already (by another run, or kept while "
                         "an upstream task was recomputed); using it"
