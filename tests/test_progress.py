@@ -123,15 +123,17 @@ print("marker: run returned", flush=True)
 """
 
 
-@pytest.mark.parametrize("executor", ["process", "thread", "inline"])
-def test_on_a_real_terminal_the_live_view_ends_and_the_run_returns(tmp_path, executor):
-    script = tmp_path / "tty.py"
-    script.write_text(ON_A_TERMINAL)
+def on_a_terminal(folder, script: str, *args: str, answers=()) -> tuple[str, bool]:
+    """Run ``script`` in ``folder`` on a pseudo-terminal; return what it wrote there and whether
+    it ended within 60 s. ``answers`` are (prompt, reply) pairs: each reply is typed once its
+    prompt has appeared."""
+    path = folder / "script.py"
+    path.write_text(script)
     pid, master = pty.fork()
     if pid == 0:  # the child: a script on a terminal, as a user runs it
-        os.chdir(tmp_path)
-        os.execv(sys.executable, [sys.executable, str(script), executor])
-    output, closed = b"", False
+        os.chdir(folder)
+        os.execv(sys.executable, [sys.executable, str(path), *args])
+    output, closed, pending = b"", False, list(answers)
     deadline = time.monotonic() + 60
     try:
         while not closed and select.select([master], [], [], deadline - time.monotonic())[0]:
@@ -141,15 +143,50 @@ def test_on_a_real_terminal_the_live_view_ends_and_the_run_returns(tmp_path, exe
                 chunk = b""
             output += chunk
             closed = not chunk
+            while pending and pending[0][0] in output:
+                os.write(master, pending.pop(0)[1])
     finally:
         if not closed:  # still writing, or silent, after 60 s: it hangs
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(master)
-    text = output.decode(errors="replace")
-    assert closed, f"the run did not return in 60 s:\n{text[-2000:]}"
+    return output.decode(errors="replace"), closed
+
+
+@pytest.mark.parametrize("executor", ["process", "thread", "inline"])
+def test_on_a_real_terminal_the_live_view_ends_and_the_run_returns(tmp_path, executor):
+    text, ended = on_a_terminal(tmp_path, ON_A_TERMINAL, executor)
+    assert ended, f"the run did not return in 60 s:\n{text[-2000:]}"
     assert "marker: run returned" in text
     assert "tasks to run" in text  # the live view was up
     assert "Pipeline finished with failures" in text
     log = next((tmp_path / "log").glob("tty_*/pipeline.log")).read_text()
     assert "marker: a print of the task" in log and "marker: to stderr" in log
+
+
+DEBUGGED = """
+from pyperunner import Pipeline, Runner, task
+
+
+@task("Debugged", receives_input=False)
+def debugged():
+    value = 41
+    print("marker: printed once")
+    breakpoint()
+    return value + 1
+
+
+result = Runner("data", "log", executor="inline", progress=False).run(Pipeline("pdb", [debugged()]))
+print("marker: result", result["Debugged()"])
+"""
+
+
+def test_pdb_works_in_an_inline_task_on_a_terminal(tmp_path):
+    answers = [(b"(Pdb) ", b"p value * 2\n"), (b"82", b"c\n")]
+    text, ended = on_a_terminal(tmp_path, DEBUGGED, answers=answers)
+    assert ended, f"the run did not return in 60 s:\n{text[-2000:]}"
+    assert "(Pdb) " in text and "82" in text  # the prompt showed, and pdb answered
+    assert "marker: result 42" in text
+    assert text.count("marker: printed once") == 1  # on the terminal as printed, not twice
+    log = next((tmp_path / "log").glob("pdb_*/pipeline.log")).read_text()
+    assert "marker: printed once" in log  # and in the log all the same

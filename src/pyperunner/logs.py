@@ -226,27 +226,37 @@ class _TaskStream(io.TextIOBase):
         name = current_task()
         if name is None:
             return self.original.write(text)
+        # An inline task on a terminal prints as any program does (pdb's prompt too), and the log
+        # gets the lines all the same; the console then skips those records.
+        echo = threading.current_thread() is threading.main_thread() and self.isatty()
+        if echo:
+            self.original.write(text)
+            self.original.flush()
         with self._lock:
             buffered = self._partial.pop(name, "") + text
             *lines, rest = buffered.split("\n")
             if rest:
                 self._partial[name] = rest
         for line in lines:
-            logging.getLogger(name).log(self.level, line)
+            logging.getLogger(name).log(self.level, line, extra={ECHOED: echo})
         return len(text)
 
     def flush_task(self, name: str) -> None:
         with self._lock:
             rest = self._partial.pop(name, "")
         if rest:
-            logging.getLogger(name).log(self.level, rest)
+            echo = threading.current_thread() is threading.main_thread() and self.isatty()
+            logging.getLogger(name).log(self.level, rest, extra={ECHOED: echo})
 
     def flush(self) -> None:
         if not getattr(self.original, "closed", False):  # closed first at interpreter exit
             self.original.flush()
 
     def isatty(self) -> bool:
-        return self.original.isatty()
+        try:
+            return self.original.isatty()
+        except (AttributeError, ValueError):  # no such method, or closed
+            return False
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -267,6 +277,8 @@ def formatter() -> logging.Formatter:
 
 TASK_STATUS = "task_status"
 """``extra`` flag of the runner's per-task status lines (started, finished, failed, ...)."""
+ECHOED = "echoed"
+"""``extra`` flag of a record whose text a task printed to the terminal itself."""
 HEADLINE = "headline"
 """``extra`` flag of run-level info lines the console shows even beside a live view (where the
 run's files are)."""
@@ -289,6 +301,7 @@ def run_logging(
     if console:
         console_handler = logging.StreamHandler(real_stream(sys.stderr))
         console_handler.setLevel(logging.INFO)
+        console_handler.addFilter(lambda record: not getattr(record, ECHOED, False))
         handlers.append(console_handler)
     for handler in handlers:
         handler.setFormatter(formatter())
