@@ -655,6 +655,42 @@ def test_a_run_that_is_still_going_is_shown_as_going_with_its_running_task(tmp_p
     assert not (run_dir / ".running").exists()
 
 
+POOL_SCRIPT = """
+import multiprocessing
+import os
+import sys
+import time
+
+from pyperunner import Pipeline, Runner, task
+
+
+@task("Pooled", receives_input=False)
+def pooled():
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        with open(os.environ["FAULTS_STARTED_FIFO"], "w") as channel:
+            channel.write("started\\n")
+        return pool.map(time.sleep, [30, 30])
+
+
+executor = os.environ["FAULTS_EXECUTOR"]
+Runner("data", "log", executor=executor, console=False).run(Pipeline("pooled", [pooled()]))
+"""
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_a_signal_ends_a_run_whose_in_process_task_uses_a_multiprocessing_pool(tmp_path, executor):
+    script = write_script(tmp_path, "pooled.py", POOL_SCRIPT)
+    with scripts() as started:
+        runner = start_when_started(
+            started, tmp_path, script, "FAULTS_STARTED_FIFO", FAULTS_EXECUTOR=executor
+        )
+        os.kill(runner.pid, signal.SIGTERM)
+        assert runner.wait() == 128 + signal.SIGTERM, runner.stderr()  # not stuck at its exit
+        assert leftovers(runner.pid) == []
+    (run_dir,) = run_folders(tmp_path / "log")
+    assert run_doc(run_dir)["tasks"]["Pooled()"]["status"] == "INTERRUPTED"
+
+
 def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, calls):
     script = write_script(tmp_path, "interrupt.py", INTERRUPT_SCRIPT)
     with scripts() as started:

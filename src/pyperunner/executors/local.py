@@ -18,6 +18,7 @@ import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import pickle
 import queue
@@ -56,7 +57,7 @@ class _InProcess(Executor):
 
     def shutdown(self) -> list[str]:
         if self._children_before is not None:
-            _end_children(exclude=self._children_before)
+            _forget_pools(_end_children(exclude=self._children_before))
             self._children_before = None
         return []
 
@@ -523,13 +524,14 @@ def _children() -> list[int]:
     return pids
 
 
-def _end_children(exclude: set[int] | None = None) -> None:
+def _end_children(exclude: set[int] | None = None) -> set[int]:
     """Kill every child process but ``exclude`` (and, in a subreaper, the orphans that come
-    back): what tasks started and left running."""
+    back): what tasks started and left running; return their pids."""
+    killed: set[int] = set()
     try:  # without children, skip /proc: reading it makes this process's exit slower
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
-        return
+        return killed
     while children := [pid for pid in _children() if pid not in (exclude or ())]:
         for pid in children:
             with contextlib.suppress(OSError):
@@ -537,6 +539,20 @@ def _end_children(exclude: set[int] | None = None) -> None:
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+        killed.update(children)
+    return killed
+
+
+def _forget_pools(killed: set[int]) -> None:
+    """Drop the exit handler of every ``multiprocessing`` pool whose workers were ``killed``: a
+    worker killed while it held the pool's queue lock makes that handler wait forever."""
+    registry = getattr(multiprocessing.util, "_finalizer_registry", {})
+    for finalizer in list(registry.values()):
+        callback, args = getattr(finalizer, "_callback", None), getattr(finalizer, "_args", ())
+        if getattr(callback, "__name__", "") != "_terminate_pool" or len(args) < 4:
+            continue  # Pool._terminate_pool(taskqueue, inqueue, outqueue, pool, ...)
+        if any(getattr(worker, "pid", None) in killed for worker in args[3]):
+            finalizer.cancel()
 
 
 def _resident_bytes() -> int:
