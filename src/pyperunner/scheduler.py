@@ -200,7 +200,9 @@ class _Loop:
                         self.ready.append(child)
             return
         task = self.jobs[name].task
-        if run.attempts <= task.retries and not self.stopping:
+        if run.attempts <= task.retries and not outcome.retryable:
+            log.warning("%s is not retried: its attempt still runs in a thread", name)
+        if run.attempts <= task.retries and not self.stopping and outcome.retryable:
             log.warning(
                 "%s failed on attempt %d of %d (%s); retrying in %g s",
                 name,

@@ -69,6 +69,7 @@ class Outcome:
     traceback: str | None = None
     output_bytes: int | None = None
     reused: bool = False
+    retryable: bool = True  # False while the attempt goes on in a thread nothing can stop
 
     @property
     def ok(self) -> bool:
@@ -171,8 +172,11 @@ def wait_time(timeout: float | None, running: Iterable[Any]) -> float | None:
     return until_deadline if timeout is None else min(timeout, until_deadline)
 
 
-def timed_out(job: Job, started: float, how: str = "") -> Outcome:
-    """The outcome of a job stopped for running past its timeout."""
+def timed_out(job: Job, started: float, how: str = "", stopped: bool = True) -> Outcome:
+    """The outcome of a job that ran past its timeout; not ``stopped``: it goes on (a thread),
+    so it is not retried, as a retry would only wait for the entry lock the attempt holds."""
     message = f"timed out after {job.timeout:g} s" + (f" ({how})" if how else "")
     logging.getLogger(job.name).error(message)
-    return Outcome(job.name, started, time.time(), f"TaskTimeoutError: {message}")
+    return Outcome(
+        job.name, started, time.time(), f"TaskTimeoutError: {message}", retryable=stopped
+    )

@@ -150,7 +150,7 @@ class ThreadExecutor(_InProcess):
             if running.deadline is not None and running.deadline <= now:
                 del self._running[name]
                 how = "the thread cannot be killed and finishes in the background"
-                outcomes.append(timed_out(running.job, running.started, how))
+                outcomes.append(timed_out(running.job, running.started, how, stopped=False))
         return outcomes
 
     def shutdown(self) -> list[str]:
