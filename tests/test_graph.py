@@ -942,3 +942,13 @@ def test_a_pipeline_file_cut_short_is_refused_not_loaded_as_another_pipeline(
         del spec["key"]  # a file without any key loads, unchecked, as it says
     (tmp_path / "nokeys.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     assert Pipeline.from_file(tmp_path / "nokeys.yml").keys() == pipeline.keys()
+
+
+def test_a_pipeline_loaded_from_its_file_equals_the_pipeline_saved(tmp_path: Path) -> None:
+    pipeline, _ = multi_path_pipeline()
+    loaded = Pipeline.from_file(pipeline.to_file(tmp_path / "p.yml"))
+    assert loaded == pipeline
+    other, _ = multi_path_pipeline()
+    other.add(LoadData("extra", wait=1))
+    assert other != pipeline
+    assert pipeline != "multi-path"

@@ -338,6 +338,15 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self._members)} root task(s)>"
 
+    def __eq__(self, other: object) -> bool:
+        """Pipelines are equal when they describe the same run: name, tasks (class, tag,
+        parameters, code) and wiring, as :meth:`to_dict` writes them, keys included."""
+        if not isinstance(other, Pipeline):
+            return NotImplemented
+        return self.name == other.name and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and mutable by add()
+
 
 class Sequential(Pipeline):
     """A pipeline of tasks in a chain: each task's output is the next task's input."""

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from ..logs import ProcessOutput, forward_records, handle_forwarded
 from ..store import Store
@@ -50,14 +51,17 @@ class _InProcess(Executor):
     """Runs jobs in the runner's process; processes its tasks start end when it shuts down."""
 
     _children_before: set[int] | None = None
+    _finalizers_before: frozenset[object] = frozenset()
 
     def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
         super().start(store, workers, jobs)
         self._children_before = set(_children())
+        self._finalizers_before = frozenset(_finalizers())
 
     def shutdown(self) -> list[str]:
         if self._children_before is not None:
-            _forget_pools(_end_children(exclude=self._children_before))
+            _abandon_pools(self._finalizers_before)
+            _end_children(exclude=self._children_before)
             self._children_before = None
         return []
 
@@ -524,14 +528,13 @@ def _children() -> list[int]:
     return pids
 
 
-def _end_children(exclude: set[int] | None = None) -> set[int]:
+def _end_children(exclude: set[int] | None = None) -> None:
     """Kill every child process but ``exclude`` (and, in a subreaper, the orphans that come
-    back): what tasks started and left running; return their pids."""
-    killed: set[int] = set()
+    back): what tasks started and left running."""
     try:  # without children, skip /proc: reading it makes this process's exit slower
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
-        return killed
+        return
     while children := [pid for pid in _children() if pid not in (exclude or ())]:
         for pid in children:
             with contextlib.suppress(OSError):
@@ -539,20 +542,26 @@ def _end_children(exclude: set[int] | None = None) -> set[int]:
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        killed.update(children)
-    return killed
 
 
-def _forget_pools(killed: set[int]) -> None:
-    """Drop the exit handler of every ``multiprocessing`` pool whose workers were ``killed``: a
-    worker killed while it held the pool's queue lock makes that handler wait forever."""
-    registry = getattr(multiprocessing.util, "_finalizer_registry", {})
-    for finalizer in list(registry.values()):
+def _finalizers() -> dict[object, Any]:
+    """``multiprocessing``'s exit handlers of this process (a pool's among them), by key."""
+    return getattr(multiprocessing.util, "_finalizer_registry", {})
+
+
+def _abandon_pools(before: frozenset[object]) -> None:
+    """For every ``multiprocessing`` pool made since ``before`` and still open, before its
+    workers are killed: stop it replacing them, and drop its exit handler, which would wait
+    forever for a worker killed while it held the pool's queue lock."""
+    import multiprocessing.pool
+
+    for key, finalizer in list(_finalizers().items()):
         callback, args = getattr(finalizer, "_callback", None), getattr(finalizer, "_args", ())
-        if getattr(callback, "__name__", "") != "_terminate_pool" or len(args) < 4:
-            continue  # Pool._terminate_pool(taskqueue, inqueue, outqueue, pool, ...)
-        if any(getattr(worker, "pid", None) in killed for worker in args[3]):
-            finalizer.cancel()
+        if key in before or getattr(callback, "__name__", "") != "_terminate_pool":
+            continue
+        with contextlib.suppress(IndexError, AttributeError):  # Pool._terminate_pool's arguments
+            args[5]._state = multiprocessing.pool.TERMINATE  # its worker handler
+        finalizer.cancel()
 
 
 def _resident_bytes() -> int:
