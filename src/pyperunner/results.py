@@ -192,25 +192,53 @@ def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[
         lines = (folder / LOG_FILE).read_text(errors="replace").splitlines()
     except OSError:
         return {}
+    said = _status_lines(lines, keys)
     going = is_going(folder)
-    started = (Status.RUNNING, None) if going else (Status.INTERRUPTED, "its runner ended first")
     runs: dict[str, TaskRun] = {}
     for name, key in keys.items():
         stored = store.stored_time(name, key) if store.has(name, key) else None
         if stored is not None:
             runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
-            continue
-        said = {  # the runner's status lines (runner._log_change), by what follows the name
-            f" Starting {name} (": started,
-            f" Finished {name} in ": (Status.SUCCESS, None),
-            f" Using the stored result of {name},": (Status.CACHED, None),
-            f" Task {name} failed: ": (Status.FAILURE, ""),
-            f" Task {name} can't run: ": (Status.CANT_RUN, ""),
-        }
-        run = TaskRun()
-        for line in lines:  # the last one tells
-            for words, (status, error) in said.items():
-                if words in line:
-                    run = TaskRun(status, error=line.split(words, 1)[1] if error == "" else error)
-        runs[name] = run
+        elif name not in said:
+            runs[name] = TaskRun()
+        else:
+            status, error = said[name]
+            if status is Status.RUNNING and not going:
+                status, error = Status.INTERRUPTED, "its runner ended first"
+            runs[name] = TaskRun(status, error=error)
     return runs
+
+
+_SAID = (  # the runner's status lines (runner._log_change): the words around a task's name
+    ("Starting ", " (", Status.RUNNING),
+    ("Finished ", " in ", Status.SUCCESS),
+    ("Using the stored result of ", ",", Status.CACHED),
+    ("Task ", " failed: ", Status.FAILURE),
+    ("Task ", " can't run: ", Status.CANT_RUN),
+)
+_WITH_ERROR = (Status.FAILURE, Status.CANT_RUN)  # what follows the words is the error
+
+
+def _status_lines(
+    lines: list[str], names: Mapping[str, str]
+) -> dict[str, tuple[Status, str | None]]:
+    """The status and error of the last status line about each task, in one pass over the log
+    (columns: date, time, level, process, task, message; the runner's lines are ``root``'s)."""
+    said: dict[str, tuple[Status, str | None]] = {}
+    for line in lines:
+        columns = line.split(None, 5)
+        if len(columns) < 6 or columns[4] != "root":
+            continue
+        message = columns[5]
+        for before, after, status in _SAID:
+            if not message.startswith(before):
+                continue
+            rest = message[len(before) :]
+            end = rest.find(after)
+            while end >= 0 and rest[:end] not in names:  # a tag may hold the words after too
+                end = rest.find(after, end + 1)
+            if end >= 0:
+                error = rest[end + len(after) :] if status in _WITH_ERROR else None
+                said[rest[:end]] = (status, error)
+                break
+    return said
