@@ -221,14 +221,13 @@ class _TaskStream(io.TextIOBase):
         self.level = level
         self._partial: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._terminal = self.isatty()
 
     def write(self, text: str) -> int:
         name = current_task()
         if name is None:
             return self.original.write(text)
-        # An inline task on a terminal prints as any program does (pdb's prompt too), and the log
-        # gets the lines all the same; the console then skips those records.
-        echo = threading.current_thread() is threading.main_thread() and self.isatty()
+        echo = self._echoes()
         if echo:
             self.original.write(text)
             self.original.flush()
@@ -245,8 +244,12 @@ class _TaskStream(io.TextIOBase):
         with self._lock:
             rest = self._partial.pop(name, "")
         if rest:
-            echo = threading.current_thread() is threading.main_thread() and self.isatty()
-            logging.getLogger(name).log(self.level, rest, extra={ECHOED: echo})
+            logging.getLogger(name).log(self.level, rest, extra={ECHOED: self._echoes()})
+
+    def _echoes(self) -> bool:
+        """An inline task on a terminal prints as any program does (pdb's prompt too); the log
+        gets its lines all the same, and the console then skips those records."""
+        return self._terminal and threading.current_thread() is threading.main_thread()
 
     def flush(self) -> None:
         if not getattr(self.original, "closed", False):  # closed first at interpreter exit

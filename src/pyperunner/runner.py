@@ -160,7 +160,6 @@ class Runner:
                 runs = run_plan(graph, plan, jobs, executor, workers, listener, fail_fast)
             except RunInterrupted as interrupted:
                 restore_signals = interrupted.restore_signals
-                executor.shutdown()
                 if self.run_dir is not None:  # else it stopped before there was a run to record
                     self._record(pipeline, pipeline_doc, keys, interrupted.runs, started)
                     log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
@@ -289,7 +288,7 @@ class Runner:
         def changes(name: str) -> Change:
             if name in damaged:
                 return Change((f"stored result is damaged ({damaged[name]})",))
-            aside = self.store.set_aside(name, keys[name])
+            aside = self.store.damaged_copy(name, keys[name])
             if aside is not None and not self.store.has(name, keys[name]):
                 return Change((f"stored result is damaged (it was moved aside to {aside})",))
             previous = self.store.latest_record(name, except_key=keys[name])

@@ -256,8 +256,8 @@ class Store:
             )
         try:
             size, kind, crc = self._result_info(name, key)
-            if size is not None and files.size(path) != size:
-                raise DamagedResult(f"it has {files.size(path)} bytes, {size} were written")
+            if size is not None and (actual := files.size(path)) != size:
+                raise DamagedResult(f"it has {actual} bytes, {size} were written")
             return _load(files, path, kind, crc)
         except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
             raise StoreError(  # the code or the machine changed, not the bytes
@@ -300,7 +300,7 @@ class Store:
     def _damaged(self, name: str, key: str) -> Location:
         return self._files.at(name, key, RESULT_FILE + DAMAGED_SUFFIX)
 
-    def set_aside(self, name: str, key: str) -> Location | None:
+    def damaged_copy(self, name: str, key: str) -> Location | None:
         """Where a damaged result of ``name`` under ``key`` was moved aside, if one was."""
         damaged = self._damaged(name, key)
         return self._files.public(damaged) if self._files.is_file(damaged) else None
