@@ -54,6 +54,39 @@ def _check_run(result: Any) -> None:
 # -- 1. chain -----------------------------------------------------------------------------------
 
 
+def _in_fresh_processes(
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]], at_once: int
+) -> list[Any]:
+    """Run each call in a new forked ``multiprocessing.Process``, up to ``at_once`` at a time,
+    its result sent back through a pipe: the plain form of "one process per task"."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("fork")
+    results: list[Any] = [None] * len(calls)
+    running: dict[Any, tuple[int, Any]] = {}
+    pending = list(enumerate(calls))[::-1]
+    while pending or running:
+        while pending and len(running) < at_once:
+            i, (fn, fn_args) = pending.pop()
+            ours, theirs = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=_send_call, args=(theirs, fn, fn_args))
+            process.start()
+            theirs.close()
+            running[ours] = (i, process)
+        for conn in wait(list(running)):
+            i, process = running.pop(conn)
+            results[i] = conn.recv()
+            conn.close()
+            process.join()
+    return results
+
+
+def _send_call(conn: Any, fn: Callable[..., Any], fn_args: tuple[Any, ...]) -> None:
+    conn.send(fn(*fn_args))
+    conn.close()
+
+
 def _one_task_run(workdir: str, executor: str) -> float:
     """Seconds of a run of a single task in a fresh store: a run's fixed costs, warm."""
     import bench_tasks
@@ -103,6 +136,10 @@ def chain(variant: str, args: argparse.Namespace) -> Metrics:
             x = plain.start(0)
             for _ in range(CHAIN - 1):
                 x = plain.inc(x)
+        elif executor == "fresh":
+            [x] = _in_fresh_processes([(plain.start, (0,))], 1)
+            for _ in range(CHAIN - 1):
+                [x] = _in_fresh_processes([(plain.inc, (x,))], 1)
         else:
             from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -142,6 +179,9 @@ def fanout(variant: str, args: argparse.Namespace) -> Metrics:
             from joblib import Parallel, delayed
 
             out = Parallel(n_jobs=CORES)(delayed(plain.add)(root, i) for i in expected)
+        elif executor == "fresh":
+            [root] = _in_fresh_processes([(plain.start, (0,))], 1)
+            out = _in_fresh_processes([(plain.add, (root, i)) for i in expected], CORES)
         else:
             from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 

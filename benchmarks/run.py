@@ -212,13 +212,15 @@ def repeats(h: Harness, name: str) -> Iterator[int]:
 # -- the benchmarks -----------------------------------------------------------------------------
 
 EXECUTORS = ("process", "pool", "thread", "inline")
-REFERENCE_OF = {"process": "process", "pool": "process", "thread": "thread", "inline": "inline"}
+REFERENCE_OF = {"process": "fresh", "pool": "process", "thread": "thread", "inline": "inline"}
 CHAIN_REF = {
+    "fresh": "a new mp.Process per call",
     "process": "ProcessPoolExecutor(1)",
     "thread": "ThreadPoolExecutor(1)",
     "inline": "direct calls",
 }
 FANOUT_REF = {
+    "fresh": f"a new mp.Process per call, {CORES} at once",
     "process": f"ProcessPoolExecutor({CORES}).map",
     "thread": f"ThreadPoolExecutor({CORES}).map",
     "inline": "direct calls",
