@@ -497,3 +497,82 @@ def test_array_subclasses_come_back_as_they_were(tmp_path: Path) -> None:
     assert type(loaded["masked"]) is np.ma.MaskedArray
     assert loaded["masked"].mask.tolist() == [False, True, False]
     assert joblib.load(store.result_path(NAME, "c" * 32)).tolist() == [[1, 2], [3, 4]]
+
+
+# -- odd values and odd entries -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [10, -1, 3.5, "bogus", ("gzip", 99), ("nope", 3), ("gzip",)])
+def test_an_unknown_compression_is_refused_when_the_store_is_made(tmp_path, compress):
+    with pytest.raises(ValueError, match=r"compress=.* is not a compression.*\('gzip', 3\)"):
+        Store(tmp_path, compress=compress)
+
+
+@pytest.mark.parametrize("compress", [None, False, 0])
+def test_no_compression_by_none_false_or_zero_keeps_arrays_memory_mapped(tmp_path, compress):
+    store = Store(tmp_path, compress=compress)
+    store.save(NAME, KEY, {"w": np.arange(1000)}, RECORD)
+    assert isinstance(store.load(NAME, KEY)["w"], np.memmap)
+
+
+def test_a_result_of_more_arrays_than_open_files_allowed_still_loads(tmp_path: Path) -> None:
+    import resource
+
+    store = Store(tmp_path)
+    store.save(NAME, KEY, [np.full(4, i) for i in range(600)], RECORD)  # one map per array
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        loaded = store.load(NAME, KEY)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [int(a[0]) for a in loaded] == list(range(600))
+
+
+def test_a_large_plain_result_is_not_held_twice_while_it_loads(tmp_path: Path) -> None:
+    import tracemalloc
+
+    store = Store(tmp_path)
+    store.save(NAME, KEY, {"blob": b"x" * 32 * 2**20}, RECORD)
+    tracemalloc.start()
+    try:
+        assert len(store.load(NAME, KEY)["blob"]) == 32 * 2**20
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, peak  # the value, not the file's bytes as well
+
+
+def test_a_changed_class_name_in_a_plain_result_is_damage_not_missing_code(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, {"when": threading.Lock}, RECORD)  # pickled by module and name
+    path = store.result_path(NAME, KEY)
+    path.write_bytes(path.read_bytes().replace(b"allocate_lock", b"bllocate_lock"))
+    with pytest.raises(StoreError, match=r"damaged.*CRC-32.*moved aside"):
+        store.load(NAME, KEY)
+
+
+def test_a_folder_in_place_of_the_result_or_record_is_moved_aside_by_the_next_save(tmp_path):
+    store = Store(tmp_path)
+    store.save(NAME, KEY, [1, 2], RECORD)
+    for name in ("result.dump.gz", "params.yaml"):
+        path = store.entry(NAME, KEY) / name
+        path.unlink()
+        path.mkdir()
+        (path / "inside").write_text("kept")
+        assert not store.has(NAME, KEY)
+        store.save(NAME, KEY, [3, 4], RECORD)
+        assert store.load(NAME, KEY) == [3, 4]
+        assert (path.parent / f"{name}.damaged" / "inside").read_text() == "kept"
+
+
+def test_a_file_in_place_of_the_entry_folder_is_moved_aside_by_the_next_save(tmp_path):
+    store = Store(tmp_path)
+    folder = store.entry(NAME, KEY)
+    folder.parent.mkdir(parents=True)
+    folder.write_text("not a folder")
+    assert not store.has(NAME, KEY)
+    with store.lock(NAME, KEY):
+        store.save(NAME, KEY, [5], RECORD)
+    assert store.load(NAME, KEY) == [5]
+    assert folder.with_name(f"{KEY}.damaged").read_text() == "not a folder"

@@ -48,7 +48,8 @@ class Runner:
     ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``;
     ``console=False`` keeps log lines off the console (the run's log file still has them);
     ``progress`` shows a live view of the run: by default when the console is a terminal;
-    ``compress`` is how results are compressed (``joblib.dump``'s argument; default none);
+    ``compress`` is how results are compressed (``joblib.dump``'s argument; default none,
+    checked here);
     ``data_path`` may be an fsspec URL (``s3://bucket/cache``), ``storage_options`` then go to
     its filesystem (see ``docs/storage.md``).
     """

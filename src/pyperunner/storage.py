@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import itertools
+import logging
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -32,6 +35,8 @@ LOCK_FILE = ".lock"
 LOCK_MODE = 0o644
 """Permissions of a new lock file."""
 TMP_SUFFIX = ".tmp"
+DAMAGED_SUFFIX = ".damaged"
+"""What is not trusted is renamed with this suffix: kept to look at, but no longer used."""
 STALE_AFTER = 24 * 3600.0
 """Seconds after which a temporary file on a store without locks counts as a leftover: no lock
 tells whether its writer still runs, so only temporaries that old are removed."""
@@ -89,7 +94,10 @@ class LocalFiles:
 
     @staticmethod
     def size(path: Path) -> int:
-        return path.stat().st_size
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
+        return info.st_size
 
     @staticmethod
     def is_file(path: Path) -> bool:
@@ -105,11 +113,11 @@ class LocalFiles:
 
     @staticmethod
     def stage(folder: Path, name: str) -> Staged:
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(folder)
         fd, tmp = _temporary_file(folder, name)
         return Staged(
             os.fdopen(fd, "wb"),
-            publish=lambda: os.replace(tmp, folder / name),
+            publish=lambda: _replace(tmp, folder / name),
             discard=lambda: Path(tmp).unlink(missing_ok=True),
         )
 
@@ -162,7 +170,7 @@ class LocalFiles:
     @staticmethod
     @contextlib.contextmanager
     def lock(folder: Path, on_wait: Callable[[], None] | None) -> Iterator[None]:
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(folder)
         with _flock(folder / LOCK_FILE, wait=True, on_wait=on_wait):
             yield
 
@@ -559,7 +567,37 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _replace(tmp: str, path: Path) -> None:
+    """Rename ``tmp`` over ``path``; a folder in the file's place is moved aside first."""
+    try:
+        os.replace(tmp, path)
+    except IsADirectoryError:
+        _move_aside(path)
+        os.replace(tmp, path)
+
+
+def _make_folder(folder: Path) -> None:
+    """Make ``folder`` (and its parents) if missing; a file in its place is moved aside."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        _move_aside(folder)
+        folder.mkdir()
+
+
+def _move_aside(path: Path) -> None:
+    """Rename what is at ``path`` to ``<path>.damaged`` (replacing an earlier one): kept to look
+    at, but out of the store's way."""
+    aside = path.with_name(path.name + DAMAGED_SUFFIX)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink(missing_ok=True)
+    os.replace(path, aside)
+    logging.getLogger().warning("Moved %s aside to %s: it was in the way of the store", path, aside)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
+import importlib.util
 import io
 import os
 import pickle
@@ -24,12 +26,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import yamlio
-from .storage import Location, files_for
+from .storage import DAMAGED_SUFFIX, Location, files_for
 
 RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
-DAMAGED_SUFFIX = ".damaged"
-"""A result that failed to unpickle is renamed with this suffix: kept, but no longer trusted."""
 _RESULT = re.compile(
     rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n(?:  crc32: (\d+)\n)?$"
 )
@@ -46,6 +46,31 @@ DEFAULT_COMPRESS: Any = 0
 the write time for at most a third less disk, and it rules out memory-mapping (see
 ``benchmarks/README.md``). Pass ``compress=("gzip", 3)`` (any ``joblib.dump`` value) to trade time
 for disk, e.g. for large pure-Python results."""
+
+
+COMPRESSORS = ("zlib", "gzip", "bz2", "lzma", "xz", "lz4")
+"""The compression methods ``joblib.dump`` knows (lz4 needs the ``lz4`` package)."""
+
+
+def checked_compress(compress: Any) -> Any:
+    """``compress`` as ``joblib.dump`` takes it, None meaning none; any other value is refused
+    now, not by every task once it has done its work."""
+    if compress is None or compress is False:
+        return 0
+    if compress is True or (type(compress) is int and 0 <= compress <= 9):
+        return compress
+    method, level = (
+        compress if isinstance(compress, tuple) and len(compress) == 2 else (compress, None)
+    )
+    if method in COMPRESSORS and (level is None or (type(level) is int and 0 <= level <= 9)):
+        if method == "lz4" and importlib.util.find_spec("lz4") is None:
+            raise ValueError(f"compress={compress!r} needs the lz4 package: pip install lz4")
+        return compress
+    raise ValueError(
+        f"compress={compress!r} is not a compression joblib.dump knows: use 0 (none, the "
+        f"default), a zlib level 1-9, True, a method ({', '.join(COMPRESSORS)}) or a "
+        "(method, level) pair such as ('gzip', 3)"
+    )
 
 
 class StoreError(Exception):
@@ -79,7 +104,7 @@ class Store:
     ) -> None:
         self._files = files_for(root, storage_options)
         self.root: Location = self._files.root
-        self.compress = compress
+        self.compress = checked_compress(compress)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -121,6 +146,8 @@ class Store:
             size = files.size(path)
         except (FileNotFoundError, NotADirectoryError):  # a file where a folder would be: none
             return EntryState.MISSING, ""
+        except IsADirectoryError:
+            return EntryState.DAMAGED, f"{files.public(path)} is a folder, not a file"
         expected = self.result_size(name, key)
         if expected is None:
             params = files.public(files.at(name, key, PARAMS_FILE))
@@ -218,9 +245,14 @@ class Store:
                 except OSError:
                     raise  # the disk, not the value: a full disk says so itself
                 except Exception as exc:  # PicklingError, TypeError, RecursionError, ...
+                    fix = (
+                        "nest it less deeply, or raise sys.setrecursionlimit() in the task"
+                        if isinstance(exc, RecursionError)
+                        else "return picklable data instead"
+                    )
                     raise ResultNotStorableError(
                         f"task {name} returned a value of type {type(value).__qualname__} that "
-                        f"cannot be stored ({exc}); return picklable data instead"
+                        f"cannot be stored ({exc}); {fix}"
                     ) from exc
                 size = handle.tell()
             if not written:  # a new file for joblib: ext4 flushes a truncated one on close
@@ -429,6 +461,33 @@ class _Summed:
         return getattr(self.handle, name)
 
 
+class _Summing:
+    """A file being read that sums (CRC-32) what is read from it."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.crc = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def readline(self) -> bytes:
+        data = self.handle.readline()
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.handle.readinto(buffer)
+        self.crc = zlib.crc32(memoryview(buffer)[:n], self.crc)
+        return n
+
+    def rest(self) -> bytes:
+        """What is left of the file (nothing, unless bytes were added after the value)."""
+        return self.handle.read()
+
+
 class DamagedResult(ValueError):
     """A result's bytes are not those written: another size, or another CRC-32."""
 
@@ -437,9 +496,10 @@ class ChecksumMismatch(DamagedResult):
     pass
 
 
-def _check_sum(data: Any, crc: int | None) -> None:
-    """Raise if ``data`` does not have the CRC-32 recorded when it was written (if one was)."""
-    if crc is not None and zlib.crc32(data) != crc:
+def _check_sum(data: Any, crc: int | None, start: int = 0) -> None:
+    """Raise if ``data`` (after bytes whose CRC-32 is ``start``) does not have the CRC-32
+    recorded when it was written (if one was)."""
+    if crc is not None and zlib.crc32(data, start) != crc:
         raise ChecksumMismatch("its bytes changed since it was written (CRC-32 mismatch)")
 
 
@@ -447,15 +507,37 @@ def _load(files: Any, path: Location, kind: str, crc: int | None) -> Any:
     """Read a result in format ``kind``, checking its CRC-32 if it has one; numpy arrays of a
     local file are memory-mapped."""
     local = files.local_path(path)
-    data = files.read(path) if local is None or kind == PICKLE or crc is not None else None
-    if data is not None:
+    if local is None:  # from fsspec: the whole object at once
+        data = files.read(path)
         _check_sum(data, crc)
-    if kind == PICKLE:
-        return pickle.loads(data)  # type: ignore[arg-type]
+        return pickle.loads(data) if kind == PICKLE else _joblib_load(io.BytesIO(data))
+    if kind == PICKLE:  # unpickled as it is read, so a large result is not in memory twice
+        with open(local, "rb") as raw:
+            handle = _Summing(raw)
+            try:
+                value = pickle.load(handle)  # type: ignore[arg-type]
+            except Exception:  # changed bytes are told as such, not as what they led to
+                _check_sum(handle.rest(), crc, handle.crc)
+                raise
+            _check_sum(handle.rest(), crc, handle.crc)
+        return value
+    if crc is not None:
+        _check_sum(files.read(path), crc)
+    return _joblib_load(local)
+
+
+def _joblib_load(source: Any) -> Any:
+    """``joblib.load``, memory-mapping the arrays of a file; a result of more arrays than this
+    process may map (one file descriptor each) is read into memory instead."""
     import joblib
 
-    if local is None:
-        return joblib.load(io.BytesIO(data))  # type: ignore[arg-type]
-    with warnings.catch_warnings():  # compressed results are simply read in full
-        warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
-        return joblib.load(local, mmap_mode="c")
+    if isinstance(source, io.BytesIO):
+        return joblib.load(source)
+    try:
+        with warnings.catch_warnings():  # compressed results are simply read in full
+            warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
+            return joblib.load(source, mmap_mode="c")
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+            raise
+    return joblib.load(source)  # outside the except: the maps made so far are closed by now
