@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -354,6 +355,76 @@ def test_task_logs_and_prints_reach_the_run_log(tmp_path, executor):
         assert "Printer(p)" in found[0]
 
 
+class RetriedSleeper(Sleeper):
+    """A sleeper allowed a retry: a timed-out attempt goes on on its worker all the same."""
+
+    retries = 1
+
+
+class LogsOddExtra(Task):
+    """Logs a record whose ``extra`` holds something that cannot be pickled."""
+
+    @run
+    def run(self, data):
+        self.logger.info("odd extra marker", extra={"guard": threading.Lock()})
+        return "logged"
+
+
+def test_a_task_dask_cannot_take_fails_alone_and_the_run_goes_on(tmp_path, calls, executor):
+    guard = threading.Lock()
+
+    @task("UsesLock", receives_input=False)
+    def uses_lock():
+        with guard:  # the closure holds a lock: cloudpickle cannot send the task
+            return 1
+
+    locked = uses_lock("l")
+    Node("after")(locked)
+    runner = make_runner(tmp_path, executor)
+    result = runner.run(Pipeline("unsendable", [locked, Node("other")]))
+    assert result.statuses == {
+        "UsesLock(l)": Status.FAILURE,
+        "Node(after)": Status.CANT_RUN,
+        "Node(other)": Status.SUCCESS,
+    }
+    error = result.runs["UsesLock(l)"].error
+    assert "could not be sent to Dask" in error and "lock" in error, error
+    assert (runner.run_dir / "run.yaml").is_file()
+
+
+def test_a_timed_out_attempt_is_not_retried_while_it_may_go_on(tmp_path, calls, executor):
+    result = make_runner(tmp_path, executor).run(
+        Pipeline("late", [RetriedSleeper("s", seconds=3.0)])
+    )
+    assert result.statuses == {"RetriedSleeper(s)": Status.FAILURE}
+    assert result.runs["RetriedSleeper(s)"].attempts == 1
+    assert "timed out after 0.5 s" in result.runs["RetriedSleeper(s)"].error
+
+
+def test_a_log_record_that_cannot_be_pickled_does_not_fail_its_task(tmp_path, executor):
+    runner = make_runner(tmp_path, executor)
+    result = runner.run(Pipeline("odd", [LogsOddExtra("x")]))
+    assert result.statuses == {"LogsOddExtra(x)": Status.SUCCESS}
+    assert "odd extra marker" in (runner.run_dir / "pipeline.log").read_text()
+
+
+def test_tasks_fail_once_the_cluster_has_had_no_worker_for_the_timeout(tmp_path):
+    with (
+        distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as empty,
+        distributed.Client(empty, set_as_default=False) as own,
+    ):
+        started = time.monotonic()
+        executor = DaskExecutor(own, no_worker_timeout=1.0)
+        result = make_runner(tmp_path, executor).run(chain())
+        assert time.monotonic() - started < 15
+    assert result.statuses == {
+        "Node(first)": Status.FAILURE,
+        "Node(second)": Status.CANT_RUN,
+        "Node(third)": Status.CANT_RUN,
+    }
+    assert "no worker for 1 s" in result.runs["Node(first)"].error
+
+
 # --------------------------------------------------------------------------- dead workers
 
 
@@ -445,6 +516,8 @@ def test_tasks_defined_in_main_of_a_script_run_on_the_cluster(tmp_path):
     script.write_text(
         textwrap.dedent(
             """
+            import dataclasses
+
             from distributed import Client, LocalCluster
 
             from pyperunner import Pipeline, Runner, Task, run, task
@@ -463,6 +536,17 @@ def test_tasks_defined_in_main_of_a_script_run_on_the_cluster(tmp_path):
                 return sum(data)
 
 
+            @dataclasses.dataclass
+            class Point:
+                x: int
+                y: int
+
+
+            @task("MakePoint", receives_input=False)
+            def make_point(x):
+                return Point(x, 2 * x)
+
+
             if __name__ == "__main__":
                 with LocalCluster(
                     n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
@@ -470,8 +554,12 @@ def test_tasks_defined_in_main_of_a_script_run_on_the_cluster(tmp_path):
                     a, b = Double("a", value=1), Double("b", value=20)
                     total("s")([a, b])
                     runner = Runner("data", "log", executor=DaskExecutor(client), console=False)
-                    result = runner.run(Pipeline("main", [a, b]))
-                    assert dict(result) == {"Double(a)": 2, "Double(b)": 40, "Sum(s)": 42}
+                    point = make_point("p", x=3)
+                    result = runner.run(Pipeline("main", [a, b, point]))
+                    assert dict(result) == {
+                        "Double(a)": 2, "Double(b)": 40, "Sum(s)": 42, "MakePoint(p)": Point(3, 6)
+                    }
+                    assert type(result["MakePoint(p)"]) is Point  # this script's own class
                     log = (runner.run_dir / "pipeline.log").read_text()
                     assert "main-task-marker 20" in log, log
                     assert client.status == "running"

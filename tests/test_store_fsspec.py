@@ -322,9 +322,30 @@ def test_memory_is_process_local_and_other_filesystems_are_not(
 ) -> None:
     assert Store(memory_url).process_local
     assert Store(f"dir::{memory_url}").process_local
+    assert Store(f"async_wrapper::{memory_url}").process_local
     assert not Store(f"{SharedFolderFileSystem.protocol}://x").process_local
     assert not Store(tmp_path).process_local
     assert not Store(f"file://{tmp_path}").process_local
+
+
+def test_the_root_of_a_filesystem_is_a_store_whose_paths_stay_urls() -> None:
+    store = Store("memory://")
+    store.save(NAME, KEY, [1, 2], RECORD)
+    try:
+        path = str(store.result_path(NAME, KEY))
+        assert path.startswith("memory://") and path.endswith(f"{NAME}/{KEY}/result.dump.gz")
+        with fsspec.open(path) as handle:
+            assert joblib.load(handle) == [1, 2]
+        assert Store(str(store.root)).load(NAME, KEY) == [1, 2]
+    finally:
+        memory().rm(f"/{NAME}", recursive=True)
+
+
+def test_a_filesystem_without_renames_whose_folders_must_exist_gets_them(tmp_path: Path) -> None:
+    store = Store(f"simplecache::file://{tmp_path}/cache")  # no auto_mkdir underneath
+    store.save(NAME, KEY, {"v": 1}, RECORD)
+    assert Store(tmp_path / "cache").load(NAME, KEY) == {"v": 1}
+    assert store.record(NAME, KEY)["task"] == NAME
 
 
 def test_a_store_pickles_with_its_filesystem(memory_url: str, shared_root: Path) -> None:

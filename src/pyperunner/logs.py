@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)-8s %(processName)-12s %(task)-9s %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -158,6 +158,15 @@ class _TaskFilter(logging.Filter):
         return True
 
 
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__)
+"""The attributes every log record has; others came from ``extra=``."""
+
+
+def _plain(value: Any) -> Any:
+    """An ``extra=`` value as it can travel: as it is if plain, else its ``repr``."""
+    return value if value is None or type(value) in (str, int, float, bool) else repr(value)
+
+
 class ForwardingHandler(logging.Handler):
     """Sends every record of a worker process to the runner, which writes it to the log.
 
@@ -176,7 +185,8 @@ class ForwardingHandler(logging.Handler):
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
             plain = logging.makeLogRecord(
                 {
-                    **record.__dict__,
+                    **{k: _plain(v) for k, v in record.__dict__.items() if k not in _STANDARD},
+                    **{k: v for k, v in record.__dict__.items() if k in _STANDARD},
                     "msg": message,
                     "args": None,
                     "exc_info": None,

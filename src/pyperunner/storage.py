@@ -242,7 +242,8 @@ class FsspecFiles:
         self._fs = fs
         self._pid = os.getpid()
         self.path = path.rstrip("/")
-        self.root = url.rstrip("/")
+        protocol, sep, rest = url.rpartition("://")
+        self.root = f"{protocol}{sep}{rest.rstrip('/')}"  # "memory://" stays a URL
         self.renames = _renames_atomically(fs)
         self.process_local = _in_memory(fs)
 
@@ -311,7 +312,7 @@ class FsspecFiles:
                 staged.discard()
                 raise
         else:  # one PUT: the object appears whole or not at all
-            self.fs.pipe_file(path, data)
+            _in_folder(self.fs, path, lambda: self.fs.pipe_file(path, data))
 
     def stage(self, folder: str, name: str) -> Staged:
         fs, final = self.fs, f"{folder}/{name}"
@@ -326,7 +327,7 @@ class FsspecFiles:
         fd, local = tempfile.mkstemp(prefix=f".pyperunner-{name}.", suffix=TMP_SUFFIX)
 
         def upload() -> None:
-            fs.put_file(local, final)
+            _in_folder(fs, final, lambda: fs.put_file(local, final))
             os.unlink(local)
 
         def discard() -> None:
@@ -437,14 +438,27 @@ def _renames_atomically(fs: Any) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def _in_folder(fs: Any, path: str, write: Callable[[], None]) -> None:
+    """Write ``path`` with ``write``; where the filesystem has folders that must exist first
+    (local files under a cache, say), make its folder and write again."""
+    try:
+        write()
+    except FileNotFoundError:
+        fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+        write()
+
+
 def _in_memory(fs: Any) -> bool:
-    """True for an in-memory filesystem, also below wrappers (``dir::``, caches)."""
+    """True for an in-memory filesystem, also below wrappers (``dir::``, caches, async)."""
     from fsspec import AbstractFileSystem
     from fsspec.implementations.memory import MemoryFileSystem
 
-    while isinstance(getattr(fs, "fs", None), AbstractFileSystem):
-        fs = fs.fs
-    return isinstance(fs, MemoryFileSystem)
+    while True:
+        inner = [getattr(fs, a, None) for a in ("fs", "sync_fs")]
+        below = [f for f in inner if isinstance(f, AbstractFileSystem) and f is not fs]
+        if not below:
+            return isinstance(fs, MemoryFileSystem)
+        fs = below[0]
 
 
 def _temporary_name(name: str) -> str:

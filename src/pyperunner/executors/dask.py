@@ -8,9 +8,11 @@ outcome and the task's log records come back, and the runner writes the records 
 log. Task objects travel with ``cloudpickle``, so tasks defined
 in ``__main__`` work. Dask never sees the DAG: pyperunner's scheduler submits a task only once its
 parents succeeded, so FAILURE / CANT_RUN, retries and timeouts keep their meaning. A timed-out task
-is cancelled, but Dask cannot stop a function that runs: it may finish on its worker. A worker that
-dies mid-task is Dask's to handle: it reruns the task on another worker, and only after
-``distributed.scheduler.allowed-failures`` deaths does the task fail with ``KilledWorker``.
+is cancelled, but Dask cannot stop a function that runs: it may finish on its worker, so it is not
+retried. A worker that dies mid-task is Dask's to handle: it reruns the task on another worker,
+and only after ``distributed.scheduler.allowed-failures`` deaths does the task fail with
+``KilledWorker``. A cluster left with no worker at all fails the waiting tasks after
+``no_worker_timeout`` seconds instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 from collections.abc import Iterator, Mapping
 from types import TracebackType
@@ -34,6 +38,10 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 CANCELLED = "the Dask task is cancelled; a running task may finish on its worker"
+NO_WORKER_TIMEOUT = 120.0
+"""Seconds a cluster may have no worker while tasks wait, before those tasks fail."""
+WATCH_EVERY = 2.0
+"""Seconds between looks at the cluster's workers while nothing ends."""
 INSTALL_HINT = 'the Dask executor needs dask.distributed: pip install "pyperunner[dask]"'
 
 
@@ -60,17 +68,28 @@ class DaskExecutor(Executor):
     Given an address (or a cluster object, or None for a new local cluster), the executor
     connects a client of its own at ``start`` and closes it at ``shutdown`` / ``close``; a given
     ``Client`` stays the caller's: it is used and never closed.
+
+    ``no_worker_timeout`` is how long tasks wait on a cluster that has no worker before they
+    fail (None: for ever, e.g. for an adaptive cluster that may take longer to scale up from
+    zero).
     """
 
     runs_elsewhere = True
 
-    def __init__(self, address_or_client: str | Client | None = None) -> None:
+    def __init__(
+        self,
+        address_or_client: str | Client | None = None,
+        no_worker_timeout: float | None = NO_WORKER_TIMEOUT,
+    ) -> None:
         super().__init__()
         distributed = _distributed()
         self._owns_client = not isinstance(address_or_client, distributed.Client)
         self._address = address_or_client if self._owns_client else None
         self._client: Client | None = None if self._owns_client else address_or_client
+        self.no_worker_timeout = no_worker_timeout
         self._running: dict[str, _Submitted] = {}
+        self._unsent: list[Outcome] = []  # jobs Dask refused to take (could not serialize)
+        self._workerless_since: float | None = None
 
     def __repr__(self) -> str:
         target = self._address if self._owns_client else self._client
@@ -84,30 +103,51 @@ class DaskExecutor(Executor):
     def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
         super().start(store, workers, jobs)
         self._running.clear()
+        self._unsent.clear()
+        self._workerless_since = None
         if self._client is None:
             self._client = _distributed().Client(self._address, set_as_default=False)
 
     def submit(self, job: Job) -> None:
         assert self.store is not None and self._client is not None, "call start() first"
-        future = self._client.submit(
-            run_on_worker,
-            detached(job),
-            self.store,
-            logging.getLogger().getEffectiveLevel(),
-            key=_task_key(job),
-            pure=False,
-        )
+        started = time.time()
+        try:
+            future = self._client.submit(
+                run_on_worker,
+                detached(job),
+                self.store,
+                logging.getLogger().getEffectiveLevel(),
+                key=_task_key(job),
+                pure=False,
+            )
+        except Exception as exc:  # cloudpickle could not take the task (a lock, an open file)
+            cause = exc
+            while cause.__cause__ is not None or cause.__context__ is not None:
+                cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+            error = f"{type(cause).__name__}: the task could not be sent to Dask: {cause}"
+            logging.getLogger(job.name).error("%s", error)
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self._unsent.append(
+                Outcome(job.name, started, time.time(), error, text, retryable=False)
+            )
+            return
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
-        self._running[future.key] = _Submitted(job, future, time.time(), deadline)
+        self._running[future.key] = _Submitted(job, future, started, deadline)
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
+        if self._unsent:
+            unsent, self._unsent = self._unsent, []
+            return unsent
         if not self._running:
             if timeout is not None:  # nothing runs: the scheduler waits for a retry's delay
                 threading.Event().wait(timeout)
             return []
-        self._block(wait_time(timeout, self._running.values()))
+        block = wait_time(timeout, self._running.values())
+        if self.no_worker_timeout is not None:
+            block = WATCH_EVERY if block is None else min(block, WATCH_EVERY)
+        self._block(block)
         outcomes = [self._finish(key) for key in list(self._running) if self._is_done(key)]
-        return outcomes + self._expire()
+        return (outcomes + self._expire()) or self._abandoned()
 
     def shutdown(self) -> list[str]:
         names = [submitted.job.name for submitted in self._running.values()]
@@ -167,7 +207,40 @@ class DaskExecutor(Executor):
             if submitted.deadline is not None and submitted.deadline <= now:
                 del self._running[key]
                 submitted.future.cancel()
-                outcomes.append(timed_out(submitted.job, submitted.started, CANCELLED))
+                outcomes.append(
+                    timed_out(submitted.job, submitted.started, CANCELLED, stopped=False)
+                )
+        return outcomes
+
+    def _abandoned(self) -> list[Outcome]:
+        """Fail the waiting jobs once the cluster has had no worker for ``no_worker_timeout``."""
+        assert self._client is not None
+        if self.no_worker_timeout is None or not self._running:
+            return []
+        try:
+            workers = self._client.scheduler_info(n_workers=1).get("workers")
+        except Exception:  # the scheduler itself is gone: its futures end as cancelled
+            return []
+        if workers:
+            self._workerless_since = None
+            return []
+        now = time.monotonic()
+        if self._workerless_since is None:
+            self._workerless_since = now
+        if now - self._workerless_since < self.no_worker_timeout:
+            return []
+        error = (
+            f"NoWorkerError: the Dask cluster has had no worker for {self.no_worker_timeout:g} s "
+            "(DaskExecutor(no_worker_timeout=...) sets how long to wait)"
+        )
+        outcomes = []
+        for submitted in self._running.values():
+            submitted.future.cancel()
+            logging.getLogger(submitted.job.name).error("%s", error)
+            outcomes.append(
+                Outcome(submitted.job.name, submitted.started, time.time(), error, retryable=False)
+            )
+        self._running.clear()
         return outcomes
 
 
@@ -210,9 +283,44 @@ def run_on_worker(job: Job, store: Store, level: int) -> tuple[Outcome, list[log
 
     ``level`` is the runner's logging level, so the worker keeps the records the run logs.
     """
+    _name_main_definitions(job)
     with _TASK_LOGS.capture(job.name, level) as records:
         outcome = execute(job, store)
     return outcome, records
+
+
+def _name_main_definitions(job: Job) -> None:
+    """Make the classes and functions of the runner's ``__main__`` that the task's code uses
+    (rebuilt here by cloudpickle) what ``__main__.<name>`` is on this worker: a result holding
+    them then pickles by name, as in the runner's own processes, and loads there as the
+    runner's own classes."""
+    main = sys.modules["__main__"]
+    seen: set[int] = set()
+    todo: list[Any] = [type(job.task)]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        if not isinstance(obj, (type, types.FunctionType)) or id(obj) in seen:
+            continue
+        if obj.__module__ != "__main__":
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, type):
+            todo.extend(vars(obj).values())
+        else:
+            todo.extend(obj.__globals__.values())  # by value: only the names the code uses
+            todo.extend(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell))
+        if "." not in obj.__qualname__:
+            setattr(main, obj.__qualname__, obj)
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # a free variable not bound yet
+        return False
+    return True
 
 
 class _TaskLogs:
