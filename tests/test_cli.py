@@ -672,3 +672,22 @@ def test_a_binary_file_given_as_pipeline_or_run_is_bad_usage(tmp_path: Path, com
     binary = tmp_path / "binary.yml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00 not text")
     assert "not a text" in error(command, binary)
+
+
+@pytest.mark.parametrize(
+    ("command", "data_path"),
+    [
+        ("run", "nosuchprotocol://x"),
+        ("run", "memory://cli"),  # the default process executor's workers would not see it
+        ("explain", "nosuchprotocol://x"),
+        ("gc", "nosuchprotocol://x"),
+    ],
+)
+def test_a_data_path_that_cannot_be_used_is_bad_usage(project: Project, command, data_path):
+    pipeline = project.pipeline()
+    if command == "gc":
+        run_inline(pipeline)
+        message = error("gc", data_path, "--keep", project.log)
+    else:
+        message = error(command, pipeline, "--data-path", data_path)
+    assert data_path in message

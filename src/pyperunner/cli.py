@@ -18,7 +18,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -49,6 +49,7 @@ STATUS_VALUES = frozenset(status.value for status in Status)
 RUN_HINT = "give a run folder made by pyperunner run, or the pipeline.yaml in it"
 OUTCOME_HINT = "fix it, or delete it to see the run as incomplete"
 GC_HINT = "fix or remove it, then run gc again"
+T = TypeVar("T")
 # What the library raises for a pipeline file or task that is not as it should be: exit 2.
 INPUT_ERRORS: tuple[type[Exception], ...] = (
     PipelineError,
@@ -107,6 +108,15 @@ class Group(click.Group):
             raise BadUsage(str(exc)) from exc
         except UnicodeDecodeError as exc:
             raise BadUsage(f"a file given is not a text (YAML) file: {exc}") from exc
+
+
+def from_options(make: Callable[[], T]) -> T:
+    """``make()`` a Runner or Store from the command's options; what it refuses (a data path no
+    filesystem knows, a file where a folder must be, a package missing for a URL) is bad usage."""
+    try:
+        return make()
+    except (ValueError, ImportError) as exc:
+        raise BadUsage(str(exc)) from exc
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,7 +203,9 @@ def run(
         pyperunner run pipeline.yml --import mypackage.tasks --force-reload
     """
     pipeline = load_pipeline(Path(pipeline_file), imports)
-    runner = Runner(data_path, log_path, process_limit=workers, executor=executor)
+    runner = from_options(
+        lambda: Runner(data_path, log_path, process_limit=workers, executor=executor)
+    )
     result = runner.run(
         pipeline, force_reload=force_reload, fail_fast=fail_fast, show_execution_plan=show_plan
     )
@@ -377,7 +389,7 @@ def explain(
         pyperunner explain pipeline.yml --data-path data/
     """
     pipeline = load_pipeline(Path(pipeline_file), imports)
-    runner = Runner(data_path, "log/", executor="inline", console=False)
+    runner = from_options(lambda: Runner(data_path, "log/", executor="inline", console=False))
     plan = runner.plan(pipeline, force_reload=force_reload)
     rows = [
         ["run", name, plan.why.get(name, "")] if name in plan.why else ["cached", name, ""]
@@ -434,7 +446,7 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
             f"no run folder found under {', '.join(keep_paths)}; refusing to treat every entry as "
             "garbage (pass the log folder of the runs to keep)"
         )
-    store = Store(data_path)
+    store = from_options(lambda: Store(data_path))
     if isinstance(store.root, Path) and not store.root.is_dir():
         raise BadUsage(f"DATA_PATH {data_path} is not a folder")
     entries = list(store.entries())

@@ -253,7 +253,10 @@ class FsspecFiles:
             from fsspec.core import url_to_fs
         except ImportError as exc:
             raise ImportError(f"a data_path like {url!r} needs fsspec: {FSSPEC_HINT}") from exc
-        fs, path = url_to_fs(url, **storage_options)
+        try:
+            fs, path = url_to_fs(url, **storage_options)
+        except (ValueError, ImportError) as exc:  # fsspec's words do not name the URL
+            raise type(exc)(f"data_path {url!r} cannot be opened: {exc}") from exc
         return cls(fs, path, url)
 
     def __getstate__(self) -> dict[str, Any]:
