@@ -481,6 +481,13 @@ def test_given_client_is_used_and_never_closed(tmp_path, client):
     assert client.status == "running"
 
 
+def test_a_closed_client_is_refused_at_once(cluster):
+    closed = distributed.Client(cluster, set_as_default=False)
+    closed.close()
+    with pytest.raises(ValueError, match="Client given to DaskExecutor is closed"):
+        DaskExecutor(closed)
+
+
 def test_address_makes_an_own_client_that_shutdown_closes(tmp_path, cluster, client):
     executor = DaskExecutor(cluster.scheduler_address)
     assert executor.client is None

@@ -34,6 +34,7 @@ from pyperunner import (
     run,
     task,
 )
+from pyperunner.executors import ThreadExecutor
 
 EXECUTORS = ["process", "thread", "inline"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -450,6 +451,26 @@ def test_every_run_gets_its_own_folder_even_within_a_second(paths):
         assert (d / "pipeline.yaml").is_file()
     by_name = [p.parent for p in sorted(log.glob("*/pipeline.yaml"))]  # the latest run last
     assert by_name == sorted(dirs, key=lambda d: (d / "pipeline.yaml").stat().st_mtime_ns)
+
+
+class CannotStart(ThreadExecutor):
+    """An executor whose start fails, as a Dask cluster that cannot be reached does."""
+
+    def start(self, store, workers, jobs=None):
+        raise OSError("no cluster-marker at tcp://nowhere")
+
+
+def test_a_run_that_cannot_start_is_recorded_with_why(paths, calls):
+    runner = make_runner(paths, executor=CannotStart(), console=False)
+    with pytest.raises(OSError, match="no cluster-marker"):
+        runner.run(Pipeline("p", [Node("a")]))
+    outcome = yaml.safe_load((runner.run_dir / "run.yaml").read_text())
+    assert outcome["error"] == "OSError: no cluster-marker at tcp://nowhere"
+    assert outcome["tasks"]["Node(a)"]["status"] == "NOT_STARTED"
+    log = (runner.run_dir / "pipeline.log").read_text()
+    assert "The run could not start: OSError: no cluster-marker" in log
+    assert "Pipeline stopped before the end (1 NOT_STARTED)" in log
+    assert calls.counts() == {}
 
 
 def test_pipeline_yaml_describes_tasks_and_run(paths):

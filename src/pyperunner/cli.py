@@ -291,6 +291,8 @@ def show(run_path: str) -> None:
             else "Its runner ended without recording the run (killed?): the statuses below are "
             "what the store and the run's log tell."
         )
+    elif run.outcome and run.outcome.get("error"):
+        click.echo(f"It could not start: {run.outcome['error']}")
     click.echo()
     click.echo(draw_ascii(list(tasks), edges, labels))
     failed = result.failed

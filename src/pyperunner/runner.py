@@ -111,8 +111,13 @@ class Runner:
         with contextlib.ExitStack() as stack:
             started = time.time()
             executor, jobs, restore_signals = make_executor(self.executor), {}, None
+
+            def not_started() -> dict[str, TaskRun]:
+                return {name: TaskRun(Status.NOT_STARTED) for name in graph}
+
+            launched = False
             try:
-                with preparing(lambda: {name: TaskRun(Status.NOT_STARTED) for name in graph}):
+                with preparing(not_started):
                     run_dir = self._make_run_dir(pipeline.name)
                     stack.enter_context(running(run_dir))
                     self.run_dir, self._graph = run_dir, graph
@@ -158,6 +163,7 @@ class Runner:
                     if jobs:
                         executor.start(self.store, self.process_limit, jobs)
                 workers = executor.capacity(self.process_limit)
+                launched = True
                 runs = run_plan(graph, plan, jobs, executor, workers, listener, fail_fast)
             except RunInterrupted as interrupted:
                 restore_signals = interrupted.restore_signals
@@ -167,6 +173,12 @@ class Runner:
                 if interrupted.signum == signal.SIGINT:
                     raise KeyboardInterrupt from None
                 raise SystemExit(128 + interrupted.signum) from None
+            except Exception as exc:
+                if self.run_dir is not None and not launched:  # recorded as a run that never began
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.error("The run could not start: %s", error)
+                    self._record(pipeline, pipeline_doc, keys, not_started(), started, error)
+                raise
             finally:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)
                 if jobs:
@@ -206,8 +218,10 @@ class Runner:
         keys: Mapping[str, str],
         runs: Mapping[str, TaskRun],
         started: float,
+        error: str | None = None,
     ) -> None:
-        """Keep the run's results and write its outcome (run.yaml, pictures, summary line)."""
+        """Keep the run's results and write its outcome (run.yaml, pictures, summary line);
+        ``error`` says why a run never began."""
         assert self.run_dir is not None
         run_dir = self.run_dir
         self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
@@ -220,6 +234,8 @@ class Runner:
             "duration": round(time.time() - started, 3),
             "tasks": {name: run.to_dict() for name, run in runs.items()},
         }
+        if error is not None:
+            doc["error"] = error
         write_atomic(run_dir / RUN_FILE, yamlio.dump(doc).encode())
         try:  # pictures must never fail a run that computed everything
             from .report.html import write_report
@@ -235,7 +251,7 @@ class Runner:
             log.error("Failed: %s: %s", name, run.error)
         if failed:
             log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
-        elif Status.INTERRUPTED.value in counts:
+        elif Status.INTERRUPTED.value in counts or Status.NOT_STARTED.value in counts:
             log.warning("Pipeline stopped before the end (%s)", summary)
         else:
             log.info(

@@ -86,6 +86,7 @@ class DaskExecutor(Executor):
         self._owns_client = not isinstance(address_or_client, distributed.Client)
         self._address = address_or_client if self._owns_client else None
         self._client: Client | None = None if self._owns_client else address_or_client
+        self._check_open()
         self.no_worker_timeout = no_worker_timeout
         self._running: dict[str, _Submitted] = {}
         self._unsent: list[Outcome] = []  # jobs Dask refused to take (could not serialize)
@@ -105,8 +106,17 @@ class DaskExecutor(Executor):
         self._running.clear()
         self._unsent.clear()
         self._workerless_since = None
+        self._check_open()
         if self._client is None:
             self._client = _distributed().Client(self._address, set_as_default=False)
+
+    def _check_open(self) -> None:
+        """Refuse a given client that is closed: no job could be sent through it."""
+        if self._client is not None and self._client.status in ("closing", "closed"):
+            raise ValueError(
+                f"the Dask Client given to DaskExecutor is {self._client.status}; give an open "
+                "one, or the scheduler's address"
+            )
 
     def submit(self, job: Job) -> None:
         assert self.store is not None and self._client is not None, "call start() first"
