@@ -513,6 +513,8 @@ from conftest import record_call
 
 from pyperunner import Pipeline, Runner, task
 
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as on a terminal, even if the tests run nohup
+
 
 @task("Alpha", receives_input=False)
 def alpha():
@@ -562,8 +564,12 @@ print(result["After()"], flush=True)
 @pytest.mark.parametrize("executor", ["process", "pool", "thread", "inline"])
 @pytest.mark.parametrize(
     ("signum", "returncode"),
-    [(signal.SIGINT, -signal.SIGINT), (signal.SIGTERM, 128 + signal.SIGTERM)],
-    ids=["SIGINT", "SIGTERM"],
+    [
+        (signal.SIGINT, -signal.SIGINT),
+        (signal.SIGTERM, 128 + signal.SIGTERM),
+        (signal.SIGHUP, 128 + signal.SIGHUP),  # the terminal closed
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
 )
 def test_interrupted_runner_stops_workers_and_children_records_and_resumes(
     tmp_path, calls, signum, returncode, executor

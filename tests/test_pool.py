@@ -458,30 +458,90 @@ def test_a_task_killing_its_reused_worker_fails_naming_how_and_later_tasks_run(t
     assert "SIGKILL" in log_text(runner) and "code 7" in log_text(runner)
 
 
-@task("AlarmOnce", receives_input=False, retries=1, retry_delay=1.0)
-def alarm_once(folder):
-    """Attempt 1 arms SIGALRM to kill its worker 0.3 s later (while idle: the retry waits
-    1 s) and fails; attempt 2 reports what became of that worker."""
+@task("DiesIdleOnce", receives_input=False, retries=1, retry_delay=1.0)
+def dies_idle_once(folder):
+    """Attempt 1 tells the test its worker's pid through a fifo (the test kills that worker
+    while it is idle: the retry waits 1 s) and fails; attempt 2 reports what became of it."""
     first = Path(folder, "first-attempt.pid")
     if not first.exists():
         first.write_text(str(os.getpid()))
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with open(Path(folder, "pid.fifo"), "w") as fifo:
+            fifo.write(str(os.getpid()))
         raise RuntimeError("first attempt fails")
     earlier = int(first.read_text())
     return {"pid": os.getpid(), "earlier": earlier, "earlier_state": process_state(earlier)}
 
 
 def test_a_worker_dying_while_idle_loses_nothing(tmp_path):
+    os.mkfifo(tmp_path / "pid.fifo")
+
+    def kill_the_worker_once_idle() -> None:
+        with open(tmp_path / "pid.fifo") as fifo:  # blocks until attempt 1 writes
+            pid = int(fifo.read())
+        time.sleep(0.3)  # attempt 1 has failed by then, and its worker waits for a job
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker_once_idle, daemon=True)
+    killer.start()
     runner = make_runner(tmp_path, "pool", process_limit=1)
-    result = runner.run(Pipeline("idle-death", [alarm_once(folder=str(tmp_path))]))
-    assert result.statuses == {"AlarmOnce()": Status.SUCCESS}
-    assert result.runs["AlarmOnce()"].attempts == 2
-    seen = result["AlarmOnce()"]
+    result = runner.run(Pipeline("idle-death", [dies_idle_once(folder=str(tmp_path))]))
+    killer.join(timeout=5)
+    assert result.statuses == {"DiesIdleOnce()": Status.SUCCESS}
+    assert result.runs["DiesIdleOnce()"].attempts == 2
+    seen = result["DiesIdleOnce()"]
     assert seen["pid"] != seen["earlier"]
     assert seen["earlier_state"] in (None, "Z"), "the first worker was still alive"
     text = log_text(runner)
     assert "first attempt fails" in text
-    assert "SIGALRM" not in text and "worker process" not in text, text
+    assert "SIGKILL" not in text and "worker process" not in text, text
+
+
+@task("LeavesState", receives_input=False)
+def leaves_state(limit):
+    """Changes what a process carries from task to task: a timer, a handler, the umask, and
+    (if ``limit``) its limit of open files."""
+    import resource
+
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    os.umask(0o077)
+    if limit:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        )
+    return os.getpid()
+
+
+@task("FindsState")
+def finds_state(data, seconds):
+    import resource
+
+    time.sleep(seconds)  # past the timer the task before set
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return {
+        "pid": os.getpid(),
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "usr1": signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL,
+        "umask": mask,
+    }
+
+
+@pytest.mark.parametrize("limit", [False, True])
+def test_a_reused_worker_does_not_carry_a_task_s_process_state_into_the_next(tmp_path, limit):
+    import resource
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    first = leaves_state(limit=limit)
+    finds_state(seconds=0.8)(first)
+    result = make_runner(tmp_path, "pool", process_limit=1).run(Pipeline("state", [first]))
+    assert result.ok, result.statuses
+    found = result["FindsState()"]
+    assert found["usr1"] and found["umask"] == mask
+    assert found["nofile"] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    # put back in the same worker; a lowered limit cannot be raised back: a new worker
+    assert (found["pid"] == result["LeavesState()"]) is not limit
 
 
 # --------------------------------------------------------------------------- timeouts, retries

@@ -1007,6 +1007,20 @@ def test_a_run_whose_runner_left_no_run_yaml_is_read_back_from_the_store_and_log
     assert not view.has_outcome
 
 
+def test_a_killed_run_is_not_credited_with_what_a_later_run_stored(paths):
+    pipeline = Pipeline("killed", [Collect("c")(Node("a"))])
+    killed = make_runner(paths, executor="inline").run(pipeline)
+    (killed.run_dir / "run.yaml").unlink()  # as if its runner died right after Node(a)
+    log_file = killed.run_dir / "pipeline.log"
+    lines = log_file.read_text().splitlines(keepends=True)
+    log_file.write_text("".join(line for line in lines if "Collect(c)" not in line))
+    stored = killed.path("Collect(c)").stat().st_mtime
+    os.utime(log_file, (stored - 5, stored - 5))  # its log ended before Collect(c) was stored
+
+    recovered = PipelineResult.from_file(killed.run_dir)
+    assert recovered.statuses == {"Node(a)": Status.SUCCESS, "Collect(c)": Status.NOT_STARTED}
+
+
 def test_a_damaged_result_of_a_task_that_runs_anyway_is_still_named(paths, calls):
     runner = make_runner(paths, executor="inline")
     first = runner.run(Pipeline("both", [Collect("c")(Node("a"))]))

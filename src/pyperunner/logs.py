@@ -109,7 +109,7 @@ class _FdCapture:
         self.read_end, self.write_end = os.pipe()
         os.dup2(self.write_end, fd)
         self.drained = threading.Event()
-        self._partial = b""
+        self._partial: list[bytes] = []  # the parts of the unfinished line
 
     def forward(self, mark: bytes) -> bool:
         """Log the complete lines the pipe holds now; False once it is closed."""
@@ -117,14 +117,17 @@ class _FdCapture:
         if not chunk:
             os.close(self.read_end)
             return False
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        if b"\n" not in chunk:
+            self._partial.append(chunk)
+            return True
+        first, *lines, rest = chunk.split(b"\n")
+        lines.insert(0, b"".join(self._partial) + first)
+        self._partial = [rest] if rest else []
         for line in lines:
             marked = line.endswith(mark[:-1])
             text = line[: -len(mark) + 1] if marked else line
             if text:
-                logging.getLogger(_process_task or "root").log(
-                    self.level, text.decode(errors="replace")
-                )
+                _log_output(_process_task or "root", self.level, text.decode(errors="replace"))
             if marked:
                 self.drained.set()
         return True
@@ -207,13 +210,38 @@ def forward_records(send: Callable[[logging.LogRecord], None]) -> Iterator[None]
     for handler in inherited:
         root.removeHandler(handler)
     forwarding = ForwardingHandler(send)
-    root.addHandler(forwarding)
+    try:
+        with _kept_on_root([forwarding]):
+            yield
+    finally:
+        for handler in inherited:
+            root.addHandler(handler)
+
+
+class _Kept(list):  # type: ignore[type-arg]
+    """The root logger's handler list while ``kept`` must stay on it: ``removeHandler`` of one
+    of those does nothing, so a task's ``logging.basicConfig(force=True)`` (or a library that
+    clears the root logger) neither silences the run's log nor adds a handler of its own."""
+
+    def __init__(self, handlers: list[logging.Handler], kept: list[logging.Handler]) -> None:
+        super().__init__(handlers)
+        self.kept = kept
+
+    def remove(self, handler: logging.Handler) -> None:
+        if handler not in self.kept:
+            super().remove(handler)
+
+
+@contextlib.contextmanager
+def _kept_on_root(handlers: list[logging.Handler]) -> Iterator[None]:
+    """Add ``handlers`` to the root logger for the block, where nothing else removes them."""
+    root = logging.getLogger()
+    kept = [*getattr(root.handlers, "kept", []), *handlers]  # a run within a task's run
+    root.handlers = _Kept([*root.handlers, *handlers], kept)
     try:
         yield
     finally:
-        root.removeHandler(forwarding)
-        for handler in inherited:
-            root.addHandler(handler)
+        root.handlers = [h for h in root.handlers if h not in handlers]
 
 
 def handle_forwarded(record: logging.LogRecord) -> None:
@@ -223,17 +251,39 @@ def handle_forwarded(record: logging.LogRecord) -> None:
         logger.handle(record)
 
 
+_relaying = threading.local()
+
+
+@contextlib.contextmanager
+def _relay() -> Iterator[None]:
+    """While a line a task wrote is logged: what a handler then writes to stdout or stderr
+    (a task's own ``StreamHandler``) is a copy of it, and dropped instead of logged again."""
+    _relaying.on = True
+    try:
+        yield
+    finally:
+        _relaying.on = False
+
+
+def _log_output(name: str, level: int, line: str, echoed: bool = False) -> None:
+    """Log ``line``, written by task ``name`` (or by the runner's process: root)."""
+    with _relay():
+        logging.getLogger(name).log(level, line, extra={ECHOED: echoed})
+
+
 class _TaskStream(io.TextIOBase):
     """Stands in for stdout/stderr: a task's lines become log records, others pass through."""
 
     def __init__(self, original: TextIO, level: int) -> None:
         self.original = original
         self.level = level
-        self._partial: dict[str, str] = {}
+        self._partial: dict[str, list[str]] = {}  # parts of each task's unfinished line
         self._lock = threading.Lock()
         self._terminal = self.isatty()
 
     def write(self, text: str) -> int:
+        if getattr(_relaying, "on", False):
+            return len(text)
         name = current_task()
         if name is None:
             return self.original.write(text)
@@ -241,20 +291,24 @@ class _TaskStream(io.TextIOBase):
         if echo:
             self.original.write(text)
             self.original.flush()
+        if "\n" not in text:
+            with self._lock:
+                self._partial.setdefault(name, []).append(text)
+            return len(text)
         with self._lock:
-            buffered = self._partial.pop(name, "") + text
-            *lines, rest = buffered.split("\n")
+            first, *lines, rest = text.split("\n")
+            lines.insert(0, "".join(self._partial.pop(name, [])) + first)
             if rest:
-                self._partial[name] = rest
+                self._partial[name] = [rest]
         for line in lines:
-            logging.getLogger(name).log(self.level, line, extra={ECHOED: echo})
+            _log_output(name, self.level, line, echo)
         return len(text)
 
     def flush_task(self, name: str) -> None:
         with self._lock:
-            rest = self._partial.pop(name, "")
+            rest = "".join(self._partial.pop(name, []))
         if rest:
-            logging.getLogger(name).log(self.level, rest, extra={ECHOED: self._echoes()})
+            _log_output(name, self.level, rest, self._echoes())
 
     def _echoes(self) -> bool:
         """An inline task on a terminal prints as any program does (pdb's prompt too); the log
@@ -283,6 +337,14 @@ def _install_routers() -> None:
         sys.stderr = _TaskStream(sys.stderr, logging.WARNING)
 
 
+def _remove_routers() -> None:
+    """Give ``sys.stdout`` and ``sys.stderr`` back as they were before the run's tasks."""
+    if isinstance(sys.stdout, _TaskStream):
+        sys.stdout = sys.stdout.original
+    if isinstance(sys.stderr, _TaskStream):
+        sys.stderr = sys.stderr.original
+
+
 def formatter() -> logging.Formatter:
     """The formatter of every pyperunner log line."""
     return logging.Formatter(LOG_FORMAT, DATE_FORMAT)
@@ -308,7 +370,7 @@ def run_logging(
     and headlines: what tasks log and how each task fares, the view shows; the file has all.
     """
     root = logging.getLogger()
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler = _RunLog(log_file, encoding="utf-8", errors="backslashreplace")
     file_handler.setLevel(logging.INFO)
     handlers: list[logging.Handler] = [file_handler]
     if console:
@@ -319,19 +381,45 @@ def run_logging(
     for handler in handlers:
         handler.setFormatter(formatter())
         handler.addFilter(_TaskFilter())
-        root.addHandler(handler)
     if console and live:
         console_handler.addFilter(_run_level_only)
     old_level = root.level
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
     try:
-        yield console_handler if console else None
+        with _kept_on_root(handlers):
+            yield console_handler if console else None
     finally:
         root.setLevel(old_level)
         for handler in handlers:
-            root.removeHandler(handler)
             handler.close()
+        if current_task() is None:  # not a run inside a task: no task prints any more
+            _remove_routers()
+
+
+class _RunLog(logging.FileHandler):
+    """The run's log file. If it cannot be written (a full disk), that is said once on stderr
+    and later lines are lost: the run itself goes on, and its results are stored."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed(sys.exc_info()[1])
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, problem: BaseException | None) -> None:
+        if not self.failed:
+            self.failed = True
+            print(
+                f"pyperunner: cannot write the run's log {self.baseFilename} ({problem}); "
+                "its later lines are lost",
+                file=real_stream(sys.stderr),
+            )
 
 
 def _run_level_only(record: logging.LogRecord) -> bool:

@@ -184,12 +184,15 @@ def is_going(folder: Path) -> bool:
 def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
     """What a run without ``run.yaml`` (still going, or its runner was killed) did so far, as
     the store and its log tell: a task whose result is stored is SUCCESS if the result is newer
-    than the run's ``pipeline.yaml``, else CACHED; otherwise the last of the runner's status
-    lines about it in the log tells (started and not ended: RUNNING while the run goes on, else
-    INTERRUPTED); a task never named is NOT_STARTED."""
+    than the run's ``pipeline.yaml`` (and, once the run ended, not newer than its log: a later
+    run stored it), else CACHED; otherwise the last of the runner's status lines about it in the
+    log tells (started and not ended: RUNNING while the run goes on, else INTERRUPTED); a task
+    never named is NOT_STARTED."""
     try:
         began = (folder / PIPELINE_FILE).stat().st_mtime
-        lines = (folder / LOG_FILE).read_text(errors="replace").splitlines()
+        log_file = folder / LOG_FILE
+        ended = log_file.stat().st_mtime
+        lines = log_file.read_text(errors="replace").splitlines()
     except OSError:
         return {}
     said = _status_lines(lines, keys)
@@ -197,6 +200,8 @@ def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[
     runs: dict[str, TaskRun] = {}
     for name, key in keys.items():
         stored = store.stored_time(name, key) if store.has(name, key) else None
+        if stored is not None and not going and stored > ended:
+            stored = None  # by a later run: what this run's log says of the task counts
         if stored is not None:
             runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
         elif name not in said:

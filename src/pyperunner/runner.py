@@ -65,8 +65,15 @@ class Runner:
         compress: Any = DEFAULT_COMPRESS,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if process_limit is not None and process_limit < 1:
-            raise ValueError(f"process_limit must be at least 1, got {process_limit}")
+        if process_limit is not None and (
+            not isinstance(process_limit, int)
+            or isinstance(process_limit, bool)
+            or process_limit < 1
+        ):
+            raise ValueError(
+                f"process_limit must be a whole number of at least 1 (or None: one per CPU), got "
+                f"{process_limit!r}"
+            )
         self.store = Store(data_path, compress, storage_options)
         self.log_path = Path(log_path).absolute()
         for what, path in (("data_path", self.store.root), ("log_path", self.log_path)):
@@ -100,8 +107,8 @@ class Runner:
 
         ``force_reload`` runs every task; ``fail_fast`` stops launching tasks after the first
         failure; ``show_execution_plan`` prints the DAG marked with what will run and why before
-        anything runs. On SIGINT or SIGTERM the run stops its workers, records the run, and then
-        raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit`` (SIGTERM).
+        anything runs. On SIGINT, SIGTERM or SIGHUP the run stops its workers, records the run,
+        and then raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(128 + signal)``.
         """
         graph = pipeline.graph()
         keys = pipeline.keys()
@@ -177,7 +184,8 @@ class Runner:
                 if self.run_dir is not None and not launched:  # recorded as a run that never began
                     error = f"{type(exc).__name__}: {exc}"
                     log.error("The run could not start: %s", error)
-                    self._record(pipeline, pipeline_doc, keys, not_started(), started, error)
+                    with contextlib.suppress(Exception):  # best effort: exc is what to tell
+                        self._record(pipeline, pipeline_doc, keys, not_started(), started, error)
                 raise
             finally:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)

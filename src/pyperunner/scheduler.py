@@ -4,8 +4,8 @@ It keeps a ready set of tasks whose parents have all succeeded, hands them to an
 ``workers`` at a time, and blocks on the executor for outcomes (no polling). A failed attempt is
 retried after the task's ``retry_delay`` while ``retries`` last; a task that finally fails marks
 everything downstream CANT_RUN, and independent branches carry on to the end, unless
-``fail_fast`` stops launching new tasks. SIGINT and SIGTERM stop the run: running workers are
-stopped and recorded INTERRUPTED, and :class:`RunInterrupted` carries the records out.
+``fail_fast`` stops launching new tasks. SIGINT, SIGTERM and SIGHUP stop the run: running
+workers are stopped and recorded INTERRUPTED, and :class:`RunInterrupted` carries the records out.
 """
 
 from __future__ import annotations
@@ -57,13 +57,22 @@ class _Signalled(KeyboardInterrupt):
         self.signum = signum
 
 
-_replaced: list[Any] = []
-"""The SIGTERM handlers that ``_sigterm_interrupts`` replaced, while it is in force."""
+_replaced: list[dict[int, Any]] = []
+"""The SIGTERM (and SIGHUP) handlers that ``_sigterm_interrupts`` replaced, while in force."""
+
+
+def _stop_signals() -> list[int]:
+    """SIGTERM, and SIGHUP (the terminal closed) unless it is ignored (``nohup``)."""
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or signal.getsignal(hangup) is signal.SIG_IGN:
+        return [signal.SIGTERM]
+    return [signal.SIGTERM, hangup]
 
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into an exception while the loop runs (SIGINT already raises one)."""
+    """Turn SIGTERM and SIGHUP into an exception while the loop runs (SIGINT already raises
+    one)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -71,11 +80,12 @@ def _sigterm_interrupts() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise _Signalled(signum)
 
-    _replaced.append(signal.signal(signal.SIGTERM, handler))
+    _replaced.append({sig: signal.signal(sig, handler) for sig in _stop_signals()})
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, _replaced.pop())
+        for sig, previous in _replaced.pop().items():
+            signal.signal(sig, previous)
 
 
 def _sigterm_as_before() -> None:
@@ -83,8 +93,9 @@ def _sigterm_as_before() -> None:
     does what it did before the run, usually end it: the runner's handler would raise in code
     that does not expect it, and ``Pool.terminate`` would then wait forever for its workers."""
     if _replaced:
-        with contextlib.suppress(ValueError, TypeError):  # not the main thread; not Python's
-            signal.signal(signal.SIGTERM, _replaced[-1])
+        for sig, previous in _replaced[-1].items():
+            with contextlib.suppress(ValueError, TypeError):  # not the main thread; not Python's
+                signal.signal(sig, previous)
 
 
 os.register_at_fork(after_in_child=_sigterm_as_before)
@@ -131,7 +142,8 @@ def _ignore_signals() -> Callable[[], None]:
     """Ignore SIGINT and SIGTERM (main thread only); return what puts their handlers back."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping = (signal.SIGINT, *_stop_signals())
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stopping}
 
     def restore() -> None:
         for sig, handler in previous.items():

@@ -585,6 +585,11 @@ def write_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         _replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc  # full disk
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

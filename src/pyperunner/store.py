@@ -241,7 +241,7 @@ class Store:
             with staged.handle as raw:
                 handle = _Summed(raw)
                 try:
-                    written = _dump(kind, value, handle, self.compress)
+                    custom = _dump(kind, value, handle, self.compress)
                 except OSError:
                     raise  # the disk, not the value: a full disk says so itself
                 except Exception as exc:  # PicklingError, TypeError, RecursionError, ...
@@ -255,9 +255,11 @@ class Store:
                         f"cannot be stored ({exc}); {fix}"
                     ) from exc
                 size = handle.tell()
-            if not written:  # a new file for joblib: ext4 flushes a truncated one on close
+            if custom is None:  # a new file for joblib: ext4 flushes a truncated one on close
                 staged.discard()
                 return None
+            if custom and handle.written is not None:
+                _check_loads(name, value, b"".join(handle.written))
             result: dict[str, Any] = {"file": RESULT_FILE, "bytes": size, "format": kind}
             if handle.crc is not None:
                 result["crc32"] = handle.crc
@@ -397,15 +399,20 @@ class _HasArrays(Exception):
 
 
 class _PlainPickler(pickle.Pickler):
-    """A pickler that gives up at the first numpy array, which joblib stores better."""
+    """A pickler that gives up at the first numpy array, which joblib stores better, and
+    notes whether the value holds instances of classes that are not built in (``custom``):
+    only those may pickle yet fail to unpickle."""
 
     def __init__(self, handle: Any, arrays: tuple[type, ...]) -> None:
         super().__init__(handle, protocol=pickle.HIGHEST_PROTOCOL)
         self.arrays = arrays
+        self.custom = False
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) in self.arrays:
             raise _HasArrays
+        if not self.custom and type(obj).__module__ != "builtins":
+            self.custom = True
         return NotImplemented
 
 
@@ -424,22 +431,36 @@ def _formats_to_try(value: Any, compress: Any) -> tuple[str, ...]:
     return (PICKLE, JOBLIB)
 
 
-def _dump(kind: str, value: Any, handle: Any, compress: Any) -> bool:
-    """Write ``value`` to ``handle`` in format ``kind``; False if a plain pickle met an array."""
+def _dump(kind: str, value: Any, handle: Any, compress: Any) -> bool | None:
+    """Write ``value`` to ``handle`` in format ``kind``; None if a plain pickle met an array,
+    else whether the plain pickle holds instances of classes that are not built in."""
     if kind == JOBLIB:
         import joblib
 
         joblib.dump(value, handle, compress=compress)
-        return True
-    numpy = sys.modules.get("numpy")
-    try:
-        if numpy is None:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        else:
-            _PlainPickler(handle, _joblib_arrays(numpy)).dump(value)
-    except _HasArrays:
         return False
-    return True
+    numpy = sys.modules.get("numpy")
+    pickler = _PlainPickler(handle, () if numpy is None else _joblib_arrays(numpy))
+    try:
+        pickler.dump(value)
+    except _HasArrays:
+        return None
+    return pickler.custom
+
+
+def _check_loads(name: str, value: Any, data: bytes) -> None:
+    """Unpickle what was just written: a value that pickles but cannot be read back (an
+    exception class whose ``__init__`` takes other arguments than it passes to ``Exception``,
+    say) fails its task now, not every task downstream on every run."""
+    try:
+        pickle.loads(data)
+    except Exception as exc:
+        raise ResultNotStorableError(
+            f"task {name} returned a value of type {type(value).__qualname__} that pickles "
+            f"but cannot be read back ({type(exc).__name__}: {exc}); give its classes a "
+            "__reduce__ that rebuilds them (for an exception class: pass all __init__ "
+            "arguments to super().__init__), or return plain data"
+        ) from exc
 
 
 class _Summed:
@@ -450,11 +471,16 @@ class _Summed:
         self.handle = handle
         self.crc: int | None = 0
         self.size = 0
+        self.written: list[bytes] | None = []  # a copy of what was written, up to the limit
 
     def write(self, data: Any) -> int:
         if self.crc is not None:
             self.size += memoryview(data).nbytes
             self.crc = zlib.crc32(data, self.crc) if self.size <= CHECKSUM_LIMIT else None
+            if self.crc is not None and self.written is not None:
+                self.written.append(bytes(data))
+            else:
+                self.written = None
         return self.handle.write(data)
 
     def __getattr__(self, name: str) -> Any:  # tell, flush, ...: the file's own

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,14 +40,20 @@ def _check_execution_settings(name: str, retries: Any, retry_delay: Any, timeout
         raise TaskDefinitionError(
             f"task {name}: retries must be a whole number >= 0, got {retries!r}"
         )
-    if not isinstance(retry_delay, (int, float)) or retry_delay < 0:
+    if not _seconds(retry_delay) or retry_delay < 0:
         raise TaskDefinitionError(
             f"task {name}: retry_delay must be a number of seconds >= 0, got {retry_delay!r}"
         )
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (not _seconds(timeout) or timeout <= 0):
         raise TaskDefinitionError(
-            f"task {name}: timeout must be a number of seconds > 0 or None, got {timeout!r}"
+            f"task {name}: timeout must be a number of seconds > 0, or None for no timeout, got "
+            f"{timeout!r}"
         )
+
+
+def _seconds(value: Any) -> bool:
+    """True for a finite int or float (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def run(func: Callable[..., T]) -> Callable[..., T]:

@@ -122,6 +122,10 @@ def _string(value: str) -> str:
 def _quoted(value: str) -> str:
     if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
         return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # lone surrogates (undecodable file names): no YAML holds them
+        value = value.encode(errors="backslashreplace").decode()
     quoted = json.dumps(value, ensure_ascii=False)  # JSON escapes are YAML's too
     return _NON_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 

@@ -10,6 +10,7 @@ waits and then reuses the first one's result.
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -104,10 +105,26 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
         except BaseException as exc:
             if interruptible and isinstance(exc, KeyboardInterrupt):
                 raise
-            text = traceback.format_exc()
-            log.error("failed: %s: %s\n%s", type(exc).__name__, exc, text.rstrip())
-            return Outcome(job.name, started, time.time(), f"{type(exc).__name__}: {exc}", text)
+            return failed(job.name, started, exc)
     return Outcome(job.name, started, time.time(), output_bytes=size)
+
+
+def failed(name: str, started: float, exc: BaseException) -> Outcome:
+    """The outcome of a task that raised ``exc``, logged with its traceback: whatever the
+    exception's ``str`` does, and should logging itself fail (a full disk)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    error = f"{type(exc).__name__}: {describe(exc)}"
+    with contextlib.suppress(Exception):
+        logging.getLogger(name).error("failed: %s\n%s", error, text.rstrip())
+    return Outcome(name, started, time.time(), error, text)
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or a note saying it failed (an exception's ``__str__`` may raise)."""
+    try:
+        return str(exc)
+    except Exception as problem:
+        return f"<str() of the exception failed: {type(problem).__name__}: {problem}>"
 
 
 class Executor(abc.ABC):
@@ -162,14 +179,21 @@ def detached(job: Job) -> Job:
     return dataclasses.replace(job, task=task)
 
 
+MAX_WAIT = 3600.0
+"""Seconds an executor blocks at most before it looks again: a wait for a deadline weeks away
+must not overflow the operating system's timeouts (``poll`` takes milliseconds as an int)."""
+
+
 def wait_time(timeout: float | None, running: Iterable[Any]) -> float | None:
     """Seconds to block: up to ``timeout``, and no later than the nearest ``deadline`` (a
-    ``time.monotonic()`` value, or None) among the ``running`` jobs' records."""
+    ``time.monotonic()`` value, or None) among the ``running`` jobs' records; at most
+    ``MAX_WAIT`` unless there is nothing to wait for."""
     deadlines = [r.deadline for r in running if r.deadline is not None]
+    if timeout is not None:
+        deadlines.append(time.monotonic() + timeout)
     if not deadlines:
-        return timeout
-    until_deadline = max(0.0, min(deadlines) - time.monotonic())
-    return until_deadline if timeout is None else min(timeout, until_deadline)
+        return None
+    return min(MAX_WAIT, max(0.0, min(deadlines) - time.monotonic()))
 
 
 def timed_out(job: Job, started: float, how: str = "", stopped: bool = True) -> Outcome:

@@ -39,6 +39,7 @@ from .base import (
     TaskTimeoutError,
     detached,
     execute,
+    failed,
     timed_out,
     wait_time,
 )
@@ -130,11 +131,15 @@ class ThreadExecutor(_InProcess):
         assert self.store is not None
         store, running = self.store, _Running(job, time.time(), _deadline(job))
         self._running[job.name] = running
-        threading.Thread(
-            target=lambda: self._done.put((running, execute(job, store))),
-            name=f"pyperunner:{job.name}",
-            daemon=True,
-        ).start()
+
+        def attempt() -> None:
+            try:
+                outcome = execute(job, store)
+            except BaseException as exc:  # what execute could not even report: still an outcome
+                outcome = failed(job.name, running.started, exc)
+            self._done.put((running, outcome))
+
+        threading.Thread(target=attempt, name=f"pyperunner:{job.name}", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         finished = []
@@ -485,17 +490,56 @@ class _CleanState:
     def __init__(self, max_growth: int) -> None:
         self.cwd = os.getcwd()
         self.environ = dict(os.environ)
+        self.umask = _umask()
+        self.handlers = {sig: signal.getsignal(sig) for sig in _HANDLED}
+        self.blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.limits = _limits()
         self.threads = threading.active_count()
         self.memory_limit = _resident_bytes() + max_growth
 
     def restore(self) -> bool:
-        """Put back the working folder and environment; False if this worker should retire."""
+        """Put back the working folder, environment, umask, signal handlers and mask, and stop
+        timers; False if this worker should retire (its limits changed, a thread is left, or it
+        grew too much)."""
         if os.getcwd() != self.cwd:
             os.chdir(self.cwd)
         if os.environ != self.environ:
             os.environ.clear()
             os.environ.update(self.environ)
-        return threading.active_count() <= self.threads and _resident_bytes() < self.memory_limit
+        os.umask(self.umask)
+        for timer in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+            signal.setitimer(timer, 0)  # also what signal.alarm() set
+        for sig, handler in self.handlers.items():
+            if signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.blocked)
+        return (
+            _limits() == self.limits  # a lowered hard limit cannot be raised back
+            and threading.active_count() <= self.threads
+            and _resident_bytes() < self.memory_limit
+        )
+
+
+_HANDLED = [
+    sig
+    for sig in signal.valid_signals()
+    if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) is not None
+]
+"""The signals whose Python-level handler a task may change."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _limits() -> dict[int, tuple[int, int]]:
+    """This process's resource limits (``ulimit``)."""
+    import resource
+
+    names = [name for name in dir(resource) if name.startswith("RLIMIT_")]
+    return {getattr(resource, name): resource.getrlimit(getattr(resource, name)) for name in names}
 
 
 def _become_subreaper() -> bool:
@@ -577,18 +621,19 @@ def _lifeline() -> dict[int, Callable[[], None]]:
     return {parent.sentinel: functools.partial(os.killpg, 0, signal.SIGKILL)}
 
 
-_STOP = (signal.SIGINT, signal.SIGTERM)
+_STOP = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Defer SIGINT and SIGTERM while forking: Python runs fork hooks, and an exception a signal
-    handler raises in one is lost ("Exception ignored"); deferred, it is raised right after."""
+    """Defer SIGINT, SIGTERM and SIGHUP while forking: Python runs fork hooks, and an exception
+    a signal handler raises in one is lost ("Exception ignored"); deferred, it is raised right
+    after. An ignored signal (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers run on the main thread, not in this thread's fork hooks
         return
     caught: list[int] = []
-    held = [sig for sig in _STOP if signal.getsignal(sig) is not None]  # None: not Python's
+    held = [sig for sig in _STOP if signal.getsignal(sig) not in (None, signal.SIG_IGN)]
     previous = {sig: signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in held}
     try:
         yield

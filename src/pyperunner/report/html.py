@@ -638,5 +638,5 @@ def write_report(
     ``docs`` are the run's ``pipeline.yaml`` and ``run.yaml`` documents, if already in memory.
     """
     out = Path(run_dir) / REPORT_FILE
-    out.write_text(render_report(run_dir, docs), encoding="utf-8")
+    out.write_text(render_report(run_dir, docs), encoding="utf-8", errors="backslashreplace")
     return out

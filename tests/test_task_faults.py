@@ -1,0 +1,211 @@
+"""Tasks that misbehave in ways real code does, on every local executor: a task that sets up
+logging to the console, an exception whose ``str`` raises, a result that pickles but cannot be
+read back, file names that are not UTF-8, long output lines, odd settings. Each must end as a
+clear outcome of its own task, the run recorded, never a hang or a crash of the run."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pyperunner import (
+    Pipeline,
+    PipelineResult,
+    Runner,
+    Status,
+    Task,
+    TaskDefinitionError,
+    run,
+    task,
+)
+
+EXECUTORS = ["process", "pool", "thread", "inline"]
+UNDECODABLE = os.fsdecode(b"report-\xff.csv")  # as os.listdir returns a name that is not UTF-8
+
+
+@pytest.fixture(autouse=True)
+def own_logging() -> Iterator[None]:
+    """What tasks run in this process (thread, inline) do to logging is undone after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def make_runner(tmp_path: Path, executor: str) -> Runner:
+    return Runner(tmp_path / "data", tmp_path / "log", executor=executor, console=False)
+
+
+def log_text(runner: Runner) -> str:
+    assert runner.run_dir is not None
+    return (runner.run_dir / "pipeline.log").read_text()
+
+
+@task("ConsoleLogging", receives_input=False)
+def console_logging(how):
+    """Sets up logging to the console as a script or a library might, then logs."""
+    if how == "handler":
+        logging.getLogger().addHandler(logging.StreamHandler(sys.stdout))
+    else:
+        logging.basicConfig(level=logging.INFO, force=True)
+    logging.getLogger("mylib").warning("fitting-marker")
+    return 42
+
+
+class ApiError(Exception):
+    def __init__(self, response):
+        super().__init__(response)
+        self.response = response
+
+    def __str__(self):
+        return f"API said {self.response['status']}"  # the response has no status: KeyError
+
+
+@task("CallsApi", receives_input=False)
+def calls_api():
+    raise ApiError({})
+
+
+class RowError(Exception):
+    def __init__(self, row, reason):  # pickles as RowError(f"...") but cannot be rebuilt so
+        super().__init__(f"row {row}: {reason}")
+
+
+@task("Validate", receives_input=False)
+def validate():
+    return [RowError(3, "empty"), RowError(7, "negative")]
+
+
+@task("Report")
+def report(data):
+    return len(data[0])
+
+
+@task("Parse", receives_input=False)
+def parse(name):
+    raise ValueError(f"cannot parse {name}")
+
+
+@task("Pieces", receives_input=False)
+def pieces(below_python):
+    """Writes a line in many pieces: prints, or (``below_python``) writes to file descriptor 1."""
+    if below_python:
+        for _ in range(3000):
+            os.write(1, b"x")
+        os.write(1, b"\n")
+    else:
+        for i in range(2000):
+            print(i % 10, end="")
+        print()
+    return "done"
+
+
+class Patient(Task):
+    timeout = 30 * 24 * 3600.0  # a month: beyond what poll() takes in milliseconds
+
+    @run
+    def run(self, data):
+        return "on time"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("how", ["handler", "basicConfig"])
+def test_a_task_that_logs_to_the_console_itself_succeeds(tmp_path, executor, how):
+    runner = make_runner(tmp_path, executor)
+    result = runner.run(Pipeline("console", [console_logging(how=how)]))
+    assert result.statuses == {"ConsoleLogging()": Status.SUCCESS}
+    assert result["ConsoleLogging()"] == 42
+    text = log_text(runner)
+    assert "fitting-marker" in text
+    assert "Pipeline finished successfully" in text  # the run's log was not taken away
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_a_run_in_this_process_gives_stdout_and_stderr_back(tmp_path, executor):
+    before = sys.stdout, sys.stderr
+    make_runner(tmp_path, executor).run(Pipeline("streams", [console_logging(how="handler")]))
+    assert (sys.stdout, sys.stderr) == before
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_an_exception_whose_str_fails_is_still_its_task_s_failure(tmp_path, executor):
+    runner = make_runner(tmp_path, executor)
+    result = runner.run(Pipeline("api", [calls_api()]))
+    assert result.statuses == {"CallsApi()": Status.FAILURE}
+    error = result.runs["CallsApi()"].error
+    assert error.startswith("ApiError: <str() of the exception failed: KeyError")
+    assert "ApiError" in result.runs["CallsApi()"].traceback
+    assert "Task CallsApi() failed" in log_text(runner)
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_a_result_that_cannot_be_read_back_fails_the_task_that_made_it(tmp_path, executor):
+    made = validate()
+    report()(made)
+    for _ in range(2):  # nothing was cached: the second run says the same
+        result = make_runner(tmp_path, executor).run(Pipeline("rows", [made]))
+        assert result.statuses == {"Validate()": Status.FAILURE, "Report()": Status.CANT_RUN}
+        error = result.runs["Validate()"].error
+        assert "cannot be read back" in error and "missing 1 required positional" in error
+
+
+@pytest.mark.parametrize("executor", ["process", "inline"])
+def test_undecodable_file_names_in_errors_and_parameters_keep_the_run_readable(tmp_path, executor):
+    runner = make_runner(tmp_path, executor)
+    pipeline = Pipeline("names", [parse(name=UNDECODABLE)])
+    runner.run(pipeline)
+    outcome = yaml.safe_load((runner.run_dir / "run.yaml").read_text())
+    assert "report-\\udcff.csv" in outcome["tasks"]["Parse()"]["error"]
+    assert yaml.safe_load((runner.run_dir / "pipeline.yaml").read_text())
+    loaded = PipelineResult.from_file(runner.run_dir / "pipeline.yaml")
+    assert loaded.statuses == {"Parse()": Status.FAILURE}
+    assert "cannot parse report-\\udcff.csv" in log_text(runner)
+    assert (runner.run_dir / "report.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("executor", "below_python"), [("process", True), ("process", False), ("inline", False)]
+)
+def test_a_line_written_in_many_pieces_is_one_line_of_the_log(tmp_path, executor, below_python):
+    runner = make_runner(tmp_path, executor)
+    assert runner.run(Pipeline("pieces", [pieces(below_python=below_python)])).ok
+    line = "x" * 3000 if below_python else "0123456789" * 200
+    lines = log_text(runner).splitlines()
+    assert any("Pieces()" in text and text.endswith(f" {line}") for text in lines)
+
+
+def test_a_timeout_of_a_month_is_a_timeout_like_any_other(tmp_path):
+    result = make_runner(tmp_path, "process").run(Pipeline("month", [Patient()]))
+    assert result["Patient()"] == "on time"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"timeout": math.nan},
+        {"timeout": math.inf},
+        {"timeout": True},
+        {"retries": 1, "retry_delay": math.nan},
+        {"retries": 1, "retry_delay": math.inf},
+    ],
+)
+def test_settings_that_are_not_a_finite_number_of_seconds_are_refused(settings):
+    with pytest.raises(TaskDefinitionError, match=r"task Odd: .* must be a number of seconds"):
+
+        @task("Odd", receives_input=False, **settings)
+        def odd():
+            return 1
+
+
+@pytest.mark.parametrize("limit", [2.5, "2", True, 0])
+def test_a_process_limit_that_is_not_a_whole_number_is_refused(tmp_path, limit):
+    with pytest.raises(ValueError, match="process_limit must be a whole number of at least 1"):
+        Runner(tmp_path / "data", tmp_path / "log", process_limit=limit)
