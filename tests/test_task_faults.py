@@ -128,6 +128,23 @@ def test_a_task_that_logs_to_the_console_itself_succeeds(tmp_path, executor, how
     assert "Pipeline finished successfully" in text  # the run's log was not taken away
 
 
+@task("Chatty", receives_input=False)
+def chatty():
+    print("print-once-marker")
+    logging.getLogger("lib").warning("log-once-marker")
+    return 1
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_what_a_task_prints_and_logs_is_in_the_log_once(tmp_path, executor):
+    runner = make_runner(tmp_path, executor)
+    for _ in range(2):  # the second run's workers fork from a runner whose run has ended
+        runner.run(Pipeline("chatty", [chatty()]), force_reload=True)
+        text = log_text(runner)
+        assert text.count("print-once-marker") == 1, text
+        assert text.count("log-once-marker") == 1, text
+
+
 @pytest.mark.parametrize("executor", ["thread", "inline"])
 def test_a_run_in_this_process_gives_stdout_and_stderr_back(tmp_path, executor):
     before = sys.stdout, sys.stderr

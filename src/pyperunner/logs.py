@@ -207,8 +207,7 @@ def forward_records(send: Callable[[logging.LogRecord], None]) -> Iterator[None]
     """In a worker process: route all logging to ``send`` instead of the inherited handlers."""
     root = logging.getLogger()
     inherited = root.handlers[:]
-    for handler in inherited:
-        root.removeHandler(handler)
+    root.handlers = []  # the runner's own handlers too, which its run keeps on its root logger
     forwarding = ForwardingHandler(send)
     try:
         with _kept_on_root([forwarding]):
