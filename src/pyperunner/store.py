@@ -239,7 +239,7 @@ class Store:
         staged = files.stage(files.at(name, key), RESULT_FILE)
         try:
             with staged.handle as raw:
-                handle = _Summed(raw)
+                handle = _Summed(raw, keep=kind == PICKLE)
                 try:
                     custom = _dump(kind, value, handle, self.compress)
                 except OSError:
@@ -465,13 +465,13 @@ def _check_loads(name: str, value: Any, data: bytes) -> None:
 
 class _Summed:
     """A file being written that sums (CRC-32) what goes through it, up to CHECKSUM_LIMIT
-    bytes; ``crc`` is None once more was written."""
+    bytes, and (if ``keep``) keeps a copy of it; ``crc`` is None once more was written."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, keep: bool) -> None:
         self.handle = handle
         self.crc: int | None = 0
         self.size = 0
-        self.written: list[bytes] | None = []  # a copy of what was written, up to the limit
+        self.written: list[bytes] | None = [] if keep else None  # a copy, up to the limit
 
     def write(self, data: Any) -> int:
         if self.crc is not None:
