@@ -341,6 +341,11 @@ def test_the_root_of_a_filesystem_is_a_store_whose_paths_stay_urls() -> None:
         memory().rm(f"/{NAME}", recursive=True)
 
 
+def test_a_dir_url_stores_in_the_folder_it_names(tmp_path: Path) -> None:
+    Store(f"dir::file://{tmp_path}/cache").save(NAME, KEY, [1, 2], RECORD)
+    assert Store(tmp_path / "cache").load(NAME, KEY) == [1, 2]  # not under cache/<tmp_path>/
+
+
 def test_a_filesystem_without_renames_whose_folders_must_exist_gets_them(tmp_path: Path) -> None:
     store = Store(f"simplecache::file://{tmp_path}/cache")  # no auto_mkdir underneath
     store.save(NAME, KEY, {"v": 1}, RECORD)

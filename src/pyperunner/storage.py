@@ -257,6 +257,10 @@ class FsspecFiles:
             fs, path = url_to_fs(url, **storage_options)
         except (ValueError, ImportError) as exc:  # fsspec's words do not name the URL
             raise type(exc)(f"data_path {url!r} cannot be opened: {exc}") from exc
+        from fsspec.implementations.dirfs import DirFileSystem
+
+        if isinstance(fs, DirFileSystem) and path.rstrip("/") == str(fs.path).rstrip("/"):
+            path = ""  # dir::URL: fsspec gives the folder the filesystem is rooted at as a path
         return cls(fs, path, url)
 
     def __getstate__(self) -> dict[str, Any]:
