@@ -691,3 +691,36 @@ def test_a_data_path_that_cannot_be_used_is_bad_usage(project: Project, command,
     else:
         message = error(command, pipeline, "--data-path", data_path)
     assert data_path in message
+
+
+def test_hand_edited_run_files_of_the_wrong_types_are_bad_usage_naming_them(project: Project):
+    run_dir = run_inline(project.pipeline())
+    for file, change in [
+        ("run.yaml", lambda doc: doc["tasks"]["Load()"].update(traceback=["x"])),
+        ("run.yaml", lambda doc: doc["tasks"]["Load()"].update(output_bytes="abc")),
+        ("pipeline.yaml", lambda doc: doc["pipeline"]["tasks"]["Load()"].update(params=[1])),
+        ("pipeline.yaml", lambda doc: doc["run"].update(packages=[1])),
+    ]:
+        broken = project.root / f"broken-{file}-{len(list(project.root.glob('broken-*')))}"
+        shutil.copytree(run_dir, broken)
+        edit_yaml(broken / file, change)
+        for command in (["report", broken], ["show", broken], ["result", broken, "Load()"]):
+            assert file in error(*command)
+
+
+def test_a_run_file_that_is_not_utf8_is_named_and_the_other_runs_listed(project: Project):
+    good = run_inline(project.pipeline())
+    bad = project.log / "bad_run"
+    shutil.copytree(good, bad)
+    (bad / "pipeline.yaml").write_bytes(b"\xff\xfe not text")
+    listed = cli("runs", project.log).output
+    assert good.name in listed and "bad_run" in listed
+    assert "pipeline.yaml" in error("show", bad)
+
+
+def test_an_unknown_task_name_suggests_close_ones_and_a_shared_prefix_is_ambiguous(
+    project: Project,
+):
+    run_dir = run_inline(project.pipeline())
+    assert "did you mean Load()" in error("result", run_dir, "load()")
+    assert "ambiguous" not in error("result", run_dir, "Nope")

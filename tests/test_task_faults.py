@@ -226,3 +226,23 @@ def test_settings_that_are_not_a_finite_number_of_seconds_are_refused(settings):
 def test_a_process_limit_that_is_not_a_whole_number_is_refused(tmp_path, limit):
     with pytest.raises(ValueError, match="process_limit must be a whole number of at least 1"):
         Runner(tmp_path / "data", tmp_path / "log", process_limit=limit)
+
+
+def test_a_task_class_setting_receives_input_is_told_how_it_works():
+    with pytest.raises(TaskDefinitionError, match=r"Loader sets receives_input.*data"):
+
+        class Loader(Task):
+            receives_input = False
+
+            @run
+            def run(self):
+                return 1
+
+
+def test_a_pipeline_file_whose_reload_is_not_a_boolean_is_refused(tmp_path):
+    from pyperunner import PipelineError
+
+    path = Pipeline("p", [Patient()]).to_file(tmp_path / "p.yml")
+    path.write_text(path.read_text().replace("reload: false", 'reload: "no"'))
+    with pytest.raises(PipelineError, match="its 'reload' is not true or false"):
+        Pipeline.from_file(path)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import functools
 import graphlib
 import importlib
 import pprint
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +43,7 @@ from .executors import EXECUTORS
 from .graph import cut_short
 from .report.text import format_bytes, format_duration
 from .results import PIPELINE_FILE, RUN_FILE, is_going
+from .status import TaskRun
 from .store import Store
 
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
@@ -195,7 +198,7 @@ def run(
 
     Task classes are found by module and name: the current folder and the folder of PIPELINE.yml
     are searched, and --import loads other modules first. Exits with 0 if every task succeeded or
-    was cached, 1 if a task failed.
+    was cached, 1 if a task failed, 130 on Ctrl-C (the run is recorded: run it again to resume).
 
     \b
     Example:
@@ -206,9 +209,15 @@ def run(
     runner = from_options(
         lambda: Runner(data_path, log_path, process_limit=workers, executor=executor)
     )
-    result = runner.run(
-        pipeline, force_reload=force_reload, fail_fast=fail_fast, show_execution_plan=show_plan
-    )
+    try:
+        result = runner.run(
+            pipeline, force_reload=force_reload, fail_fast=fail_fast, show_execution_plan=show_plan
+        )
+    except KeyboardInterrupt:  # the run is recorded: say where, and exit as Ctrl-C does
+        if runner.run_dir is not None:
+            click.echo(f"Run folder: {runner.run_dir}")
+        click.echo("Interrupted: run it again to go on from what is stored", err=True)
+        raise SystemExit(128 + signal.SIGINT) from None
     click.echo(f"Run folder: {runner.run_dir}")
     click.echo(f"Tasks: {format_counts(result.statuses.values())}")
     for name, task_run in result.failed.items():
@@ -604,7 +613,7 @@ def read_checked(path: Path, problem_of: Callable[[Any], str | None], hint: str 
     """Parse ``path`` and check it with ``problem_of``; a ``BrokenRun`` if either fails."""
     try:
         doc = read_yaml(path)
-    except (OSError, yamlio.YAMLError) as exc:
+    except (OSError, yamlio.YAMLError, UnicodeDecodeError) as exc:
         raise BrokenRun(path, f"cannot be read ({exc})", hint) from exc
     problem = problem_of(doc)
     if problem is not None:
@@ -620,6 +629,8 @@ def pipeline_problem(doc: Any, of_run: bool = True) -> str | None:
     info = doc.get("run")
     if of_run and not (isinstance(info, dict) and isinstance(info.get("data_path"), str)):
         return "no 'run' section saying where its data is (a saved pipeline, or a file cut short)"
+    if of_run and not isinstance(info.get("packages") or {}, dict):
+        return "its run's 'packages' is not a mapping of package to version"
     tasks = pipeline.get("tasks")
     if not isinstance(tasks, dict):
         return "its 'tasks' is not a mapping of task name to entry"
@@ -631,6 +642,8 @@ def pipeline_problem(doc: Any, of_run: bool = True) -> str | None:
             return f"its task name {name!r} is not a string"
         if not (isinstance(spec, dict) and isinstance(spec.get("key"), str)):
             return f"task entry {name!r} is not a mapping with a 'key'"
+        if not isinstance(spec.get("params") or {}, dict):
+            return f"task entry {name!r} has 'params' that are not a mapping of name to value"
         parents = spec.get("parents") or []
         known = isinstance(parents, list) and all(
             isinstance(p, str) and p in tasks for p in parents
@@ -661,8 +674,10 @@ def outcome_problem(doc: Any) -> str | None:
         status = record.get("status", Status.NOT_STARTED.value)
         if status not in STATUS_VALUES:
             return f"task {name!r} has the unknown status {status!r}"
-        if not (number_or_none(record.get("started")) and number_or_none(record.get("finished"))):
-            return f"task {name!r} has a start or end time that is not a number"
+        try:
+            TaskRun.from_dict(record)
+        except ValueError as exc:
+            return f"the record of task {name!r}: {exc}"
     return None
 
 
@@ -738,7 +753,14 @@ def match_task(name: str, names: Iterable[str]) -> str:
     by_prefix = [n for n in known if n.startswith(f"{name}(")]
     if len(by_prefix) == 1:
         return by_prefix[0]
-    raise BadUsage(f"no task {name!r} in this run; tasks: {', '.join(known)}")
+    if by_prefix:
+        raise BadUsage(
+            f"{name!r} is ambiguous: {len(by_prefix)} tasks of this run are called {name}(...), "
+            f"such as {', '.join(by_prefix[:5])}; give the whole name"
+        )
+    close = difflib.get_close_matches(name, known, n=5) or known[:5]
+    more = f" (of {len(known)})" if len(known) > len(close) else ""
+    raise BadUsage(f"no task {name!r} in this run; did you mean {', '.join(close)}{more}?")
 
 
 def entry_size(store: Store, name: str, key: str) -> int:

@@ -420,6 +420,7 @@ def _build_task(name: str, spec: Any) -> Task:
             "it needs a 'module' and a 'class' naming the task's class",
         ),
         (isinstance(params, Mapping), "its 'params' is not a mapping"),
+        (isinstance(spec.get("reload", False), bool), "its 'reload' is not true or false"),
         (
             isinstance(parents, list) and all(isinstance(p, str) for p in parents),
             "its 'parents' is not a list of task names",
@@ -472,7 +473,7 @@ def _build_task(name: str, spec: Any) -> Task:
         raise PipelineError(f"task {name!r}: {saved} is not a task")
     try:
         decoded = {k: keys.decode(v) for k, v in params.items()}
-        return obj(spec.get("tag", ""), reload=bool(spec.get("reload", False)), **decoded)
+        return obj(spec.get("tag", ""), reload=spec.get("reload", False), **decoded)
     except Exception as exc:  # the task's own code (decoding values, __init__) may raise anything
         raise PipelineError(
             f"task {name!r}: cannot rebuild {saved} from its entry: {type(exc).__name__}: {exc}"

@@ -58,8 +58,25 @@ class TaskRun:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> TaskRun:
-        """Read back :meth:`to_dict` output."""
+        """Read back :meth:`to_dict` output; ``ValueError`` naming the field that is not of
+        its type (a run file edited by hand)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in doc.items() if k in fields}
         values["status"] = Status(values.get("status", Status.NOT_STARTED))
+        for name, kinds in _KINDS.items():
+            value = values.get(name)
+            if value is not None and (type(value) is bool or not isinstance(value, kinds)):
+                raise ValueError(f"its {name} {value!r} is not {_KIND_NAMES[kinds]}")
         return cls(**values)
+
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "reason": (str,),
+    "error": (str,),
+    "traceback": (str,),
+    "started": (int, float),
+    "finished": (int, float),
+    "output_bytes": (int,),
+    "attempts": (int,),
+}
+_KIND_NAMES = {(str,): "a text", (int, float): "a number", (int,): "a whole number"}

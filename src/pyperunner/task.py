@@ -133,6 +133,12 @@ class Task:
         super().__init_subclass__(**kwargs)
         if "task_name" not in cls.__dict__:
             cls.task_name = cls.__name__
+        if not callable(cls.__dict__.get("receives_input", Task.receives_input)):
+            raise TaskDefinitionError(
+                f"task class {cls.__qualname__} sets receives_input, which is @task's option: "
+                "a Task subclass receives its parents' outputs if its run() takes a data "
+                "parameter, so leave data out of run() instead"
+            )
         _check_execution_settings(cls.task_name, cls.retries, cls.retry_delay, cls.timeout)
         if "<locals>" in cls.__qualname__:
             _local_classes[(cls.__module__, cls.__qualname__)] = cls
