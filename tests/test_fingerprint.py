@@ -560,3 +560,117 @@ def test_helpers_reached_through_closures_tables_partials_and_instances_count(mo
     ]:
         after = load(**{edit: 7})
         assert {n for n in names if after[n] != base[n]} == {changed}, edit
+
+
+# -- what closures, constants of parameter kinds and user objects hold ----------------------------
+
+CLOSURES = """
+import dataclasses
+import datetime
+import functools
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+
+from pyperunner import task
+
+
+def scale(factor, wraps):
+    def decorate(fn):
+        def wrapper(x):
+            return factor * fn(x)
+
+        return functools.wraps(fn)(wrapper) if wraps else wrapper
+
+    return decorate
+
+
+@scale(1, wraps=True)
+def wrapped(x):
+    return x
+
+
+@scale(1, wraps=False)
+def unwrapped(x):
+    return x
+
+
+def make(k):
+    def add(x):
+        return x + k
+
+    return add
+
+
+ADD = make(1)
+WHERE = Path("/v1")
+WHEN = datetime.date(2020, 1, 1)
+WEIGHTS = np.array([1, 2])
+Pair = namedtuple("Pair", "a b")
+PAIR = Pair(1, 2)
+
+
+class Scaler:
+    def __init__(self, factor, extra):
+        self.factor, self.extra = factor, extra
+
+    def __call__(self, x):
+        return self.factor * x
+
+
+SCALER = Scaler(2, np.ones(2))
+
+
+@task("UsesWrapped", receives_input=False)
+def uses_wrapped():
+    return wrapped(1)
+
+
+@task("UsesUnwrapped", receives_input=False)
+def uses_unwrapped():
+    return unwrapped(1)
+
+
+@task("UsesFactory", receives_input=False)
+def uses_factory():
+    return ADD(1)
+
+
+@task("UsesConstants", receives_input=False)
+def uses_constants():
+    return str(WHERE), WHEN, int(WEIGHTS.sum()), PAIR.a
+
+
+@task("UsesScaler", receives_input=False)
+def uses_scaler():
+    return SCALER(1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("task_name", "old", "new"),
+    [
+        ("uses_wrapped", "@scale(1, wraps=True)", "@scale(3, wraps=True)"),
+        ("uses_unwrapped", "@scale(1, wraps=False)", "@scale(3, wraps=False)"),
+        ("uses_factory", "ADD = make(1)", "ADD = make(2)"),
+        ("uses_constants", 'Path("/v1")', 'Path("/v2")'),
+        ("uses_constants", "date(2020, 1, 1)", "date(2021, 1, 1)"),
+        ("uses_constants", "np.array([1, 2])", "np.array([1, 3])"),
+        ("uses_constants", "PAIR = Pair(1, 2)", "PAIR = Pair(2, 2)"),
+        ("uses_scaler", "Scaler(2, np.ones(2))", "Scaler(5, np.ones(2))"),
+    ],
+)
+def test_data_in_closures_and_constants_of_parameter_kinds_count(modules, task_name, old, new):
+    before = getattr(modules(tmod=CLOSURES), task_name).code_fingerprint()
+    again = getattr(modules(tmod=CLOSURES), task_name).code_fingerprint()
+    edited = getattr(modules(tmod=CLOSURES.replace(old, new)), task_name).code_fingerprint()
+    assert again == before
+    assert edited != before
+
+
+def test_a_user_object_changed_in_place_in_the_same_process_counts(modules):
+    tmod = modules(tmod=CLOSURES)
+    before = tmod.uses_scaler.code_fingerprint()
+    tmod.SCALER.factor = 3  # as a notebook cell would
+    assert tmod.uses_scaler.code_fingerprint() != before

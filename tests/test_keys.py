@@ -15,7 +15,9 @@ import importlib.util
 import itertools
 import json
 import math
+import os
 import re
+import subprocess
 import sys
 import textwrap
 import threading
@@ -877,3 +879,36 @@ def test_execution_settings_as_class_attributes_are_not_part_of_the_key(tmp_path
     other = make("other_fetch", "    factor = 2\n")
     assert plain.code_fingerprint() == tuned.code_fingerprint()
     assert other.code_fingerprint() != plain.code_fingerprint()
+
+
+def test_long_durations_keep_their_microseconds():
+    long = dt.timedelta(days=10**6)
+    assert keys.encode(long, for_key=True) != keys.encode(
+        long + dt.timedelta(microseconds=1), for_key=True
+    )
+    for value in (long + dt.timedelta(microseconds=1), dt.timedelta(seconds=-1.5)):
+        assert keys.decode(keys.encode(value, for_key=False)) == value
+    assert keys.decode({"!datetime": "timedelta", "value": "1.5"}) == dt.timedelta(seconds=1.5)
+
+
+def test_frozensets_in_named_tuples_and_objects_key_alike_in_every_process(tmp_path):
+    code = (
+        "from collections import namedtuple\n"
+        "from pyperunner import keys\n"
+        "class Holder:\n"
+        "    def __init__(self): self.names = frozenset('abcdefgh')\n"
+        "NT = namedtuple('NT', 'names')\n"
+        "print(keys.digest(repr(keys.encode([NT(frozenset('abcdefgh')), Holder()], for_key=True))))"
+    )
+    found = set()
+    for seed in ("1", "2", "3"):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+        )
+        found.add(done.stdout)
+    assert len(found) == 1, found

@@ -613,7 +613,9 @@ def read_checked(path: Path, problem_of: Callable[[Any], str | None], hint: str 
     """Parse ``path`` and check it with ``problem_of``; a ``BrokenRun`` if either fails."""
     try:
         doc = read_yaml(path)
-    except (OSError, yamlio.YAMLError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise BrokenRun(path, f"is not a text (YAML) file ({exc})", hint) from exc
+    except (OSError, yamlio.YAMLError) as exc:
         raise BrokenRun(path, f"cannot be read ({exc})", hint) from exc
     problem = problem_of(doc)
     if problem is not None:

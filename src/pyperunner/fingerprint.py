@@ -5,8 +5,10 @@ docstring or a reformatting keeps the cache while a change of logic invalidates 
 the user's own code it reads, directly or through other such code: functions and classes
 (``helper(x)``, ``helpers.clean(x)``, also imported inside a function body, through
 ``__wrapped__`` under ``functools.cache`` or a ``functools.wraps`` decorator, and through the
-closure of any other decorator), global constants of plain data (``FACTOR = 2``; scalars and their
-tuples, lists, dicts and sets, each up to ~100 kB), and the user code such globals hold: tables of
+closure of any other decorator, with the data closures hold), global constants of plain data
+(``FACTOR = 2``; scalars and their tuples, lists, dicts and sets, each up to ~100 kB, and values
+of parameter kinds: paths, dates, enums, named tuples, dataclasses, small numpy arrays), and the
+user code such globals hold: tables of
 functions (``OPS["add"](x)``), ``functools.partial`` objects and instances of user classes
 (``CLEANER(x)``), with their data. Library code (the standard library, site-packages,
 pyperunner itself) is left out: upgrading a library is the environment's concern, recorded in
@@ -19,12 +21,15 @@ cached fingerprint after a notebook cell or ``exec`` rebinds one of them.
 from __future__ import annotations
 
 import ast
-import copy
+import dataclasses
+import datetime as dt
+import enum
 import functools
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import site
 import symtable
@@ -33,6 +38,7 @@ import sysconfig
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import PurePath
 from typing import Any, NamedTuple
 
 from . import keys
@@ -55,7 +61,7 @@ class Binding(NamedTuple):
     name: str
     value: Any
     code: types.CodeType | None  # ``value.__code__`` when ``value`` is a function
-    snapshot: Any  # a copy of a hashed container value, else _MISSING
+    snapshot: str | None  # the encoding of a value that may change in place, else None
 
     def holds(self) -> bool:
         """Whether ``where[name]`` is still the same object, with the same code and data."""
@@ -63,7 +69,7 @@ class Binding(NamedTuple):
         return (
             value is self.value
             and (self.code is None or value.__code__ is self.code)
-            and (self.snapshot is _MISSING or value == self.snapshot)
+            and (self.snapshot is None or _data_text(value) == self.snapshot)
         )
 
 
@@ -82,6 +88,7 @@ def compute(
     walk = _Walk({id(root) for root in roots})
     for root in roots:
         walk.collect(root)
+        walk.closure(root)
         walk.follow_wrapped(root)
     parts = [code_text(root, settings) for root in roots]
     parts += [f"{name}={text}" for name, text in sorted(walk.found.items())]
@@ -119,7 +126,7 @@ class _Walk:
                     break
                 where, name, owner = vars(value), part, value
                 value = self.read(where, name)
-            if type(value) not in _DATA and not _holds_code(value):
+            if (callable(value) and not _holds_code(value)) or isinstance(value, types.ModuleType):
                 self.follow(value)
             elif owner is None or _is_user_code(owner):
                 self.add_data(where, name, value)
@@ -130,7 +137,7 @@ class _Walk:
         key = (id(where), name)
         if key not in self.bindings:
             code = value.__code__ if isinstance(value, types.FunctionType) else None
-            self.bindings[key] = Binding(where, name, value, code, _MISSING)
+            self.bindings[key] = Binding(where, name, value, code, None)
         return value
 
     def add_data(self, where: Mapping[str, Any], name: str, value: Any) -> None:
@@ -142,10 +149,8 @@ class _Walk:
         except (_NotData, RecursionError, ValueError):
             return
         self.found[f"{where.get('__name__')}.{name}"] = text
-        if type(value) in _DATA and type(value) not in _SCALARS:  # may change in place
-            self.bindings[(id(where), name)] = Binding(
-                where, name, value, None, copy.deepcopy(value)
-            )
+        if type(value) not in _SCALARS:  # may change in place: a notebook cell sets a field
+            self.bindings[(id(where), name)] = Binding(where, name, value, None, text)
 
     def code_leaf(self, value: Any, budget: list[int]) -> str:
         """The text of user code inside a global's data, whose code is followed."""
@@ -160,7 +165,7 @@ class _Walk:
             self.follow(type(value))
             state = _encode(dict(vars(value)), budget, self.code_leaf)
             return f"{_key(type(value))}({state})"
-        raise _NotData
+        return _parameter_text(value, budget)
 
     def follow(self, target: Any) -> None:
         """Add ``target`` if it is user code, then what it refers to and what it wraps."""
@@ -170,12 +175,25 @@ class _Walk:
         if isinstance(target, (types.FunctionType, type)) and _is_user_code(target):
             self.found[_key(target)] = code_text(target)
             self.collect(target)
-            for cell in getattr(target, "__closure__", None) or ():  # what a decorator wraps
-                try:
-                    self.follow(cell.cell_contents)
-                except ValueError:  # an empty cell
-                    continue
+            self.closure(target)
         self.follow_wrapped(target)
+
+    def closure(self, target: Any) -> None:
+        """Add what a function's closure holds: the code a decorator wraps, and the data a
+        decorator's or a factory's arguments left there (``@scale(2)``, ``make(2)``)."""
+        for index, cell in enumerate(getattr(target, "__closure__", None) or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if callable(value) and not _holds_code(value):
+                self.follow(value)
+                continue
+            try:
+                text = _encode(value, [DATA_LIMIT], self.code_leaf)
+            except (_NotData, RecursionError, ValueError):
+                continue
+            self.found[f"{_key(target)}.<closure {index}>"] = text
 
     def follow_wrapped(self, target: Any) -> None:
         """Follow ``target.__wrapped__`` (``functools.wraps``, ``functools.cache``) if any."""
@@ -230,6 +248,35 @@ def data_text(value: Any) -> str | None:
         return _encode(value, [DATA_LIMIT])
     except (_NotData, RecursionError, ValueError):
         return None
+
+
+def _data_text(value: Any) -> str | None:
+    """What :meth:`_Walk.add_data` would count for ``value`` now (None: nothing)."""
+    try:
+        return _encode(value, [DATA_LIMIT], _Walk(set()).code_leaf)
+    except (_NotData, RecursionError, ValueError):
+        return None
+
+
+def _parameter_text(value: Any, budget: list[int]) -> str:
+    """A constant of a kind tasks take as parameters (a path, a date, an enum, a named tuple, a
+    dataclass, a small numpy array or scalar), as its key encoding; else _NotData."""
+    kind = type(value)
+    nbytes = getattr(value, "nbytes", None)
+    like = (
+        isinstance(value, (PurePath, dt.date, dt.time, dt.timedelta, enum.Enum))
+        or (isinstance(value, tuple) and hasattr(value, "_fields"))
+        or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+        or (kind.__module__ == "numpy" and isinstance(nbytes, int) and nbytes <= DATA_LIMIT)
+    )
+    if not like:
+        raise _NotData
+    try:
+        text = json.dumps(keys.encode(value, for_key=True), sort_keys=True)
+    except keys.UnhashableParameterError:
+        raise _NotData from None
+    _spend(budget, len(text))
+    return text
 
 
 def _holds_code(value: Any) -> bool:

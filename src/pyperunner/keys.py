@@ -13,10 +13,12 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import hashlib
 import importlib
 import json
 import math
+import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, TypeVar
@@ -66,6 +68,9 @@ def encode(value: Any, *, for_key: bool) -> Any:
         return [encode(v, for_key=for_key) for v in value]
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return {"!tuple": [encode(v, for_key=for_key) for v in value]}
+    if isinstance(value, tuple) and for_key:  # a named tuple: by its fields, as a dataclass
+        fields = {name: encode(getattr(value, name), for_key=True) for name in value._fields}
+        return {"!namedtuple": _qualified(type(value)), "fields": fields}
     if isinstance(value, (set, frozenset)):
         items = [encode(v, for_key=for_key) for v in value]
         tag = "!frozenset" if isinstance(value, frozenset) else "!set"
@@ -89,19 +94,17 @@ def encode(value: Any, *, for_key: bool) -> Any:
 
 
 def _datetime_text(value: dt.datetime | dt.date | dt.time | dt.timedelta) -> str:
-    if isinstance(value, dt.timedelta):
-        return repr(value.total_seconds())
+    if isinstance(value, dt.timedelta):  # exact: total_seconds() is a float, which loses µs
+        return f"{value.days} {value.seconds} {value.microseconds}"
     return value.isoformat()
 
 
 def _encode_opaque(value: Any, *, for_key: bool) -> Any:
     if for_key:
-        import joblib
-
         if _is_numpy_array(value) and not value.flags["C_CONTIGUOUS"]:
             value = value.copy(order="C")  # equal arrays hash equal whatever their layout
         try:
-            return {"!hash": _qualified(type(value)), "digest": joblib.hash(value)}
+            return {"!hash": _qualified(type(value)), "digest": _stable_hash(value)}
         except Exception as exc:
             raise UnhashableParameterError(
                 f"a value of type {type(value).__qualname__} cannot be hashed ({exc}); "
@@ -111,6 +114,23 @@ def _encode_opaque(value: Any, *, for_key: bool) -> Any:
 
     blob = base64.b64encode(cloudpickle.dumps(value)).decode("ascii")
     return {"!pickle": _qualified(type(value)), "data": blob}
+
+
+def _stable_hash(value: Any) -> str:
+    """``joblib.hash``, with frozensets in sorted order like sets: their order otherwise
+    follows the process's string hash seed, so the same value would get another key in
+    another process."""
+    from joblib import hashing
+
+    base = hashing.NumpyHasher if "numpy" in sys.modules else hashing.Hasher
+    return _stable_hasher(base)().hash(value)
+
+
+@functools.cache
+def _stable_hasher(base: type) -> type:
+    dispatch = dict(base.dispatch)
+    dispatch[frozenset] = base.save_set
+    return type(f"Stable{base.__name__}", (base,), {"dispatch": dispatch})
 
 
 def _is_numpy_array(value: Any) -> bool:
@@ -155,7 +175,10 @@ def decode(value: Any) -> Any:
 
 def _decode_datetime(kind: str, text: str) -> Any:
     if kind == "timedelta":
-        return dt.timedelta(seconds=float(text))
+        if " " not in text:  # written before 0.1.0's exact form: seconds as a float
+            return dt.timedelta(seconds=float(text))
+        days, seconds, microseconds = map(int, text.split())
+        return dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
     return getattr(dt, kind).fromisoformat(text)
 
 
