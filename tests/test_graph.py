@@ -952,3 +952,12 @@ def test_a_pipeline_loaded_from_its_file_equals_the_pipeline_saved(tmp_path: Pat
     other.add(LoadData("extra", wait=1))
     assert other != pipeline
     assert pipeline != "multi-path"
+
+
+def test_an_entry_whose_tag_no_longer_matches_its_name_says_how_to_fix_it(tmp_path):
+    path = Pipeline("p", [LoadData("ok", wait=0)]).to_file(tmp_path / "p.yml")
+    doc = yaml.safe_load(path.read_text())
+    doc["pipeline"]["tasks"]["LoadData(ok)"]["tag"] = "changed"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PipelineError, match=r"rebuilds as the task LoadData\(changed\).*rename"):
+        Pipeline.from_file(path)

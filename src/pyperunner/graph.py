@@ -306,6 +306,13 @@ class Pipeline:
                 "'key' to load it without checks)"
             )
         built = {name: _build_task(name, spec) for name, spec in specs.items()}
+        for name, rebuilt in built.items():
+            if rebuilt.name != name:
+                raise PipelineError(
+                    f"task entry {name!r} rebuilds as the task {rebuilt.name} (from its class and "
+                    f"its tag {rebuilt.tag!r}): rename the entry to {rebuilt.name!r} or give it "
+                    "the tag its name has"
+                )
         for name, spec in specs.items():
             parents = spec.get("parents") or []
             missing = [p for p in parents if p not in built]
@@ -505,7 +512,9 @@ def _check_keys(pipeline: Pipeline, specs: Mapping[str, Any]) -> None:
             reasons.append("its code changed since the file was written")
         if any(actual[p.name] != specs.get(p.name, {}).get("key") for p in t.parents):
             reasons.append("an upstream task's key differs")
+        why = " and ".join(reasons) or (
+            "the saved key was edited, or this pyperunner computes keys otherwise"
+        )
         raise KeyMismatchError(
-            f"task {name!r}: key {actual[name]} differs from the saved {spec['key']} because "
-            f"{' and '.join(reasons) or 'its class or name changed'}"
+            f"task {name!r}: key {actual[name]} differs from the saved {spec['key']} because {why}"
         )
