@@ -724,3 +724,11 @@ def test_an_unknown_task_name_suggests_close_ones_and_a_shared_prefix_is_ambiguo
     run_dir = run_inline(project.pipeline())
     assert "did you mean Load()" in error("result", run_dir, "load()")
     assert "ambiguous" not in error("result", run_dir, "Nope")
+
+
+def test_a_multi_line_error_is_shown_on_one_line_marked_as_cut():
+    from pyperunner.cli import first_line
+
+    assert first_line("ValueError: bad row\n  row 3: empty\n") == "ValueError: bad row [...]"
+    assert first_line("ValueError: one line\n") == "ValueError: one line"
+    assert first_line(None) is None

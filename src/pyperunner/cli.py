@@ -221,7 +221,7 @@ def run(
     click.echo(f"Run folder: {runner.run_dir}")
     click.echo(f"Tasks: {format_counts(result.statuses.values())}")
     for name, task_run in result.failed.items():
-        click.echo(f"FAILED {name}: {task_run.error}")
+        click.echo(f"FAILED {name}: {first_line(task_run.error)}")
     if not result.ok:
         click.get_current_context().exit(1)
 
@@ -309,7 +309,7 @@ def show(run_path: str) -> None:
         command = shlex.join(["pyperunner", "result", str(run.folder), next(iter(failed))])
         click.echo(f"\n{len(failed)} task(s) failed; for a traceback: {command}")
     for name, task_run in failed.items():
-        click.echo(f"FAILED {name}: {task_run.error or 'no error recorded'}")
+        click.echo(f"FAILED {name}: {first_line(task_run.error) or 'no error recorded'}")
 
 
 # --------------------------------------------------------------------------- result
@@ -745,6 +745,13 @@ def modified(path: Path) -> int:
         return path.stat().st_mtime_ns
     except OSError:
         return 0
+
+
+def first_line(text: str | None) -> str | None:
+    """The first line of an error, marked as cut if there is more (``result`` shows it all)."""
+    if not text or "\n" not in text.strip():
+        return text and text.strip()
+    return text.strip().splitlines()[0] + " [...]"
 
 
 def match_task(name: str, names: Iterable[str]) -> str:
