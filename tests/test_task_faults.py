@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +247,51 @@ def test_a_pipeline_file_whose_reload_is_not_a_boolean_is_refused(tmp_path):
     path.write_text(path.read_text().replace("reload: false", 'reload: "no"'))
     with pytest.raises(PipelineError, match="its 'reload' is not true or false"):
         Pipeline.from_file(path)
+
+
+RELEASE, PRINTED = threading.Event(), threading.Event()
+
+
+class Late(Task):
+    """Outlives its timeout on a thread, then prints and logs."""
+
+    timeout = 0.3
+
+    @run
+    def run(self):
+        RELEASE.wait(10)
+        print("late-print-marker")
+        logging.getLogger("lib").warning("late-log-marker")
+        PRINTED.set()
+        return 1
+
+
+@task("Releases", receives_input=False)
+def releases():
+    RELEASE.set()
+    PRINTED.wait(10)  # the late task writes while this run goes on
+    return 2
+
+
+def test_a_timed_out_thread_task_does_not_write_into_a_later_run_s_log(tmp_path):
+    first = make_runner(tmp_path, "thread").run(Pipeline("late", [Late()]))
+    assert first.statuses == {"Late()": Status.FAILURE}
+    runner = make_runner(tmp_path, "thread")
+    assert runner.run(Pipeline("later", [releases()])).ok
+    assert PRINTED.is_set()
+    text = log_text(runner)
+    assert "late-print-marker" not in text and "late-log-marker" not in text
+
+
+@task("PartialThenFails", receives_input=False)
+def partial_then_fails():
+    sys.stdout.write("progress-50%-marker")  # no newline
+    raise ValueError("fails-marker")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_an_unfinished_line_is_logged_before_the_failure_it_preceded(tmp_path, executor):
+    runner = make_runner(tmp_path, executor)
+    runner.run(Pipeline("partial", [partial_then_fails()]))
+    text = log_text(runner)
+    assert 0 <= text.index("progress-50%-marker") < text.index("failed: ValueError: fails-marker")

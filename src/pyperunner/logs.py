@@ -142,16 +142,39 @@ class _FdCapture:
 @contextlib.contextmanager
 def task_context(name: str) -> Iterator[None]:
     """Mark the calling thread as running task ``name`` and send its prints to the log."""
-    previous = getattr(_current, "name", None)
-    _current.name = name
+    previous = getattr(_current, "name", None), getattr(_current, "run", None)
+    _current.name, _current.run = name, _runs[-1] if _runs else None
     _install_routers()
     try:
         yield
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, _TaskStream):
-                stream.flush_task(name)
-        _current.name = previous
+        flush_task_output(name)
+        _current.name, _current.run = previous
+
+
+def flush_task_output(name: str) -> None:
+    """Log what task ``name`` printed without a newline yet, as a line of its own."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, _TaskStream):
+            stream.flush_task(name)
+
+
+_runs: list[object] = []
+"""A token for each run logging in this process, the innermost last: a task started in a run
+belongs to it, and what its thread logs after the run ended (a timed-out thread task) is not
+written into the log of a later run."""
+
+
+class _OfThisRun(logging.Filter):
+    """Keeps the records logged by this run's tasks, and those logged outside any task."""
+
+    def __init__(self, token: object) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        owner = getattr(_current, "run", None)
+        return owner is None or owner is self.token
 
 
 class _TaskFilter(logging.Filter):
@@ -177,9 +200,12 @@ class ForwardingHandler(logging.Handler):
     process writes the log file and the console and lines never interleave.
     """
 
-    def __init__(self, send: Callable[[logging.LogRecord], None]) -> None:
+    def __init__(
+        self, send: Callable[[logging.LogRecord], None], process: str | None = None
+    ) -> None:
         super().__init__(logging.DEBUG)
         self.send = send
+        self.process = process  # the process column's word (with the pid), if not its name
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -195,6 +221,9 @@ class ForwardingHandler(logging.Handler):
                     "exc_info": None,
                     "exc_text": None,
                     "task": current_task() or record.name,
+                    "processName": (
+                        f"{self.process}-{os.getpid()}" if self.process else record.processName
+                    ),
                 }
             )
             self.send(plain)
@@ -279,6 +308,7 @@ class _TaskStream(io.TextIOBase):
         self._partial: dict[str, list[str]] = {}  # parts of each task's unfinished line
         self._lock = threading.Lock()
         self._terminal = self.isatty()
+        self._proxied = type(original).__module__.startswith("rich.")  # a live view's redirect
 
     def write(self, text: str) -> int:
         if getattr(_relaying, "on", False):
@@ -289,7 +319,8 @@ class _TaskStream(io.TextIOBase):
         echo = self._echoes()
         if echo:
             self.original.write(text)
-            self.original.flush()
+            if "\n" in text or not self._proxied:  # the view prints each flush as a line
+                self.original.flush()
         if "\n" not in text:
             with self._lock:
                 self._partial.setdefault(name, []).append(text)
@@ -377,18 +408,22 @@ def run_logging(
         console_handler.setLevel(logging.INFO)
         console_handler.addFilter(lambda record: not getattr(record, ECHOED, False))
         handlers.append(console_handler)
+    token = object()
     for handler in handlers:
         handler.setFormatter(formatter())
+        handler.addFilter(_OfThisRun(token))
         handler.addFilter(_TaskFilter())
     if console and live:
         console_handler.addFilter(_run_level_only)
     old_level = root.level
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
+    _runs.append(token)
     try:
         with _kept_on_root(handlers):
             yield console_handler if console else None
     finally:
+        _runs.remove(token)
         root.setLevel(old_level)
         for handler in handlers:
             handler.close()

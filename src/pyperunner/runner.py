@@ -255,11 +255,13 @@ class Runner:
         counts = collections.Counter(run.status.value for run in runs.values())
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         failed = self._result.failed
-        for name, run in failed.items():
-            log.error("Failed: %s: %s", name, run.error)
-        if failed:
+        for name, run in failed.items():  # beside a live view, which lists them itself
+            log.error("Failed: %s: %s", name, run.error, extra={TASK_STATUS: True})
+        if Status.INTERRUPTED.value in counts:
+            log.warning("Pipeline stopped before the end (%s)", summary)
+        elif failed:
             log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
-        elif Status.INTERRUPTED.value in counts or Status.NOT_STARTED.value in counts:
+        elif Status.NOT_STARTED.value in counts:
             log.warning("Pipeline stopped before the end (%s)", summary)
         else:
             log.info(

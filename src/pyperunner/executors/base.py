@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..logs import task_context
+from ..logs import flush_task_output, task_context
 from ..store import EntryState, Store
 from ..task import Inputs, Task
 
@@ -105,6 +105,7 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
         except BaseException as exc:
             if interruptible and isinstance(exc, KeyboardInterrupt):
                 raise
+            flush_task_output(job.name)  # its unfinished line goes before the failure, not after
             return failed(job.name, started, exc)
     return Outcome(job.name, started, time.time(), output_bytes=size)
 

@@ -344,7 +344,7 @@ class _TaskLogs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, list[logging.LogRecord]] = {}
-        self._handler = ForwardingHandler(self._route)
+        self._handler = ForwardingHandler(self._route, process="DaskWorker")
         self._saved_level = logging.NOTSET
 
     @contextlib.contextmanager

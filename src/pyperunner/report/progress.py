@@ -106,6 +106,9 @@ class LiveProgress:
         now = time.monotonic()
         for name, since in sorted(self.started.items(), key=lambda item: item[1]):
             parts.append(Text(f"  ▶ {name}  {now - since:6.1f} s", style="cyan"))
+        hidden = len(self.failures) - _SHOWN_FAILURES
+        if hidden > 0:
+            parts.append(Text(f"  ✗ ... {hidden} more failure(s) before these: see the log", "red"))
         for name, error in self.failures[-_SHOWN_FAILURES:]:
             parts.append(Text(f"  ✗ {name}: {error}", style="bold red"))
         return Group(*parts)
