@@ -295,3 +295,25 @@ def test_an_unfinished_line_is_logged_before_the_failure_it_preceded(tmp_path, e
     runner.run(Pipeline("partial", [partial_then_fails()]))
     text = log_text(runner)
     assert 0 <= text.index("progress-50%-marker") < text.index("failed: ValueError: fails-marker")
+
+
+@task("ClearsLogging", receives_input=False)
+def clears_logging(how):
+    root = logging.getLogger()
+    if how == "clear":
+        root.handlers.clear()
+    elif how == "slice":
+        root.handlers[:] = []
+    else:
+        del root.handlers[:]
+    logging.getLogger("lib").warning("after-clearing-marker")
+    return 1
+
+
+@pytest.mark.parametrize("executor", ["process", "inline"])
+@pytest.mark.parametrize("how", ["clear", "slice", "del"])
+def test_a_task_clearing_the_root_logger_does_not_silence_the_run(tmp_path, executor, how):
+    runner = make_runner(tmp_path, executor)
+    assert runner.run(Pipeline("clears", [clears_logging(how=how)])).ok
+    text = log_text(runner)
+    assert "after-clearing-marker" in text and "Pipeline finished successfully" in text

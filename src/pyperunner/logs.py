@@ -259,6 +259,21 @@ class _Kept(list):  # type: ignore[type-arg]
         if handler not in self.kept:
             super().remove(handler)
 
+    def clear(self) -> None:  # logging.getLogger().handlers.clear()
+        super().clear()
+        self._keep()
+
+    def __setitem__(self, index: Any, value: Any) -> None:  # handlers[:] = [...]
+        super().__setitem__(index, value)
+        self._keep()
+
+    def __delitem__(self, index: Any) -> None:  # del handlers[:]
+        super().__delitem__(index)
+        self._keep()
+
+    def _keep(self) -> None:
+        super().extend(h for h in self.kept if h not in self)
+
 
 @contextlib.contextmanager
 def _kept_on_root(handlers: list[logging.Handler]) -> Iterator[None]:
