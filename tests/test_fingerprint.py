@@ -674,3 +674,38 @@ def test_a_user_object_changed_in_place_in_the_same_process_counts(modules):
     before = tmod.uses_scaler.code_fingerprint()
     tmod.SCALER.factor = 3  # as a notebook cell would
     assert tmod.uses_scaler.code_fingerprint() != before
+
+
+CLASS_ATTRIBUTES = """
+from pyperunner import Task, run
+
+
+class Table:
+    @classmethod
+    def rate(cls):
+        return cls.RATE
+
+
+Table.RATE = 1
+
+
+class Src(Task):
+    @run
+    def run(self):
+        return self.K * Table.rate()
+
+
+Src.K = 1
+"""
+
+
+@pytest.mark.parametrize("edit", [("Src.K = 1", "Src.K = 2"), ("Table.RATE = 1", "Table.RATE = 3")])
+def test_a_class_attribute_assigned_after_the_class_body_counts(modules, edit):
+    before = modules(tmod=CLASS_ATTRIBUTES).Src.code_fingerprint()
+    again = modules(tmod=CLASS_ATTRIBUTES).Src
+    again.receives_input()  # pyperunner caches the answer on the class: not the task's code
+    from pyperunner import Task
+
+    Task._code_cache.pop(again, None)  # computed anew, with the cached answer on the class
+    assert again.code_fingerprint() == before
+    assert modules(tmod=CLASS_ATTRIBUTES.replace(*edit)).Src.code_fingerprint() != before

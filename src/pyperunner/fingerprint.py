@@ -89,6 +89,7 @@ def compute(
     for root in roots:
         walk.collect(root)
         walk.closure(root)
+        walk.class_data(root, settings, root_label=True)
         walk.follow_wrapped(root)
     parts = [code_text(root, settings) for root in roots]
     parts += [f"{name}={text}" for name, text in sorted(walk.found.items())]
@@ -140,7 +141,9 @@ class _Walk:
             self.bindings[key] = Binding(where, name, value, code, None)
         return value
 
-    def add_data(self, where: Mapping[str, Any], name: str, value: Any) -> None:
+    def add_data(
+        self, where: Mapping[str, Any], name: str, value: Any, label: str | None = None
+    ) -> None:
         """Count the global ``where[name]`` if it is plain data of bounded size, which may hold
         user code (a table of functions, a ``functools.partial``, a user class's instance): that
         code is followed."""
@@ -148,7 +151,7 @@ class _Walk:
             text = _encode(value, [DATA_LIMIT], self.code_leaf)
         except (_NotData, RecursionError, ValueError):
             return
-        self.found[f"{where.get('__name__')}.{name}"] = text
+        self.found[label or f"{where.get('__name__')}.{name}"] = text
         if type(value) not in _SCALARS:  # may change in place: a notebook cell sets a field
             self.bindings[(id(where), name)] = Binding(where, name, value, None, text)
 
@@ -176,7 +179,23 @@ class _Walk:
             self.found[_key(target)] = code_text(target)
             self.collect(target)
             self.closure(target)
+            self.class_data(target)
         self.follow_wrapped(target)
+
+    def class_data(
+        self, target: Any, skip: frozenset[str] = frozenset(), root_label: bool = False
+    ) -> None:
+        """Add the data a class holds as attributes (but ``skip``), also what was assigned to
+        it after its body (``Source.K = 2``), which its source does not show. A task's own
+        class is labelled by its name only: its module is part of the task's identity."""
+        if not isinstance(target, type):
+            return
+        where = vars(target)
+        owner = target.__qualname__ if root_label else _key(target)
+        for name, value in where.items():
+            if name.startswith("__") or name in skip or hasattr(type(value), "__get__"):
+                continue  # dunders, settings, and methods, properties and other descriptors
+            self.add_data(where, name, value, f"{owner}.{name}")
 
     def closure(self, target: Any) -> None:
         """Add what a function's closure holds: the code a decorator wraps, and the data a

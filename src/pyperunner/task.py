@@ -23,6 +23,8 @@ RESERVED_PARAMETERS = ("tag", "reload")
 EXECUTION_SETTINGS = frozenset({"retries", "retry_delay", "timeout"})
 """Class attributes that say how a task is run, not what it computes: not part of its key."""
 _RUN_MARK = "__pyperunner_run__"
+_NOT_CODE = EXECUTION_SETTINGS | {"_receives_input"}
+"""Class attributes a task's code key leaves out: its settings, and what pyperunner caches."""
 
 T = TypeVar("T")
 
@@ -266,7 +268,7 @@ class Task:
         cached = Task._code_cache.get(cls)
         if cached is None or not fingerprint.unchanged(cached[1]):
             roots = cls._code_roots()
-            cached = Task._code_cache[cls] = fingerprint.compute(roots, EXECUTION_SETTINGS)
+            cached = Task._code_cache[cls] = fingerprint.compute(roots, _NOT_CODE)
         return cached[0]
 
     @classmethod
