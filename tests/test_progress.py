@@ -204,3 +204,27 @@ def test_pdb_works_in_an_inline_task_on_a_terminal(tmp_path):
     assert text.count("marker: printed once") == 1  # on the terminal as printed, not twice
     log = next((tmp_path / "log").glob("pdb_*/pipeline.log")).read_text()
     assert "marker: printed once" in log  # and in the log all the same
+
+
+PRINTS_INLINE = """
+from pyperunner import Pipeline, Runner, task
+
+
+@task("Prints", receives_input=False)
+def prints():
+    for i in range(3):
+        print(f"marker: value 4{i}")
+    return 1
+
+
+Runner("data", "log", executor="inline").run(Pipeline("prints", [prints()]))
+"""
+
+
+def test_an_inline_task_s_prints_show_under_the_live_view_as_printed(tmp_path):
+    text, ended = on_a_terminal(tmp_path, PRINTS_INLINE)
+    assert ended, text[-2000:]
+    assert "tasks to run" in text  # the live view was up
+    for i in range(3):  # neither recoloured (the digits) nor followed by an empty line
+        assert f"marker: value 4{i}\r\n" in text, text
+        assert f"marker: value 4{i}\r\n\r\n" not in text, text
