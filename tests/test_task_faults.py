@@ -317,3 +317,27 @@ def test_a_task_clearing_the_root_logger_does_not_silence_the_run(tmp_path, exec
     assert runner.run(Pipeline("clears", [clears_logging(how=how)])).ok
     text = log_text(runner)
     assert "after-clearing-marker" in text and "Pipeline finished successfully" in text
+
+
+@task("Says", receives_input=False)
+def says(word):
+    print(f"says-{word}")
+    logging.getLogger("lib").warning(f"logs-{word}")
+    return word
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_runs_going_on_at_once_in_threads_keep_their_logs_apart(tmp_path, executor):
+    runners = {w: make_runner(tmp_path / w, executor) for w in ("left", "right")}
+    threads = [
+        threading.Thread(target=r.run, args=(Pipeline(w, [says(w, word=w)]),))
+        for w, r in runners.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for word, other in (("left", "right"), ("right", "left")):
+        text = log_text(runners[word])
+        assert f"says-{word}" in text and f"logs-{word}" in text and f"Says({word})" in text
+        assert other not in text, text

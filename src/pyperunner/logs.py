@@ -142,14 +142,14 @@ class _FdCapture:
 @contextlib.contextmanager
 def task_context(name: str) -> Iterator[None]:
     """Mark the calling thread as running task ``name`` and send its prints to the log."""
-    previous = getattr(_current, "name", None), getattr(_current, "run", None)
-    _current.name, _current.run = name, _runs[-1] if _runs else None
+    previous = getattr(_current, "name", None)
+    _current.name = name
     _install_routers()
     try:
         yield
     finally:
         flush_task_output(name)
-        _current.name, _current.run = previous
+        _current.name = previous
 
 
 def flush_task_output(name: str) -> None:
@@ -159,10 +159,22 @@ def flush_task_output(name: str) -> None:
             stream.flush_task(name)
 
 
-_runs: list[object] = []
-"""A token for each run logging in this process, the innermost last: a task started in a run
-belongs to it, and what its thread logs after the run ended (a timed-out thread task) is not
-written into the log of a later run."""
+def current_run() -> object | None:
+    """The run the calling thread logs for (see :func:`belonging_to`), or None."""
+    return getattr(_current, "run", None)
+
+
+@contextlib.contextmanager
+def belonging_to(run: object | None) -> Iterator[None]:
+    """What the calling thread logs goes to the log of ``run`` (a :func:`current_run` value)
+    only: runs going on at once in one process keep their logs apart, and what a thread task
+    logs after its run ended (it timed out) is not written into a later run's log."""
+    previous = current_run()
+    _current.run = run
+    try:
+        yield
+    finally:
+        _current.run = previous
 
 
 class _OfThisRun(logging.Filter):
@@ -423,7 +435,7 @@ def run_logging(
         console_handler.setLevel(logging.INFO)
         console_handler.addFilter(lambda record: not getattr(record, ECHOED, False))
         handlers.append(console_handler)
-    token = object()
+    token = object()  # what this thread and the tasks it starts log belongs to this run
     for handler in handlers:
         handler.setFormatter(formatter())
         handler.addFilter(_OfThisRun(token))
@@ -433,12 +445,10 @@ def run_logging(
     old_level = root.level
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
-    _runs.append(token)
     try:
-        with _kept_on_root(handlers):
+        with _kept_on_root(handlers), belonging_to(token):
             yield console_handler if console else None
     finally:
-        _runs.remove(token)
         root.setLevel(old_level)
         for handler in handlers:
             handler.close()

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..logs import ProcessOutput, forward_records, handle_forwarded
+from ..logs import ProcessOutput, belonging_to, current_run, forward_records, handle_forwarded
 from ..store import Store
 from .base import (
     Executor,
@@ -131,12 +131,14 @@ class ThreadExecutor(_InProcess):
         assert self.store is not None
         store, running = self.store, _Running(job, time.time(), _deadline(job))
         self._running[job.name] = running
+        run = current_run()  # the run submitting it, whose log the task's lines go to
 
         def attempt() -> None:
-            try:
-                outcome = execute(job, store)
-            except BaseException as exc:  # what execute could not even report: still an outcome
-                outcome = failed(job.name, running.started, exc)
+            with belonging_to(run):
+                try:
+                    outcome = execute(job, store)
+                except BaseException as exc:  # what execute could not report: still an outcome
+                    outcome = failed(job.name, running.started, exc)
             self._done.put((running, outcome))
 
         threading.Thread(target=attempt, name=f"pyperunner:{job.name}", daemon=True).start()
