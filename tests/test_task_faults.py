@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -341,3 +342,25 @@ def test_runs_going_on_at_once_in_threads_keep_their_logs_apart(tmp_path, execut
         text = log_text(runners[word])
         assert f"says-{word}" in text and f"logs-{word}" in text and f"Says({word})" in text
         assert other not in text, text
+
+
+class StuckMidLine(Task):
+    """Writes half a line (by print and below Python), then runs past its timeout."""
+
+    timeout = 0.5
+
+    @run
+    def run(self):
+        sys.stdout.write("half-a-print-marker")
+        sys.stdout.flush()
+        os.write(2, b"half-an-fd-line-marker")
+        time.sleep(30)
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
+def test_what_a_timed_out_task_wrote_last_is_logged_even_unfinished(tmp_path, executor):
+    runner = make_runner(tmp_path, executor)
+    result = runner.run(Pipeline("stuck", [StuckMidLine()]))
+    assert "timed out" in result.runs["StuckMidLine()"].error
+    text = log_text(runner)
+    assert "half-a-print-marker" in text and "half-an-fd-line-marker" in text

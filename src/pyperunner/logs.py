@@ -76,6 +76,12 @@ class ProcessOutput:
             self._drain()
             _process_task = None
 
+    def flush(self) -> None:
+        """Log all the task wrote so far, its unfinished lines too: the process is ending."""
+        if _process_task is not None:
+            flush_task_output(_process_task)
+        self._drain()
+
     def _drain(self) -> None:
         """Wait (at most ``FLUSH_WAIT``) until everything written so far has been logged."""
         for capture in self._captures:
@@ -150,6 +156,13 @@ def task_context(name: str) -> Iterator[None]:
     finally:
         flush_task_output(name)
         _current.name = previous
+
+
+def output_busy() -> bool:
+    """Whether a line is being taken in from stdout or stderr right now (in this process)."""
+    return any(
+        isinstance(stream, _TaskStream) and stream.busy() for stream in (sys.stdout, sys.stderr)
+    )
 
 
 def flush_task_output(name: str) -> None:
@@ -291,12 +304,24 @@ class _Kept(list):  # type: ignore[type-arg]
 def _kept_on_root(handlers: list[logging.Handler]) -> Iterator[None]:
     """Add ``handlers`` to the root logger for the block, where nothing else removes them."""
     root = logging.getLogger()
-    kept = [*getattr(root.handlers, "kept", []), *handlers]  # a run within a task's run
-    root.handlers = _Kept([*root.handlers, *handlers], kept)
+    with _routing:
+        kept = [*getattr(root.handlers, "kept", []), *handlers]  # runs within runs, at once
+        root.handlers = _Kept([*root.handlers, *handlers], kept)
     try:
         yield
     finally:
-        root.handlers = [h for h in root.handlers if h not in handlers]
+        with _routing:
+            rest = [h for h in root.handlers if h not in handlers]
+            still = [h for h in getattr(root.handlers, "kept", []) if h not in handlers]
+            root.handlers = _Kept(rest, still) if still else rest
+
+
+_routing = threading.RLock()
+"""Held while runs change the root logger's handlers or stdout/stderr, which they share."""
+_routed_runs = 0
+"""How many runs are going on in this process (their tasks' stdout and stderr are logged)."""
+_level_before = logging.NOTSET
+"""The root logger's level before the first of them began."""
 
 
 def handle_forwarded(record: logging.LogRecord) -> None:
@@ -361,6 +386,9 @@ class _TaskStream(io.TextIOBase):
             _log_output(name, self.level, line, echo)
         return len(text)
 
+    def busy(self) -> bool:
+        return self._lock.locked()
+
     def flush_task(self, name: str) -> None:
         with self._lock:
             rest = "".join(self._partial.pop(name, []))
@@ -388,18 +416,20 @@ class _TaskStream(io.TextIOBase):
 
 
 def _install_routers() -> None:
-    if not isinstance(sys.stdout, _TaskStream):
-        sys.stdout = _TaskStream(sys.stdout, logging.INFO)
-    if not isinstance(sys.stderr, _TaskStream):
-        sys.stderr = _TaskStream(sys.stderr, logging.WARNING)
+    with _routing:
+        if not isinstance(sys.stdout, _TaskStream):
+            sys.stdout = _TaskStream(sys.stdout, logging.INFO)
+        if not isinstance(sys.stderr, _TaskStream):
+            sys.stderr = _TaskStream(sys.stderr, logging.WARNING)
 
 
 def _remove_routers() -> None:
-    """Give ``sys.stdout`` and ``sys.stderr`` back as they were before the run's tasks."""
-    if isinstance(sys.stdout, _TaskStream):
-        sys.stdout = sys.stdout.original
-    if isinstance(sys.stderr, _TaskStream):
-        sys.stderr = sys.stderr.original
+    """Give ``sys.stdout`` and ``sys.stderr`` back as they were before the runs' tasks."""
+    with _routing:
+        if isinstance(sys.stdout, _TaskStream):
+            sys.stdout = sys.stdout.original
+        if isinstance(sys.stderr, _TaskStream):
+            sys.stderr = sys.stderr.original
 
 
 def formatter() -> logging.Formatter:
@@ -426,7 +456,6 @@ def run_logging(
     With a ``live`` view on the console, the console gets only the run's own warnings, errors
     and headlines: what tasks log and how each task fares, the view shows; the file has all.
     """
-    root = logging.getLogger()
     file_handler = _RunLog(log_file, encoding="utf-8", errors="backslashreplace")
     file_handler.setLevel(logging.INFO)
     handlers: list[logging.Handler] = [file_handler]
@@ -442,17 +471,36 @@ def run_logging(
         handler.addFilter(_TaskFilter())
     if console and live:
         console_handler.addFilter(_run_level_only)
-    old_level = root.level
-    if root.getEffectiveLevel() > logging.INFO:
-        root.setLevel(logging.INFO)
+    _run_began()
     try:
         with _kept_on_root(handlers), belonging_to(token):
             yield console_handler if console else None
     finally:
-        root.setLevel(old_level)
         for handler in handlers:
             handler.close()
-        if current_task() is None:  # not a run inside a task: no task prints any more
+        _run_ended()
+
+
+def _run_began() -> None:
+    """The first run going on in this process lets INFO records through the root logger."""
+    global _routed_runs, _level_before
+    with _routing:
+        _routed_runs += 1
+        root = logging.getLogger()
+        if _routed_runs == 1:
+            _level_before = root.level
+        if root.getEffectiveLevel() > logging.INFO:
+            root.setLevel(logging.INFO)
+
+
+def _run_ended() -> None:
+    """The last run going on in this process puts the root logger's level back and gives stdout
+    and stderr back (a run inside a task's run, or beside another, leaves them to that one)."""
+    global _routed_runs
+    with _routing:
+        _routed_runs -= 1
+        if _routed_runs == 0:
+            logging.getLogger().setLevel(_level_before)
             _remove_routers()
 
 

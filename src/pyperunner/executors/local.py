@@ -23,6 +23,7 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +31,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..logs import ProcessOutput, belonging_to, current_run, forward_records, handle_forwarded
+from ..logs import (
+    ProcessOutput,
+    belonging_to,
+    current_run,
+    forward_records,
+    handle_forwarded,
+    output_busy,
+)
 from ..store import Store
 from .base import (
     Executor,
@@ -390,6 +398,7 @@ class ProcessExecutor(Executor):
             if running is not None and running.deadline and running.deadline <= now:
                 del self._workers[conn]
                 _stop([running])
+                _forward_last_words(conn)
                 worker.close()
                 outcomes.append(timed_out(running.job, running.started, "worker killed"))
         return outcomes
@@ -399,6 +408,7 @@ class ProcessExecutor(Executor):
         _stop(stopped)
         self._end_idle([w for w in self._workers.values() if w.running is None])
         for worker in self._workers.values():
+            _forward_last_words(worker.conn)
             worker.close()
         self._workers.clear()
         for worker in self._exiting.values():
@@ -432,7 +442,6 @@ def _worker_main(
     max_tasks: int | None,
     max_growth: int,
 ) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _own_group(0)
     lock = threading.Lock()  # the task's own threads may log while this one reports
@@ -444,6 +453,7 @@ def _worker_main(
     done = 0
     adopts_orphans = _become_subreaper()
     with forward_records(send), ProcessOutput(_lifeline()) as output:
+        signal.signal(signal.SIGTERM, functools.partial(_last_words, lock, output))
         clean = _CleanState(max_growth) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:
             with output.task(job.name):
@@ -458,6 +468,28 @@ def _worker_main(
             job = None
     conn.close()
     os._exit(0)  # at once: threads a task left running must not keep the worker alive
+
+
+def _last_words(lock: threading.Lock, output: ProcessOutput, signum: int, frame: object) -> None:
+    """SIGTERM in a worker (its task timed out, or the run stops): send the line the task was
+    writing, then end by the signal as before. Where that could block (this thread was sending,
+    or writing a line), it ends at once: the runner kills it after a grace period anyway."""
+    if not (lock.locked() or output_busy()):
+        with contextlib.suppress(Exception):
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            output.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _forward_last_words(conn: Connection) -> None:
+    """Log what a stopped worker sent before it ended (its last lines, see ``_last_words``)."""
+    with contextlib.suppress(Exception):  # a message cut off by the kill ends it
+        while conn.poll():
+            message = conn.recv()
+            if isinstance(message, logging.LogRecord):
+                handle_forwarded(message)
 
 
 def _next_job(
