@@ -148,6 +148,7 @@ class Pipeline:
             raise PipelineError(str(exc)) from None
         self.name = name
         self._members: list[Task] = []
+        self._member_ids: set[int] = set()
         self._seen: dict[int, Task] = {}  # tasks found connected when they were added
         self._names: dict[str, Task] = {}
         self._result: Mapping[str, Any] | None = None
@@ -162,7 +163,7 @@ class Pipeline:
         tasks one by one costs O(n), not O(n^2); :meth:`graph` checks everything again.
         """
         require_task(task, f"pipeline {self.name!r}: what is added")
-        if id(task) in self._seen and any(t is task for t in self._members):
+        if id(task) in self._member_ids:
             return
         fresh = list(_connected([task], skip=self._seen))
         names = dict(self._names)
@@ -172,6 +173,7 @@ class Pipeline:
         self._seen.update((id(t), t) for t in fresh)
         self._names = names
         self._members.append(task)
+        self._member_ids.add(id(task))
 
     # -- structure ----------------------------------------------------------------------------
 
@@ -370,7 +372,7 @@ class Sequential(Pipeline):
         manual's caching examples do. A rejected task leaves the chain as it was.
         """
         if isinstance(task, Task):
-            if any(task is t for t in self._chain):
+            if id(task) in self._member_ids:
                 raise PipelineError(f"sequential {self.name!r}: {task.name} is listed twice")
             task.detach()
             if self._chain:
@@ -385,11 +387,12 @@ class Sequential(Pipeline):
 
 def _connected(start: Iterable[Task], skip: Mapping[int, Task] | None = None) -> Iterator[Task]:
     """Every task connected to ``start`` (up- or downstream), not walking past ``skip``."""
-    seen: set[int] = set(skip or ())
+    past = skip or {}
+    seen: set[int] = set()
     stack = list(start)
     while stack:
         t = stack.pop()
-        if id(t) in seen:
+        if id(t) in seen or id(t) in past:
             continue
         seen.add(id(t))
         yield t

@@ -297,26 +297,29 @@ class Task:
     def __call__(self, parents: Task | Sequence[Task]) -> Task:
         """Connect ``parents`` upstream of this task and return this task, for chaining."""
         items = list(parents) if isinstance(parents, (list, tuple)) else [parents]
-        for i, parent in enumerate(items):
-            self._check_parent(parent)
-            if any(parent is other for other in items[:i]):
+        below: set[int] | None = None  # this task and its descendants, found once
+        present = {id(p) for p in self.parents}
+        listed: set[int] = set()
+        for parent in items:
+            require_task(parent, f"{self.name}: a parent")
+            if not self.receives_input():
+                raise WiringError(
+                    f"{self.name} takes no input (no `data` parameter), so {parent.name} cannot "
+                    "be connected upstream of it; add a `data` parameter to receive parent outputs"
+                )
+            if below is None:
+                below = {id(self), *(id(d) for d in self.descendants())}
+            if id(parent) in below:
+                raise WiringError(f"connecting {parent.name} -> {self.name} would create a cycle")
+            if id(parent) in present:
+                raise WiringError(f"{self.name}: {parent.name} is already connected to it")
+            if id(parent) in listed:
                 raise WiringError(f"{self.name}: {parent.name} is listed twice as a parent")
+            listed.add(id(parent))
         for parent in items:
             self.parents.append(parent)
             parent.children.append(self)
         return self
-
-    def _check_parent(self, parent: Any) -> None:
-        require_task(parent, f"{self.name}: a parent")
-        if not self.receives_input():
-            raise WiringError(
-                f"{self.name} takes no input (no `data` parameter), so {parent.name} cannot be "
-                "connected upstream of it; add a `data` parameter to receive parent outputs"
-            )
-        if parent is self or any(parent is d for d in self.descendants()):
-            raise WiringError(f"connecting {parent.name} -> {self.name} would create a cycle")
-        if any(parent is p for p in self.parents):
-            raise WiringError(f"{self.name}: {parent.name} is already connected to it")
 
     def detach(self) -> None:
         """Disconnect this task from all its parents and children."""
