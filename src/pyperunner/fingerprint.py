@@ -69,7 +69,7 @@ class Binding(NamedTuple):
         return (
             value is self.value
             and (self.code is None or value.__code__ is self.code)
-            and (self.snapshot is None or _data_text(value) == self.snapshot)
+            and (self.snapshot is None or data_text(value) == self.snapshot)
         )
 
 
@@ -265,14 +265,6 @@ def data_text(value: Any) -> str | None:
     """Canonical text of a plain data value, or None for other values and ones over DATA_LIMIT."""
     try:
         return _encode(value, [DATA_LIMIT])
-    except (_NotData, RecursionError, ValueError):
-        return None
-
-
-def _data_text(value: Any) -> str | None:
-    """What :meth:`_Walk.add_data` would count for ``value`` now (None: nothing)."""
-    try:
-        return _encode(value, [DATA_LIMIT], _Walk(set()).code_leaf)
     except (_NotData, RecursionError, ValueError):
         return None
 
