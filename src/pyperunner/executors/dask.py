@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..logs import ForwardingHandler, handle_forwarded
 from ..store import Store
-from .base import Executor, Job, Outcome, detached, execute, timed_out, wait_time
+from .base import Executor, Job, Outcome, describe, detached, execute, timed_out, wait_time
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -134,12 +134,9 @@ class DaskExecutor(Executor):
             cause = exc
             while cause.__cause__ is not None or cause.__context__ is not None:
                 cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-            error = f"{type(cause).__name__}: the task could not be sent to Dask: {cause}"
-            logging.getLogger(job.name).error("%s", error)
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            self._unsent.append(
-                Outcome(job.name, started, time.time(), error, text, retryable=False)
-            )
+            why = "the task could not be sent to Dask: "
+            unsent = _failed(job.name, started, cause, exc.__traceback__, why)
+            self._unsent.append(dataclasses.replace(unsent, retryable=False))
             return
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
         self._running[future.key] = _Submitted(job, future, started, deadline)
@@ -266,7 +263,7 @@ def _outcome_of(submitted: _Submitted) -> Outcome:
         try:
             outcome, records = future.result()
         except Exception as exc:  # the result did not arrive (e.g. it could not be unpickled)
-            return _failed(submitted, exc, exc.__traceback__)
+            return _failed(submitted.job.name, submitted.started, exc, exc.__traceback__)
         for record in records:
             handle_forwarded(record)
         return outcome
@@ -274,15 +271,18 @@ def _outcome_of(submitted: _Submitted) -> Outcome:
         message = "CancelledError: the Dask task was cancelled before it ended"
         logging.getLogger(submitted.job.name).error(message)
         return Outcome(submitted.job.name, submitted.started, time.time(), message)
-    return _failed(submitted, future.exception(), future.traceback())
+    return _failed(submitted.job.name, submitted.started, future.exception(), future.traceback())
 
 
-def _failed(submitted: _Submitted, exc: BaseException, tb: TracebackType | None) -> Outcome:
-    """The outcome of a Dask task that raised: the worker died (``KilledWorker``) or worse."""
-    error = f"{type(exc).__name__}: {exc}"
+def _failed(
+    name: str, started: float, exc: BaseException, tb: TracebackType | None, why: str = ""
+) -> Outcome:
+    """The outcome of a Dask task that raised, or never left: the worker died
+    (``KilledWorker``), the task could not be sent, or worse."""
+    error = f"{type(exc).__name__}: {why}{describe(exc)}"
     text = "".join(traceback.format_exception(type(exc), exc, tb))
-    logging.getLogger(submitted.job.name).error("failed on Dask: %s", error)
-    return Outcome(submitted.job.name, submitted.started, time.time(), error, text)
+    logging.getLogger(name).error("failed on Dask: %s", error)
+    return Outcome(name, started, time.time(), error, text)
 
 
 # -- on the worker ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import multiprocessing.util
 import os
 import pickle
 import queue
+import resource
 import signal
 import sys
 import threading
@@ -568,12 +569,12 @@ def _umask() -> int:
     return mask
 
 
+_RESOURCES = [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
+
+
 def _limits() -> dict[int, tuple[int, int]]:
     """This process's resource limits (``ulimit``)."""
-    import resource
-
-    names = [name for name in dir(resource) if name.startswith("RLIMIT_")]
-    return {getattr(resource, name): resource.getrlimit(getattr(resource, name)) for name in names}
+    return {kind: resource.getrlimit(kind) for kind in _RESOURCES}
 
 
 def _become_subreaper() -> bool:
