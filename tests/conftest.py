@@ -20,6 +20,12 @@ settings.register_profile("pyperunner", database=None)
 settings.load_profile("pyperunner")
 
 
+def parent_of(pid: int) -> int:
+    """The parent of process ``pid`` (Linux ``/proc``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
 def record_call(name: str) -> None:
     """Append ``name`` to the calls file named by the environment (one line per execution).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import record_call
+from conftest import parent_of, record_call
 from test_faults import (
     leftovers,
     process_state,
@@ -111,6 +112,10 @@ def act(what: str, folder: Path, name: str, mib: int) -> dict[str, int]:
     elif what == "allocate-and-free":
         block = b"\x01" * (mib * MIB)
         del block
+    elif what == "kill-server":  # the fork server that forked this worker
+        server = os.getppid()
+        os.kill(server, signal.SIGKILL)
+        wait_gone(server, 10.0)
     elif what == "exit7":
         os._exit(7)
     elif what == "sigkill":
@@ -122,9 +127,17 @@ def act(what: str, folder: Path, name: str, mib: int) -> dict[str, int]:
         thread.join()
         subprocess.run(["echo", f"child-marker of {name}"], check=True)
         os.write(2, f"fd2-marker of {name}\n".encode())
-    elif what in ("siblings", "kill-siblings"):
+    elif what in ("siblings", "next-sibling", "kill-siblings"):
         before = {int(pid) for pid in (folder / "before").read_text().split()}
-        siblings = set(children_of(os.getppid())) - before - {os.getpid()}
+        deadline = time.monotonic() + (0 if what == "siblings" else 10.0)
+        # the fork server forks a next worker while this task runs; no event tells when
+        while not (siblings := set(children_of(os.getppid())) - before - {os.getpid()}) - {
+            int(ran.read_text())
+            for ran in folder.glob("*.pid")  # workers that ran a task
+        }:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
         if what == "kill-siblings":
             for pid in siblings:
                 os.kill(pid, signal.SIGKILL)
@@ -154,6 +167,7 @@ class Probe(Task):
         seen = {
             "pid": os.getpid(),
             "ppid": os.getppid(),
+            "grandparent": parent_of(os.getppid()),
             "cwd": os.getcwd(),
             "var": os.environ.get(VAR),
             "new_var": os.environ.get(NEW_VAR),
@@ -232,7 +246,7 @@ def test_pool_runs_tasks_in_fewer_worker_processes_than_tasks_never_in_the_runne
     pids = {s["pid"] for s in seen}
     assert len(pids) <= 2, pids
     assert os.getpid() not in pids
-    assert {s["ppid"] for s in seen} == {os.getpid()}
+    assert {s["grandparent"] for s in seen} == {os.getpid()}  # forked by the runner's fork server
     assert all(wait_gone(pid, 5.0) for pid in pids), "a worker outlived the run"
 
 
@@ -247,7 +261,7 @@ def test_process_executor_gives_every_task_a_process_of_its_own(tmp_path):
 
 def test_process_workers_are_forked_ahead_while_the_task_before_runs(tmp_path):
     (tmp_path / "before").write_text(" ".join(map(str, children_of(os.getpid()))))
-    chain = probes(tmp_path, "siblings", "siblings", "siblings")
+    chain = probes(tmp_path, "next-sibling", "next-sibling", "siblings")
     result = make_runner(tmp_path, "process", process_limit=2).run(Pipeline("ahead", [chain[0]]))
     assert result.ok, result.failed
     seen = [result[probe.name] for probe in chain]
@@ -255,6 +269,26 @@ def test_process_workers_are_forked_ahead_while_the_task_before_runs(tmp_path):
     assert len(set(pids)) == 3, pids  # still a fresh process for every task
     assert pids[1] in seen[0]["siblings"] and pids[2] in seen[1]["siblings"], seen
     assert all(wait_gone(pid, 5.0) for pid in pids + seen[2]["siblings"]), "a worker outlived it"
+
+
+def test_process_workers_come_from_a_fork_server_that_ends_with_the_run(tmp_path):
+    chain = probes(tmp_path, "none", "none", "none", "none")
+    result = make_runner(tmp_path, "process", process_limit=2).run(Pipeline("served", [chain[0]]))
+    assert result.ok, result.failed
+    seen = [result[probe.name] for probe in chain]
+    assert len({s["pid"] for s in seen}) == 4  # still a fresh process for every task
+    (server,) = {s["ppid"] for s in seen}  # one copy of the runner forked them all
+    assert server != os.getpid() and {s["grandparent"] for s in seen} == {os.getpid()}
+    assert wait_gone(server, 5.0), "the fork server outlived the run"
+
+
+def test_a_dead_fork_server_loses_nothing(tmp_path):
+    chain = probes(tmp_path, "kill-server", *["none"] * 5)
+    runner = make_runner(tmp_path, "process", process_limit=2)
+    result = runner.run(Pipeline("unserved", [chain[0]]))
+    assert result.ok, result.failed  # its workers live on; later ones the runner forks
+    assert result[chain[-1].name]["ppid"] == os.getpid()
+    assert "worker process" not in log_text(runner)
 
 
 @pytest.mark.parametrize("executor", ["process", "pool"])
@@ -769,3 +803,17 @@ def test_sigint_to_a_runner_script_ends_every_worker_and_records_interrupted(tmp
     }
     assert "SIGINT" in (run_dir / "pipeline.log").read_text()
     assert calls.counts() == {"Quick": 2, "Long()": 1}
+
+
+def test_a_fork_server_ends_when_told_even_while_a_later_fork_holds_its_socket():
+    from pyperunner.executors.forkserver import ForkServer
+
+    ctx = multiprocessing.get_context("fork")
+    first = ForkServer(ctx, lambda payload, conn, runner: None)
+    second = ForkServer(ctx, lambda payload, conn, runner: None)  # inherits first's socket
+    closing = threading.Thread(target=first.close, daemon=True)
+    closing.start()
+    closing.join(10.0)
+    second.close()
+    assert not closing.is_alive(), "the first fork server did not end"
+    assert first.process.exitcode == 0

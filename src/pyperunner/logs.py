@@ -9,11 +9,13 @@ While a task runs, the thread running it is marked with the task's name, so log 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import logging
 import os
 import select
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +53,7 @@ class ProcessOutput:
 
     def __init__(self, watch: Mapping[int, Callable[[], None]] | None = None) -> None:
         self._watch = dict(watch or {})
+        self._busy = False  # True while the thread handles what it took from a pipe
 
     def __enter__(self) -> ProcessOutput:
         self._captures = [_FdCapture(1, logging.INFO), _FdCapture(2, logging.WARNING)]
@@ -84,6 +87,8 @@ class ProcessOutput:
 
     def _drain(self) -> None:
         """Wait (at most ``FLUSH_WAIT``) until everything written so far has been logged."""
+        if not self._busy and not any(c.pending() for c in self._captures):
+            return  # the thread has logged all it took from the pipes, and they are empty
         for capture in self._captures:
             capture.drained.clear()
             os.write(capture.write_end, self._MARK)
@@ -97,13 +102,24 @@ class ProcessOutput:
         for fd in [*by_fd, *self._watch]:
             poller.register(fd, select.POLLIN)
         while by_fd or self._watch:
-            for fd, _ in poller.poll():
+            ready = poller.poll()
+            self._busy = True  # before the pipes are read: see _drain
+            for fd, _ in ready:
                 if fd in self._watch:
                     poller.unregister(fd)
                     self._watch.pop(fd)()
                 elif not by_fd[fd].forward(self._MARK):
                     poller.unregister(fd)
                     del by_fd[fd]
+            self._busy = False
+
+
+def _unread(fd: int) -> int:
+    """How many bytes the pipe ``fd`` holds (1 where that cannot be told)."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+    except OSError:
+        return 1
 
 
 class _FdCapture:
@@ -116,6 +132,10 @@ class _FdCapture:
         os.dup2(self.write_end, fd)
         self.drained = threading.Event()
         self._partial: list[bytes] = []  # the parts of the unfinished line
+
+    def pending(self) -> bool:
+        """Whether the pipe holds bytes, or an unfinished line waits for its end."""
+        return bool(self._partial) or _unread(self.read_end) > 0
 
     def forward(self, mark: bytes) -> bool:
         """Log the complete lines the pipe holds now; False once it is closed."""

@@ -52,6 +52,7 @@ from .base import (
     timed_out,
     wait_time,
 )
+from .forkserver import ForkServer, Served
 
 KILL_GRACE = 1.0
 """Seconds a stopped worker gets between SIGTERM and SIGKILL."""
@@ -121,7 +122,7 @@ class _Running:
     job: Job
     started: float
     deadline: float | None
-    process: BaseProcess | None = None
+    process: BaseProcess | Served | None = None
 
 
 def _deadline(job: Job) -> float | None:
@@ -184,7 +185,7 @@ class ThreadExecutor(_InProcess):
 class _Worker:
     """A forked worker process, the connection to it, and the job it runs (None: idle)."""
 
-    process: BaseProcess
+    process: BaseProcess | Served
     conn: Connection
     running: _Running | None = None
     ended: int | None = None  # readable once the process has exited
@@ -253,6 +254,8 @@ class ProcessExecutor(Executor):
         self._unsent: set[str] = set()  # known jobs not submitted yet
         self._room = 0
         self._forked = 0
+        self._server: ForkServer | None = None
+        self._asked: dict[str, Connection] = {}  # by name: workers the server is making
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_tasks_per_child={self.max_tasks_per_child})"
@@ -265,6 +268,10 @@ class ProcessExecutor(Executor):
             import cloudpickle  # noqa: F401  (unknown jobs travel to running workers)
         self._known, self._room = dict(jobs or {}), workers
         self._unsent = set(self._known)
+        if hasattr(os, "pidfd_open"):
+            target = functools.partial(_served_worker, store, self._known, *self._limits())
+            with _signals_held():
+                self._server = ForkServer(self._ctx, target)
         self._fork_ahead()
 
     def submit(self, job: Job) -> None:
@@ -276,7 +283,7 @@ class ProcessExecutor(Executor):
 
     def _hand_to_idle(self, job: Job) -> _Worker | None:
         """Send ``job`` to an idle worker; None if there is none that can take it."""
-        idle = [w for w in self._workers.values() if w.running is None]
+        idle = self._idle()
         payload = self._message(job) if idle else None
         if idle and payload is None:  # only a fork can take this job along
             self._end_idle(idle[:1])
@@ -290,35 +297,86 @@ class ProcessExecutor(Executor):
                 self._retire(worker.conn)
         return None
 
+    def _idle(self) -> list[_Worker]:
+        """The idle workers; if none is, but the fork server is making one, that one."""
+        self._take_started()
+        idle = [w for w in self._workers.values() if w.running is None]
+        if not idle and self._server is not None and self._server.waiting:
+            self._take_started(next(iter(self._asked)))
+            idle = [w for w in self._workers.values() if w.running is None]
+        return idle
+
     def _message(self, job: Job) -> bytes | None:
         """What tells an idle worker to run ``job``: its name and attempt if the worker knows
         the job (it was forked after ``start``), else the pickled job; None if unpicklable."""
+        named = self._named(job)
+        return _pickled(job) if named is None else pickle.dumps(named)
+
+    def _named(self, job: Job) -> tuple[str, int] | None:
+        """``job`` as its name and attempt, if it is a job ``start`` was told of."""
         known = self._known.get(job.name)
         if known is not None and job == dataclasses.replace(known, attempt=job.attempt):
-            return pickle.dumps((job.name, job.attempt))
-        return _pickled(job)
+            return job.name, job.attempt
+        return None
+
+    def _limits(self) -> tuple[int | None, int]:
+        return self.max_tasks_per_child, self.max_memory_growth
 
     def _fork_ahead(self) -> None:
-        """Fork idle workers for the known jobs still to come, up to the run's ``workers``."""
-        idle = sum(w.running is None for w in self._workers.values())
-        room = self._room - (len(self._workers) - idle if self.max_tasks_per_child != 1 else 0)
+        """Have idle workers made for the known jobs still to come, up to the run's
+        ``workers``: by the fork server, in the background, or else forked here."""
+        idle = sum(w.running is None for w in self._workers.values()) + len(self._asked)
+        busy = len(self._workers) + len(self._asked) - idle
+        room = self._room - (busy if self.max_tasks_per_child != 1 else 0)
         for _ in range(min(room, len(self._unsent)) - idle):
-            self._fork(None)
+            if not self._ask(None):
+                self._fork(None)
+
+    def _ask(self, named: tuple[str, int] | None) -> str | None:
+        """Ask the fork server for a worker that runs the ``named`` job, or (None) waits for
+        one; the worker's name, or None if there is no server."""
+        if self._server is None:
+            return None
+        ours, theirs = self._ctx.Pipe()
+        self._forked += 1
+        name = f"Worker-{self._forked}"
+        with _signals_held():  # until the worker is known, so that shutdown ends it
+            asked = self._server.request(named, theirs, name)
+            theirs.close()
+            if not asked:
+                ours.close()
+                return None
+            self._asked[name] = ours
+        return name
+
+    def _take_started(self, until: str | None = None) -> None:
+        """Make the workers the fork server started known (first waiting for ``until``);
+        forget the ones asked for if it died."""
+        if self._server is None:
+            return
+        with _signals_held():  # until the worker is known, so that shutdown ends it
+            for process in self._server.started(until):
+                conn = self._asked.pop(process.name)
+                self._workers[conn] = _Worker(process, conn)
+        if not self._server.alive:
+            for conn in self._asked.values():
+                conn.close()
+            self._asked.clear()
 
     def _fork(self, job: Job | None) -> _Worker:
-        """A new worker: it runs ``job`` at once, or (None) waits to be sent one."""
+        """A new worker: it runs ``job`` at once, or (None) waits to be sent one. The fork
+        server makes it if it knows ``job``; else the runner forks, taking ``job`` along."""
+        named = None if job is None else self._named(job)
+        if (job is None or named is not None) and (name := self._ask(named)):
+            conn = self._asked[name]
+            self._take_started(name)
+            if conn in self._workers:
+                return self._workers[conn]
         ours, theirs = self._ctx.Pipe()
         self._forked += 1
         process = self._ctx.Process(  # not daemonic, so tasks may use multiprocessing
             target=_worker_main,
-            args=(
-                job,
-                self.store,
-                theirs,
-                self._known,
-                self.max_tasks_per_child,
-                self.max_memory_growth,
-            ),
+            args=(job, self.store, theirs, self._known, *self._limits()),
             name=f"Worker-{self._forked}",
         )
         with _signals_held():  # until the worker is known, so that shutdown ends it
@@ -334,9 +392,13 @@ class ProcessExecutor(Executor):
         while not outcomes:
             by_exit = {w.ended: c for c, w in self._workers.items()}
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            server = [self._server] if self._asked else []
             ready = multiprocessing.connection.wait(
-                [*self._workers, *by_exit, *self._exiting], wait_time(remaining, self._busy())
+                [*self._workers, *by_exit, *self._exiting, *server],
+                wait_time(remaining, self._busy()),
             )
+            if server and server[0] in ready:
+                self._take_started()
             for exited in [obj for obj in ready if obj in self._exiting]:
                 _reap(self._exiting.pop(exited))  # type: ignore[index]
             for conn in {by_exit.get(obj, obj) for obj in ready if obj not in self._exiting}:
@@ -405,6 +467,8 @@ class ProcessExecutor(Executor):
         return outcomes
 
     def shutdown(self) -> list[str]:
+        if self._asked:
+            self._take_started(list(self._asked)[-1])
         stopped = self._busy()
         _stop(stopped)
         self._end_idle([w for w in self._workers.values() if w.running is None])
@@ -416,6 +480,9 @@ class ProcessExecutor(Executor):
             _reap(worker)
         self._exiting.clear()
         self._unsent.clear()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         return [r.job.name for r in stopped]
 
     def _end_idle(self, idle: list[_Worker]) -> None:
@@ -442,6 +509,7 @@ def _worker_main(
     known: Mapping[str, Job],
     max_tasks: int | None,
     max_growth: int,
+    runner: int | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _own_group(0)
@@ -453,7 +521,7 @@ def _worker_main(
 
     done = 0
     adopts_orphans = _become_subreaper()
-    with forward_records(send), ProcessOutput(_lifeline()) as output:
+    with forward_records(send), ProcessOutput(_lifeline(runner)) as output:
         signal.signal(signal.SIGTERM, functools.partial(_last_words, lock, output))
         clean = _CleanState(max_growth) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:
@@ -469,6 +537,20 @@ def _worker_main(
             job = None
     conn.close()
     os._exit(0)  # at once: threads a task left running must not keep the worker alive
+
+
+def _served_worker(
+    store: Store,
+    known: Mapping[str, Job],
+    max_tasks: int | None,
+    max_growth: int,
+    named: tuple[str, int] | None,
+    conn: Connection,
+    runner: int,
+) -> None:
+    """A worker the fork server forked: ``named`` is the job it runs at once, if any."""
+    job = None if named is None else dataclasses.replace(known[named[0]], attempt=named[1])
+    _worker_main(job, store, conn, known, max_tasks, max_growth, runner)
 
 
 def _last_words(lock: threading.Lock, output: ProcessOutput, signum: int, frame: object) -> None:
@@ -648,12 +730,14 @@ def _resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _lifeline() -> dict[int, Callable[[], None]]:
-    """What ends this worker's whole process group once the runner dies (even by SIGKILL)."""
+def _lifeline(runner: int | None) -> dict[int, Callable[[], None]]:
+    """What ends this worker's whole process group once the runner dies (even by SIGKILL):
+    ``runner`` is a pidfd of it, else (None) the runner is this process's parent."""
     parent = multiprocessing.parent_process()
-    if parent is None:
+    watched = runner if runner is not None else parent and parent.sentinel
+    if watched is None:
         return {}
-    return {parent.sentinel: functools.partial(os.killpg, 0, signal.SIGKILL)}
+    return {watched: functools.partial(os.killpg, 0, signal.SIGKILL)}
 
 
 _STOP = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -1,0 +1,201 @@
+"""A fork server: a copy of the runner, forked once, that forks the runner's workers for it.
+
+Each fork of the runner itself would make every page the runner writes afterwards a
+copy-on-write fault (some 600 a task, between tasks, where they hold the run up). Forked from
+this idle copy instead, a worker is still a fresh process holding everything the runner held
+when the run started, and costs the runner one message.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+Target = Callable[[Any, Connection, int], None]
+"""What a served process runs: the request's payload, its connection to the runner, and a
+pidfd of the runner (readable once the runner ended: what the process lives for)."""
+
+_RECORD = struct.Struct("qq")  # (pid, exit code or _STARTED)
+_STARTED = -(2**62)
+_STOP = b"stop"
+_GRACE = 5.0
+"""Seconds the server gets to end when told to, before it is killed."""
+_LOST = -signal.SIGKILL
+"""The exit code told for a process whose fork server died before it: unknown."""
+
+
+class ForkServer:
+    """Forks processes on request from a copy of this process made at creation.
+
+    A request returns at once; its process is among :meth:`started` once the server forked it,
+    in the order asked. Wait for that on the server itself (it has a ``fileno``)."""
+
+    def __init__(self, ctx: BaseContext, target: Target) -> None:
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._asked: collections.deque[str] = collections.deque()
+        self._started: list[Served] = []
+        self._exits: dict[int, int] = {}
+        self.alive = True
+        self._runner = os.pidfd_open(os.getpid())
+        self.process = ctx.Process(
+            target=_serve, args=(theirs, self._sock, self._runner, ctx, target), name="ForkServer"
+        )
+        self.process.start()
+        theirs.close()
+
+    def fileno(self) -> int:
+        """Readable when the server has news: a process started or ended, or it died."""
+        return self._sock.fileno()
+
+    def request(self, payload: object, conn: Connection, name: str) -> bool:
+        """Ask for a process ``name`` running ``target(payload, conn, pidfd)``; False if the
+        server is gone."""
+        self._asked.append(name)  # first: a signal may interrupt once the request is sent
+        try:
+            socket.send_fds(self._sock, [pickle.dumps((payload, name))], [conn.fileno()])
+        except OSError:
+            self._asked.pop()
+            self.alive = False
+            return False
+        return True
+
+    def started(self, until: str | None = None) -> list[Served]:
+        """The processes started since the last call; with ``until``, first wait for the one
+        of that name (unless the server died)."""
+        while self.alive and multiprocessing.connection.wait(
+            [self._sock], None if until in self._asked else 0
+        ):
+            self._receive()
+        started, self._started = self._started, []
+        return started
+
+    @property
+    def waiting(self) -> int:
+        """How many requests have no process yet."""
+        return len(self._asked)
+
+    def exitcode(self, pid: int, timeout: float | None) -> int | None:
+        """The exit code of the served process ``pid``, waiting up to ``timeout`` for it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pid not in self._exits:
+            if not self.alive:
+                return _LOST
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not multiprocessing.connection.wait([self._sock], left):
+                return None
+            self._receive()
+        return self._exits.pop(pid)
+
+    def _receive(self) -> None:
+        """Read one record of the server's: a process started, or one ended."""
+        try:
+            record = self._sock.recv(_RECORD.size)
+        except OSError:
+            record = b""
+        if len(record) != _RECORD.size:
+            self.alive = False
+            self._asked.clear()
+            return
+        pid, code = _RECORD.unpack(record)
+        if code == _STARTED:
+            self._started.append(Served(pid, self._asked.popleft(), self))
+        else:
+            self._exits[pid] = code
+
+    def close(self) -> None:
+        """End the server; the processes it forked must have ended already. It is told to,
+        as a copy of this end of the socket may live on in a process forked meanwhile (by
+        another thread's run), so that closing it would not end the server."""
+        with contextlib.suppress(OSError):
+            self._sock.send(_STOP)
+        self._sock.close()
+        self.process.join(_GRACE)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+        os.close(self._runner)
+
+
+class Served:
+    """A process the fork server forked: as much of ``multiprocessing.Process`` as the
+    executor uses (``pid``, ``name``, ``exitcode``, ``join``, ``sentinel``)."""
+
+    def __init__(self, pid: int, name: str, server: ForkServer) -> None:
+        self.pid, self.name, self._server = pid, name, server
+        self.sentinel = os.pidfd_open(pid)  # readable once it ended, also where no child
+        self._exitcode: int | None = None
+
+    @property
+    def exitcode(self) -> int | None:
+        """Its exit code (minus the signal that killed it); None while it runs."""
+        return self.join(0)
+
+    def join(self, timeout: float | None = None) -> int | None:
+        """Wait up to ``timeout`` seconds for it to end; its exit code, or None."""
+        if self._exitcode is None and multiprocessing.connection.wait([self.sentinel], timeout):
+            self._exitcode = self._server.exitcode(self.pid, None)
+            os.close(self.sentinel)
+            self.sentinel = -1
+        return self._exitcode
+
+
+def _serve(
+    sock: socket.socket, runners: socket.socket, pidfd: int, ctx: BaseContext, target: Target
+) -> None:
+    """The server's loop: fork what is asked, tell each process's exit, and end with the runner
+    (then killing the process groups it forked, which outlive it otherwise)."""
+    runners.close()
+    with contextlib.suppress(OSError):  # the terminal's signals are for the runner, which
+        os.setpgid(0, 0)  # ends this server
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    running: dict[int, BaseProcess] = {}
+    while True:
+        ready = multiprocessing.connection.wait([sock, pidfd, *running])
+        if pidfd in ready:  # the runner died (its end of the socket may live on in forks)
+            break
+        for ended in [r for r in ready if r is not sock]:
+            process = running.pop(ended)  # type: ignore[call-overload]
+            os.close(ended)  # type: ignore[arg-type]
+            process.join()
+            _tell(sock, process.pid, process.exitcode)
+        if sock not in ready:
+            continue
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        if message in (b"", _STOP):
+            break
+        payload, name = pickle.loads(message)
+        conn = Connection(fds[0])
+        process = ctx.Process(target=_served, args=(sock, pidfd, target, payload, conn), name=name)
+        process.start()
+        with contextlib.suppress(OSError):
+            os.setpgid(process.pid, 0)
+        conn.close()
+        running[os.pidfd_open(process.pid)] = process  # the sentinel outlives it in orphans
+        _tell(sock, process.pid, _STARTED)
+    for process in running.values():
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _tell(sock: socket.socket, pid: int | None, code: int | None) -> None:
+    with contextlib.suppress(OSError):
+        sock.send(_RECORD.pack(pid or 0, _LOST if code is None else code))
+
+
+def _served(
+    sock: socket.socket, pidfd: int, target: Target, payload: object, conn: Connection
+) -> None:
+    sock.close()
+    target(payload, conn, pidfd)
