@@ -99,18 +99,19 @@ class ForkServer:
         return self._exits.pop(pid)
 
     def _receive(self) -> None:
-        """Read one record of the server's: a process started, or one ended."""
+        """Read one record of the server's: a process started (with a pidfd of it), or one
+        ended."""
         try:
-            record = self._sock.recv(_RECORD.size)
+            record, fds, _, _ = socket.recv_fds(self._sock, _RECORD.size, 1)
         except OSError:
-            record = b""
+            record, fds = b"", []
         if len(record) != _RECORD.size:
             self.alive = False
             self._asked.clear()
             return
         pid, code = _RECORD.unpack(record)
         if code == _STARTED:
-            self._started.append(Served(pid, self._asked.popleft(), self))
+            self._started.append(Served(pid, fds[0], self._asked.popleft(), self))
         else:
             self._exits[pid] = code
 
@@ -132,9 +133,9 @@ class Served:
     """A process the fork server forked: as much of ``multiprocessing.Process`` as the
     executor uses (``pid``, ``name``, ``exitcode``, ``join``, ``sentinel``)."""
 
-    def __init__(self, pid: int, name: str, server: ForkServer) -> None:
+    def __init__(self, pid: int, pidfd: int, name: str, server: ForkServer) -> None:
         self.pid, self.name, self._server = pid, name, server
-        self.sentinel = os.pidfd_open(pid)  # readable once it ended, also where no child
+        self.sentinel = pidfd  # readable once it ended; the server opened it before it reaps
         self._exitcode: int | None = None
 
     @property
@@ -182,16 +183,18 @@ def _serve(
         with contextlib.suppress(OSError):
             os.setpgid(process.pid, 0)
         conn.close()
-        running[os.pidfd_open(process.pid)] = process  # the sentinel outlives it in orphans
-        _tell(sock, process.pid, _STARTED)
+        ended = os.pidfd_open(process.pid)  # unlike the sentinel, not held open by orphans
+        running[ended] = process
+        _tell(sock, process.pid, _STARTED, ended)
     for process in running.values():
         with contextlib.suppress(OSError):
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def _tell(sock: socket.socket, pid: int | None, code: int | None) -> None:
+def _tell(sock: socket.socket, pid: int | None, code: int | None, pidfd: int | None = None) -> None:
+    record = _RECORD.pack(pid or 0, _LOST if code is None else code)
     with contextlib.suppress(OSError):
-        sock.send(_RECORD.pack(pid or 0, _LOST if code is None else code))
+        socket.send_fds(sock, [record], [] if pidfd is None else [pidfd])
 
 
 def _served(

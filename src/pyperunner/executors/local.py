@@ -193,7 +193,10 @@ class _Worker:
 
     def __post_init__(self) -> None:
         try:  # unlike the sentinel, not held open by processes the task forked
-            self.ended = os.pidfd_open(self.process.pid)
+            if isinstance(self.process, Served):  # a pidfd already, opened before any reaping
+                self.ended = os.dup(self.process.sentinel)
+            else:
+                self.ended = os.pidfd_open(self.process.pid)
         except (AttributeError, OSError):
             self.ended = self.process.sentinel
 
@@ -234,7 +237,10 @@ class ProcessExecutor(Executor):
 
     Workers are forked ahead, while other jobs run, for the jobs ``start`` was told of: such a
     job then travels to an idle worker as its name, and its process is started and warm when
-    the job comes, so neither the fork nor a worker's start nor its exit holds up the run.
+    the job comes, so neither the fork nor a worker's start nor its exit holds up the run. A
+    fork server (:mod:`.forkserver`), a copy of the runner made at ``start``, forks them, so
+    the runner pays no copy-on-write faults; the runner forks a job it was not told of itself,
+    and all of them if the server is gone.
     """
 
     runs_elsewhere = True
