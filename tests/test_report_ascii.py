@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pyperunner.report.ascii import draw_ascii
+from pyperunner.report.ascii import _line_runs, draw_ascii
 
 MULTI_PATH_NODES = [
     "LoadData(csv)",
@@ -285,3 +287,41 @@ def test_two_hundred_nodes_draw_quickly() -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0
     assert sorted(box.label for box in parse_boxes(drawing)) == sorted(nodes)
+
+
+def bresenham_cells(start: tuple[int, int], end: tuple[int, int]) -> list[tuple[int, int]]:
+    """The plain cell-by-cell rasterisation the drawing's edge runs must equal."""
+    (row, column), (end_row, end_column) = start, end
+    d_col, d_row = abs(end_column - column), -abs(end_row - row)
+    step_col, step_row = (1 if column < end_column else -1), (1 if row < end_row else -1)
+    error, cells = d_col + d_row, [(row, column)]
+    while (row, column) != (end_row, end_column):
+        doubled = 2 * error
+        if doubled >= d_row:
+            error, column = error + d_row, column + step_col
+        if doubled <= d_col:
+            error, row = error + d_col, row + step_row
+        cells.append((row, column))
+    return cells
+
+
+@given(
+    st.tuples(st.integers(0, 30), st.integers(0, 5000)),
+    st.tuples(st.integers(0, 30), st.integers(0, 5000)),
+)
+def test_edge_runs_are_the_cells_of_a_bresenham_line(start, end) -> None:
+    expected: dict[int, list[int]] = {}
+    for row, column in bresenham_cells(start, end):
+        expected.setdefault(row, []).append(column)
+    runs = list(_line_runs(start, end))
+    assert [row for row, _, _ in runs] == list(expected)
+    for row, first, last in runs:
+        assert sorted(expected[row]) == list(range(first, last + 1))
+
+
+def test_a_wide_fan_out_is_drawn_whole() -> None:
+    children = [f"child_{index}" for index in range(1500)]
+    drawing = draw_ascii(["root", *children], [("root", child) for child in children])
+    boxes = boxes_by_label(drawing)
+    assert sorted(boxes) == sorted(["root", *children])
+    assert all(boxes["root"].bottom < boxes[child].top for child in children)

@@ -12,6 +12,7 @@ turns node names, edges and optional labels into a string.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -352,11 +353,16 @@ def _render(layout: _Layout, layers: Sequence[Sequence[int]], centers: Sequence[
             else:
                 left = centers[node] - layout.widths[node] // 2
                 _draw_box(canvas, tops[index], left, layout.labels[node])
+    runs: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
     for index, members in enumerate(layers[:-1]):
         start_row, end_row = tops[index] + BOX_HEIGHT, tops[index + 1] - 1
         for node in members:
             for child in layout.children[node]:
-                _draw_edge(canvas, (start_row, centers[node]), (end_row, centers[child]))
+                segment = (start_row, centers[node]), (end_row, centers[child])
+                for row, first, last in _line_runs(*segment):
+                    runs[row].append((first, last))
+    for row, spans in runs.items():  # rows between layers: they hold nothing but edges
+        _fill(canvas[row], spans)
     return "\n".join("".join(row).rstrip() for row in canvas)
 
 
@@ -388,28 +394,44 @@ def _draw_dummy(canvas: list[list[str]], top: int, column: int) -> None:
         canvas[row][column] = EDGE_CHAR
 
 
-def _draw_edge(canvas: list[list[str]], start: tuple[int, int], end: tuple[int, int]) -> None:
-    for row, column in _line_cells(start, end):
-        if canvas[row][column] == " ":
-            canvas[row][column] = EDGE_CHAR
+def _fill(line: list[str], spans: list[tuple[int, int]]) -> None:
+    """Draw edge cells over the columns ``first..last`` of every span, each column once."""
+    reach = -1
+    for first, last in sorted(spans):
+        first = max(first, reach + 1)
+        if first <= last:
+            line[first : last + 1] = [EDGE_CHAR] * (last + 1 - first)
+            reach = last
 
 
-def _line_cells(start: tuple[int, int], end: tuple[int, int]) -> Iterator[tuple[int, int]]:
-    """Bresenham rasterisation of the segment between two (row, column) cells, both included."""
+def _line_runs(start: tuple[int, int], end: tuple[int, int]) -> Iterator[tuple[int, int, int]]:
+    """The cells of the Bresenham segment between two (row, column) cells, both included, as
+    (row, first column, last column) runs: in time of the rows it spans, not of its columns (a
+    wide fan-out's edges span thousands of columns over a few rows)."""
     row, column = start
     end_row, end_column = end
     d_col, d_row = abs(end_column - column), -abs(end_row - row)
     step_col = 1 if column < end_column else -1
     step_row = 1 if row < end_row else -1
     error = d_col + d_row
+    first = column
     while True:
-        yield row, column
+        if 2 * error > d_col:  # steps along the row only, while that holds: taken at once
+            along = abs(end_column - column)
+            if d_row:
+                along = min(along, (2 * error - d_col - 1) // (-2 * d_row) + 1)
+            column += step_col * along
+            error += d_row * along
         if row == end_row and column == end_column:
+            yield row, min(first, column), max(first, column)
             return
         doubled = 2 * error
+        last = column
         if doubled >= d_row:
             error += d_row
             column += step_col
         if doubled <= d_col:
             error += d_col
+            yield row, min(first, last), max(first, last)
             row += step_row
+            first = column
