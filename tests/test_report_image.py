@@ -340,3 +340,61 @@ def test_rendering_never_imports_matplotlib(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert (tmp_path / "out.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+# --------------------------------------------------------------------------- wide pipelines
+
+
+def cross_validation(folds: int) -> nx.DiGraph:
+    """Load -> Fit(fold-i) -> Score(fold-i) -> Report, fold 7 failing."""
+    graph = nx.DiGraph()
+    for i in range(folds):
+        graph.add_edge("Load(all)", f"Fit(fold-{i})")
+        graph.add_edge(f"Fit(fold-{i})", f"Score(fold-{i})")
+        graph.add_edge(f"Score(fold-{i})", "Report(final)")
+    for node in graph.nodes:
+        graph.nodes[node]["status"] = Status.SUCCESS
+    graph.nodes["Fit(fold-7)"]["status"] = Status.FAILURE
+    for node in ["Score(fold-7)", "Report(final)"]:
+        graph.nodes[node]["status"] = Status.CANT_RUN
+    return graph
+
+
+def test_a_pipeline_that_fits_is_drawn_task_by_task() -> None:
+    from pyperunner.report.groups import grouped
+
+    graph = cross_validation(20)
+    assert grouped(graph) is graph
+
+
+def test_too_wide_a_layer_is_drawn_as_one_box_per_group_of_like_tasks(tmp_path: Path) -> None:
+    from pyperunner.report.groups import grouped
+
+    drawn = grouped(cross_validation(3000))
+    fits = "Fit(fold-0 ... fold-2999), 3000 tasks"
+    scores = "Score(fold-0 ... fold-2999), 3000 tasks"
+    assert set(drawn.edges) == {
+        ("Load(all)", fits),
+        (fits, scores),
+        (scores, "Report(final)"),
+    }
+    assert drawn.nodes[fits]["status"] is Status.FAILURE  # the worst of the group
+    assert drawn.nodes[fits]["detail"] == "1 FAILURE · 2999 SUCCESS"
+    assert drawn.nodes[scores]["detail"] == "1 CANT_RUN · 2999 SUCCESS"
+    path = write_status_png(cross_validation(3000), tmp_path / "wide.png")
+    with Image.open(path) as image:
+        assert image.width < 1000 and image.height < 1000  # boxes at their normal size
+    counts = colour_counts(path)
+    assert counts[Status.FAILURE] > 1000 and counts[Status.CANT_RUN] > 1000
+
+
+def test_unlike_tasks_of_a_wide_layer_stay_apart() -> None:
+    from pyperunner.report.groups import grouped
+
+    graph = cross_validation(3000)
+    graph.add_edge("Load(all)", "Other(one)")
+    graph.add_edge("Load(all)", "Other(two)")  # two of a class: too few to group
+    graph.nodes["Other(one)"]["status"] = graph.nodes["Other(two)"]["status"] = Status.SUCCESS
+    drawn = grouped(graph)
+    assert {"Other(one)", "Other(two)", "Load(all)", "Report(final)"} <= set(drawn.nodes)
+    assert len(drawn) == 6

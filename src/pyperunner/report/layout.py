@@ -19,7 +19,14 @@ from ..graph import GraphLike, topological_order
 from ..status import Status
 from .text import format_duration
 
-__all__ = ["LEGEND_LABELS", "STATUS_COLORS", "Layout", "compute_layout", "layout_boxes"]
+__all__ = [
+    "LEGEND_LABELS",
+    "STATUS_COLORS",
+    "Layout",
+    "compute_layout",
+    "fits_width",
+    "layout_boxes",
+]
 
 #: Face colour of a task box (and its legend entry) for each status.
 STATUS_COLORS: dict[Status, str] = {
@@ -96,7 +103,10 @@ def node_status(graph: GraphLike, node: Hashable) -> Status:
 
 
 def detail_line(graph: GraphLike, node: Hashable) -> str:
-    """Second line of a box: the status, plus the duration when known (``cached`` if cached)."""
+    """Second line of a box: the status, plus the duration when known (``cached`` if cached);
+    a box standing for a group of tasks says so in its ``detail``."""
+    if "detail" in graph.nodes[node]:
+        return str(graph.nodes[node]["detail"])
     status = node_status(graph, node)
     if status is Status.CACHED:
         return "cached"
@@ -132,7 +142,16 @@ def _legend_width() -> float:
 # --------------------------------------------------------------------------- layering
 
 
-def _longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
+def fits_width(graph: GraphLike) -> bool:
+    """Whether every layer's boxes side by side fit the picture's width cap, so that nothing
+    has to be scaled down to fit."""
+    rows: dict[int, float] = {}
+    for node, index in longest_path_layers(graph).items():
+        rows[index] = rows.get(index, -_H_GAP) + _box_width(graph, node) + _H_GAP
+    return max(rows.values(), default=0.0) + 2 * MARGIN <= _MAX_FIGURE_INCHES
+
+
+def longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
     """Layer of each node: length of the longest path reaching it from a root.
 
     Raises ``ValueError`` naming a cycle if there is one.
@@ -199,7 +218,7 @@ def _barycenter_order(
 
 def compute_layout(graph: GraphLike, title: str | None) -> Layout:
     """Positions of every box and edge route, in final figure inches."""
-    layers, up, down = _expand_long_edges(graph, _longest_path_layers(graph))
+    layers, up, down = _expand_long_edges(graph, longest_path_layers(graph))
     layers = _barycenter_order(layers, up, down)
 
     widths = {n: _box_width(graph, n) for n in graph.nodes}
