@@ -32,7 +32,7 @@ import joblib
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import record_call
+from conftest import parent_of, record_call
 
 from pyperunner import Pipeline, PipelineResult, Runner, Status, Task, run
 from pyperunner.cli import main as cli_main
@@ -702,11 +702,14 @@ def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, call
     with scripts() as started:
         runner = start_when_started(started, tmp_path, script, "FAULTS_STARTED_FIFO")
         worker, grandchild = map(int, (tmp_path / "pids.txt").read_text().split())
+        server = parent_of(worker)  # the fork server that forked it
+        assert server != runner.pid and parent_of(server) == runner.pid
         killed = time.monotonic()
         os.kill(runner.pid, signal.SIGKILL)
         assert runner.wait() == -signal.SIGKILL
         assert wait_gone(worker, 2.0), process_state(worker)
         assert wait_gone(grandchild, 2.0), process_state(grandchild)
+        assert wait_gone(server, 2.0), process_state(server)
         report("workers gone after runner SIGKILL", seconds=time.monotonic() - killed)
     (run_dir,) = run_folders(tmp_path / "log")
     assert not (run_dir / "run.yaml").exists()  # the runner had no chance to record the run
