@@ -282,7 +282,8 @@ def test_sixty_tasks_render_quickly(tmp_path: Path) -> None:
 
 def test_two_hundred_task_chain_renders_quickly(tmp_path: Path) -> None:
     # A complexity guard, generous on purpose: it takes some 50 ms on a developer machine.
-    graph = chain_graph(200)
+    graph = nx.DiGraph()  # of two classes in turn, so that no part of it is drawn as a group
+    nx.add_path(graph, [f"Step{i % 2}(number-{i})" for i in range(200)])
     write_status_png(four_tasks(), tmp_path / "warm-up.png")
     start = time.perf_counter()
     out = write_status_png(graph, tmp_path / "chain.png", title="200 tasks")
@@ -398,3 +399,20 @@ def test_unlike_tasks_of_a_wide_layer_stay_apart() -> None:
     drawn = grouped(graph)
     assert {"Other(one)", "Other(two)", "Load(all)", "Report(final)"} <= set(drawn.nodes)
     assert len(drawn) == 6
+
+
+def test_too_long_a_chain_of_like_tasks_is_drawn_as_one_box() -> None:
+    from pyperunner.report.groups import grouped
+
+    graph = chain_graph(200)
+    graph.add_edge("Load(all)", "Step(number-0)")
+    graph.add_edge("Step(number-199)", "Report(final)")
+    for node in graph.nodes:
+        graph.nodes[node]["status"] = Status.SUCCESS
+    graph.nodes["Step(number-150)"]["status"] = Status.FAILURE
+    drawn = grouped(graph)
+    steps = "Step(number-0 ... number-199), 200 tasks"
+    assert set(drawn.edges) == {("Load(all)", steps), (steps, "Report(final)")}
+    assert drawn.nodes[steps]["detail"] == "1 FAILURE · 199 SUCCESS"
+    short = chain_graph(100)
+    assert grouped(short) is short  # it fits the picture: drawn task by task

@@ -14,9 +14,9 @@ from collections.abc import Hashable, Sequence
 
 import networkx as nx
 
-from ..graph import GraphLike
+from ..graph import GraphLike, topological_order
 from ..status import Status
-from .layout import fits_width, longest_path_layers, node_status
+from .layout import fits_height, fits_width, longest_path_layers, node_status
 
 MIN_GROUP = 3
 """The fewest tasks drawn as one box."""
@@ -35,30 +35,17 @@ _NAME = re.compile(r"(.+?)\((.*)\)\Z", re.DOTALL)
 
 def grouped(graph: GraphLike) -> GraphLike:
     """``graph`` itself where it fits the picture, else a copy in which each group of like
-    tasks (one class, the same parents, at least ``MIN_GROUP`` of them) is one node."""
-    if fits_width(graph):
-        return graph
-    layers: dict[int, list[Hashable]] = collections.defaultdict(list)
-    layer_of = longest_path_layers(graph)
-    for node in graph.nodes:  # in the pipeline's order, which names a group's first and last
-        layers[layer_of[node]].append(node)
-    drawn_as: dict[Hashable, Hashable] = {}  # every task -> the node that stands for it
+    tasks is one node: side by side (one class, the same parents, at least ``MIN_GROUP`` of
+    them) where a layer is too wide, one after the other (one class, each the only child of the
+    one before and its only parent) where the layers are too many."""
+    drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
     groups: dict[Hashable, list[Hashable]] = {}
-    for index in sorted(layers):  # parents lie in earlier layers: placed already
-        kinds: dict[tuple[str, frozenset[Hashable]], list[Hashable]] = collections.defaultdict(list)
-        for node in layers[index]:
-            match = _NAME.match(str(node))
-            if match is None:
-                drawn_as[node] = node
-                continue
-            parents = frozenset(drawn_as[p] for p in graph.predecessors(node))
-            kinds[(match.group(1), parents)].append(node)
-        for (name, _), nodes in kinds.items():
-            head = _group_name(name, nodes, graph, groups) if len(nodes) >= MIN_GROUP else None
-            if head is not None:
-                groups[head] = nodes
-            for node in nodes:
-                drawn_as[node] = node if head is None else head
+    if not fits_width(graph):
+        _side_by_side(graph, drawn_as, groups)
+    if not fits_height(graph):
+        _in_a_row(graph, drawn_as, groups)
+    if not groups:
+        return graph
     drawn = nx.DiGraph()
     for node in graph.nodes:
         if drawn_as[node] == node:
@@ -68,8 +55,73 @@ def grouped(graph: GraphLike) -> GraphLike:
         worst = next(status for status in _WORST_FIRST if counts[status])
         detail = " · ".join(f"{counts[s]} {s.value}" for s in _WORST_FIRST if counts[s])
         drawn.add_node(head, status=worst, detail=detail)
-    drawn.add_edges_from({(drawn_as[u], drawn_as[v]) for u, v in graph.edges})
+    drawn.add_edges_from(
+        (drawn_as[u], drawn_as[v]) for u, v in graph.edges if drawn_as[u] != drawn_as[v]
+    )
     return drawn
+
+
+def _side_by_side(
+    graph: GraphLike, drawn_as: dict[Hashable, Hashable], groups: dict[Hashable, list[Hashable]]
+) -> None:
+    """Group the like tasks of each layer: one class, parents that are the same or stand for
+    the same groups."""
+    layers: dict[int, list[Hashable]] = collections.defaultdict(list)
+    layer_of = longest_path_layers(graph)
+    for node in graph.nodes:  # in the pipeline's order, which names a group's first and last
+        layers[layer_of[node]].append(node)
+    for index in sorted(layers):  # parents lie in earlier layers: placed already
+        kinds: dict[tuple[str, frozenset[Hashable]], list[Hashable]] = collections.defaultdict(list)
+        for node in layers[index]:
+            match = _NAME.match(str(node))
+            if match is not None:
+                parents = frozenset(drawn_as[p] for p in graph.predecessors(node))
+                kinds[(match.group(1), parents)].append(node)
+        for (name, _), nodes in kinds.items():
+            if len(nodes) >= MIN_GROUP:
+                _group(name, nodes, graph, drawn_as, groups)
+
+
+def _in_a_row(
+    graph: GraphLike, drawn_as: dict[Hashable, Hashable], groups: dict[Hashable, list[Hashable]]
+) -> None:
+    """Group each chain of like tasks not grouped yet: one class, each task the only child of
+    the one before it and that one its only parent."""
+    chains: list[tuple[str, list[Hashable]]] = []
+    chain_of: dict[Hashable, tuple[str, list[Hashable]]] = {}
+    for node in topological_order(graph):
+        match = _NAME.match(str(node))
+        if match is None or drawn_as[node] != node:
+            continue
+        parents = list(graph.predecessors(node))
+        before = parents[0] if len(parents) == 1 else None
+        chain = chain_of.get(before)
+        if chain is not None and chain[0] == match.group(1) and _children(graph, before) == 1:
+            chain[1].append(node)
+        else:
+            chain = (match.group(1), [node])
+            chains.append(chain)
+        chain_of[node] = chain
+    for name, nodes in chains:
+        if len(nodes) >= MIN_GROUP:
+            _group(name, nodes, graph, drawn_as, groups)
+
+
+def _children(graph: GraphLike, node: Hashable) -> int:
+    return sum(1 for _ in graph.successors(node))
+
+
+def _group(
+    name: str,
+    nodes: list[Hashable],
+    graph: GraphLike,
+    drawn_as: dict[Hashable, Hashable],
+    groups: dict[Hashable, list[Hashable]],
+) -> None:
+    head = _group_name(name, nodes, graph, groups)
+    groups[head] = nodes
+    for node in nodes:
+        drawn_as[node] = head
 
 
 def _group_name(

@@ -24,6 +24,7 @@ __all__ = [
     "STATUS_COLORS",
     "Layout",
     "compute_layout",
+    "fits_height",
     "fits_width",
     "layout_boxes",
 ]
@@ -149,6 +150,13 @@ def fits_width(graph: GraphLike) -> bool:
     for node, index in longest_path_layers(graph).items():
         rows[index] = rows.get(index, -_H_GAP) + _box_width(graph, node) + _H_GAP
     return max(rows.values(), default=0.0) + 2 * MARGIN <= _MAX_FIGURE_INCHES
+
+
+def fits_height(graph: GraphLike) -> bool:
+    """Whether the layers one below the other fit the picture's height cap."""
+    depth = max(longest_path_layers(graph).values(), default=-1) + 1
+    content = depth * _BOX_HEIGHT + max(0, depth - 1) * _V_GAP
+    return content + _TITLE_BAND + _LEGEND_BAND + 2 * MARGIN <= _MAX_FIGURE_INCHES
 
 
 def longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
