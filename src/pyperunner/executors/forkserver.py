@@ -81,11 +81,6 @@ class ForkServer:
         started, self._started = self._started, []
         return started
 
-    @property
-    def waiting(self) -> int:
-        """How many requests have no process yet."""
-        return len(self._asked)
-
     def exitcode(self, pid: int, timeout: float | None) -> int | None:
         """The exit code of the served process ``pid``, waiting up to ``timeout`` for it."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -307,7 +307,7 @@ class ProcessExecutor(Executor):
         """The idle workers; if none is, but the fork server is making one, that one."""
         self._take_started()
         idle = [w for w in self._workers.values() if w.running is None]
-        if not idle and self._server is not None and self._server.waiting:
+        if not idle and self._asked:
             self._take_started(next(iter(self._asked)))
             idle = [w for w in self._workers.values() if w.running is None]
         return idle

@@ -1,20 +1,22 @@
-"""Pictures of very wide pipelines: many like tasks side by side drawn as one box.
+"""Pictures of very big pipelines: many like tasks drawn as one box.
 
-A layer of thousands of tasks cannot be drawn box by box at a readable size. Where some layer
-does not fit the picture's width, tasks of one class whose parents are the same (or stand for
-the same groups) become one box, ``Name(first ... last), N tasks``, coloured by its worst
-status, its second line counting the statuses.
+A layer of thousands of tasks, or a chain of hundreds, cannot be drawn box by box at a readable
+size. Where a layer does not fit the picture's width, tasks of one class whose parents are the
+same (or stand for the same groups) become one box; where the layers do not fit its height, so
+do chains of tasks of one class. Such a box reads ``Name(first ... last), N tasks``, is coloured
+by its worst status, and its second line counts the statuses.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import networkx as nx
 
-from ..graph import GraphLike, topological_order
+from ..graph import GraphLike
 from ..status import Status
 from .layout import fits_height, fits_width, longest_path_layers, node_status
 
@@ -38,12 +40,15 @@ def grouped(graph: GraphLike) -> GraphLike:
     tasks is one node: side by side (one class, the same parents, at least ``MIN_GROUP`` of
     them) where a layer is too wide, one after the other (one class, each the only child of the
     one before and its only parent) where the layers are too many."""
+    layer_of = longest_path_layers(graph)
+    # in the pipeline's order within a layer, which names a group's first and last task
+    in_order = sorted(graph.nodes, key=layer_of.__getitem__)
     drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
     groups: dict[Hashable, list[Hashable]] = {}
-    if not fits_width(graph):
-        _side_by_side(graph, drawn_as, groups)
-    if not fits_height(graph):
-        _in_a_row(graph, drawn_as, groups)
+    if not fits_width(graph, layer_of):
+        _side_by_side(graph, layer_of, in_order, drawn_as, groups)
+    if not fits_height(layer_of):
+        _in_a_row(graph, in_order, drawn_as, groups)
     if not groups:
         return graph
     drawn = nx.DiGraph()
@@ -62,17 +67,17 @@ def grouped(graph: GraphLike) -> GraphLike:
 
 
 def _side_by_side(
-    graph: GraphLike, drawn_as: dict[Hashable, Hashable], groups: dict[Hashable, list[Hashable]]
+    graph: GraphLike,
+    layer_of: Mapping[Hashable, int],
+    in_order: list[Hashable],
+    drawn_as: dict[Hashable, Hashable],
+    groups: dict[Hashable, list[Hashable]],
 ) -> None:
     """Group the like tasks of each layer: one class, parents that are the same or stand for
-    the same groups."""
-    layers: dict[int, list[Hashable]] = collections.defaultdict(list)
-    layer_of = longest_path_layers(graph)
-    for node in graph.nodes:  # in the pipeline's order, which names a group's first and last
-        layers[layer_of[node]].append(node)
-    for index in sorted(layers):  # parents lie in earlier layers: placed already
+    the same groups (parents lie in earlier layers, so they are placed already)."""
+    for _, layer in itertools.groupby(in_order, key=layer_of.__getitem__):
         kinds: dict[tuple[str, frozenset[Hashable]], list[Hashable]] = collections.defaultdict(list)
-        for node in layers[index]:
+        for node in layer:
             match = _NAME.match(str(node))
             if match is not None:
                 parents = frozenset(drawn_as[p] for p in graph.predecessors(node))
@@ -83,13 +88,16 @@ def _side_by_side(
 
 
 def _in_a_row(
-    graph: GraphLike, drawn_as: dict[Hashable, Hashable], groups: dict[Hashable, list[Hashable]]
+    graph: GraphLike,
+    in_order: list[Hashable],
+    drawn_as: dict[Hashable, Hashable],
+    groups: dict[Hashable, list[Hashable]],
 ) -> None:
     """Group each chain of like tasks not grouped yet: one class, each task the only child of
     the one before it and that one its only parent."""
     chains: list[tuple[str, list[Hashable]]] = []
     chain_of: dict[Hashable, tuple[str, list[Hashable]]] = {}
-    for node in topological_order(graph):
+    for node in in_order:  # a node's parent comes before it
         match = _NAME.match(str(node))
         if match is None or drawn_as[node] != node:
             continue

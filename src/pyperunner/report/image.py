@@ -543,7 +543,7 @@ def write_status_png(
     The file holds PNG bytes whatever its suffix; missing parent folders are created.
     Raises ``ValueError`` if the graph has a cycle (before anything is written).
     """
-    graph = grouped(graph)  # a layer too wide to draw task by task: like tasks as one box
+    graph = grouped(graph)  # too big to draw task by task: like tasks as one box
     layout = compute_layout(graph, title)
     canvas = _render(graph, layout, title, _dpi_for(layout.width, layout.height))
     out = Path(path)

@@ -12,7 +12,7 @@ a cap, beyond which everything, text included, is scaled down together). The PNG
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 from ..graph import GraphLike, topological_order
@@ -143,18 +143,18 @@ def _legend_width() -> float:
 # --------------------------------------------------------------------------- layering
 
 
-def fits_width(graph: GraphLike) -> bool:
-    """Whether every layer's boxes side by side fit the picture's width cap, so that nothing
-    has to be scaled down to fit."""
+def fits_width(graph: GraphLike, layer_of: Mapping[Hashable, int]) -> bool:
+    """Whether every layer's boxes side by side (``layer_of``: see :func:`longest_path_layers`)
+    fit the picture's width cap, so that nothing has to be scaled down to fit."""
     rows: dict[int, float] = {}
-    for node, index in longest_path_layers(graph).items():
+    for node, index in layer_of.items():
         rows[index] = rows.get(index, -_H_GAP) + _box_width(graph, node) + _H_GAP
     return max(rows.values(), default=0.0) + 2 * MARGIN <= _MAX_FIGURE_INCHES
 
 
-def fits_height(graph: GraphLike) -> bool:
+def fits_height(layer_of: Mapping[Hashable, int]) -> bool:
     """Whether the layers one below the other fit the picture's height cap."""
-    depth = max(longest_path_layers(graph).values(), default=-1) + 1
+    depth = max(layer_of.values(), default=-1) + 1
     content = depth * _BOX_HEIGHT + max(0, depth - 1) * _V_GAP
     return content + _TITLE_BAND + _LEGEND_BAND + 2 * MARGIN <= _MAX_FIGURE_INCHES
 
