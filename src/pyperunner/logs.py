@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, AnyStr, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)-8s %(processName)-12s %(task)-9s %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -114,6 +114,18 @@ class ProcessOutput:
             self._busy = False
 
 
+def _complete_lines(partial: list[AnyStr], chunk: AnyStr, newline: AnyStr) -> list[AnyStr]:
+    """The lines ``chunk`` completes, the first joined to the unfinished line's parts in
+    ``partial``, which then holds what follows the last newline: linear however many parts."""
+    if newline not in chunk:
+        partial.append(chunk)
+        return []
+    first, *lines, rest = chunk.split(newline)
+    lines.insert(0, chunk[:0].join(partial) + first)
+    partial[:] = [rest] if rest else []
+    return lines
+
+
 def _unread(fd: int) -> int:
     """How many bytes the pipe ``fd`` holds (1 where that cannot be told)."""
     try:
@@ -143,13 +155,7 @@ class _FdCapture:
         if not chunk:
             os.close(self.read_end)
             return False
-        if b"\n" not in chunk:
-            self._partial.append(chunk)
-            return True
-        first, *lines, rest = chunk.split(b"\n")
-        lines.insert(0, b"".join(self._partial) + first)
-        self._partial = [rest] if rest else []
-        for line in lines:
+        for line in _complete_lines(self._partial, chunk, b"\n"):
             marked = line.endswith(mark[:-1])
             text = line[: -len(mark) + 1] if marked else line
             if text:
@@ -393,15 +399,8 @@ class _TaskStream(io.TextIOBase):
             self.original.write(text)
             if "\n" in text or not self._proxied:  # the view prints each flush as a line
                 self.original.flush()
-        if "\n" not in text:
-            with self._lock:
-                self._partial.setdefault(name, []).append(text)
-            return len(text)
         with self._lock:
-            first, *lines, rest = text.split("\n")
-            lines.insert(0, "".join(self._partial.pop(name, [])) + first)
-            if rest:
-                self._partial[name] = [rest]
+            lines = _complete_lines(self._partial.setdefault(name, []), text, "\n")
         for line in lines:
             _log_output(name, self.level, line, echo)
         return len(text)
