@@ -343,6 +343,40 @@ def test_rendering_never_imports_matplotlib(tmp_path: Path) -> None:
     assert (tmp_path / "out.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_a_run_never_imports_networkx_even_to_group_its_picture(tmp_path: Path) -> None:
+    """networkx's import alone is most of a cached run's budget (see ``graph.Dag``)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+
+        from pyperunner import Pipeline, Runner, task
+
+        @task("Source", receives_input=False)
+        def source():
+            return 0
+
+        @task("Leaf")
+        def leaf(data, i):
+            return data[0] + i
+
+        root = source()
+        for i in range(200):  # too wide a layer: drawn as one group
+            leaf(f"leaf-{{i}}", i=i)(root)
+        runner = Runner({str(tmp_path / "data")!r}, {str(tmp_path / "log")!r},
+                        executor="inline", console=False, progress=False)
+        assert runner.run(Pipeline("wide", [root])).ok
+        assert "networkx" not in sys.modules, "a run imported networkx"
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    [status_png] = (tmp_path / "log").glob("*/status.png")
+    with Image.open(status_png) as image:
+        assert image.width < 2000  # grouped, not 200 boxes side by side
+
+
 # --------------------------------------------------------------------------- wide pipelines
 
 

@@ -14,9 +14,7 @@ import itertools
 import re
 from collections.abc import Hashable, Mapping, Sequence
 
-import networkx as nx
-
-from ..graph import GraphLike
+from ..graph import Dag, GraphLike
 from ..status import Status
 from .layout import fits_height, fits_width, longest_path_layers, node_status
 
@@ -51,7 +49,7 @@ def grouped(graph: GraphLike) -> GraphLike:
         _in_a_row(graph, in_order, drawn_as, groups)
     if not groups:
         return graph
-    drawn = nx.DiGraph()
+    drawn = Dag()
     for node in graph.nodes:
         if drawn_as[node] == node:
             drawn.add_node(node, **graph.nodes[node])
@@ -60,9 +58,9 @@ def grouped(graph: GraphLike) -> GraphLike:
         worst = next(status for status in _WORST_FIRST if counts[status])
         detail = " · ".join(f"{counts[s]} {s.value}" for s in _WORST_FIRST if counts[s])
         drawn.add_node(head, status=worst, detail=detail)
-    drawn.add_edges_from(
-        (drawn_as[u], drawn_as[v]) for u, v in graph.edges if drawn_as[u] != drawn_as[v]
-    )
+    for u, v in graph.edges:
+        if drawn_as[u] != drawn_as[v]:
+            drawn.add_edge(drawn_as[u], drawn_as[v])
     return drawn
 
 
