@@ -961,3 +961,25 @@ def test_an_entry_whose_tag_no_longer_matches_its_name_says_how_to_fix_it(tmp_pa
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(PipelineError, match=r"rebuilds as the task LoadData\(changed\).*rename"):
         Pipeline.from_file(path)
+
+
+def test_a_dags_order_follows_edits_made_after_it_was_sorted() -> None:
+    """A run sorts its graph once and reuses the order: an edit must drop the kept order."""
+    from pyperunner.graph import Dag, topological_order
+
+    dag = Dag()
+    dag.add_edge("b", "c")
+    dag.add_node("a")
+    assert topological_order(dag) == ["a", "b", "c"]
+    dag.add_edge("c", "a")
+    assert topological_order(dag) == ["b", "c", "a"]
+    copy = dag.copy()
+    copy.add_node("0")
+    copy.add_edge("a", "z")
+    assert topological_order(copy) == ["0", "b", "c", "a", "z"]
+    assert topological_order(dag) == ["b", "c", "a"]
+    dag.add_node("a", status="SUCCESS")  # attributes alone leave the order as it was
+    assert topological_order(dag) == ["b", "c", "a"]
+    dag.add_edge("a", "b")
+    with pytest.raises(ValueError, match="cycle"):
+        topological_order(dag)

@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from pyperunner import Pipeline, Runner, Status, Task, run
+from pyperunner.report import html
 from pyperunner.report.html import write_report
 from pyperunner.report.image import STATUS_COLORS
 from pyperunner.results import RUN_FILE
@@ -493,3 +496,36 @@ def test_report_in_headless_chromium(parallel_run: Path, tmp_path: Path) -> None
     assert image.width >= 1400 and image.height > 1000
     for status in (Status.SUCCESS, Status.FAILURE, Status.CANT_RUN):
         assert count_colour(image, STATUS_COLORS[status]) > 500, status
+
+
+def _edge_points_through_every_row(parent, child, rows):
+    """The plain form of ``html._edge_points``: look at every row."""
+    x1, y1 = parent[0] + parent[2] / 2, parent[1] + parent[3]
+    x2, y2 = child[0] + child[2] / 2, child[1]
+    points = [(x1, y1)]
+    for top, bottom, row in rows:
+        if y1 < top and bottom < y2:
+            share = (top - y1) / (y2 - y1)
+            x = html._gap_x(row, x1 + (x2 - x1) * share)
+            points += [(x, top), (x, bottom)]
+    return [*points, (x2, y2 - 1)]
+
+
+@given(
+    layers=st.lists(st.lists(st.floats(0, 900), min_size=1, max_size=4), min_size=2, max_size=12),
+    data=st.data(),
+)
+def test_an_edge_passes_the_same_rows_as_through_every_row(layers, data) -> None:
+    """The SVG edges find the layers between their ends by bisection (a long chain's edges
+    each looked at every layer); they must pass the same gaps."""
+    rects = {
+        (i, j): (x, i * 80.0, 60.0, 40.0 + (j % 2) * 5)
+        for i, xs in enumerate(layers)
+        for j, x in enumerate(xs)
+    }
+    rows = html._rows(rects)
+    parent = data.draw(st.sampled_from(sorted(n for n in rects if n[0] < len(layers) - 1)))
+    child = data.draw(st.sampled_from(sorted(n for n in rects if n[0] > parent[0])))
+    assert html._edge_points(rects[parent], rects[child], rows) == (
+        _edge_points_through_every_row(rects[parent], rects[child], rows)
+    )

@@ -55,11 +55,15 @@ class Dag:
         self.nodes: dict[Hashable, dict[str, Any]] = {}
         self._parents: dict[Hashable, list[Hashable]] = {}
         self._children: dict[Hashable, dict[Hashable, None]] = {}
+        self._order: list[Hashable] | None = (
+            None  # topological_order's, until nodes or edges change
+        )
 
     def add_node(self, node: Hashable, **attrs: Any) -> None:
         """Add ``node`` (if new) and set its attributes."""
         if node not in self.nodes:
             self.nodes[node], self._parents[node], self._children[node] = {}, [], {}
+            self._order = None
         self.nodes[node].update(attrs)
 
     def add_edge(self, parent: Hashable, child: Hashable) -> None:
@@ -69,6 +73,7 @@ class Dag:
         if child not in self._children[parent]:
             self._children[parent][child] = None
             self._parents[child].append(parent)
+            self._order = None
 
     @property
     def edges(self) -> list[tuple[Hashable, Hashable]]:
@@ -89,6 +94,7 @@ class Dag:
         other.nodes = {node: dict(attrs) for node, attrs in self.nodes.items()}
         other._parents = {node: list(ps) for node, ps in self._parents.items()}
         other._children = {node: dict(cs) for node, cs in self._children.items()}
+        other._order = self._order
         return other
 
     def __iter__(self) -> Iterator[Hashable]:
@@ -104,8 +110,17 @@ class Dag:
 def topological_order(graph: GraphLike) -> list[Any]:
     """The nodes of ``graph``, parents before children, ties broken by name (stable output).
 
-    Raises ``ValueError`` naming a cycle if there is one.
+    Raises ``ValueError`` naming a cycle if there is one. A :class:`Dag` keeps its order, so a
+    run sorts its graph once, not once per use (planning, keys, YAML, each picture).
     """
+    if isinstance(graph, Dag):
+        if graph._order is None:
+            graph._order = _sorted(graph)
+        return list(graph._order)
+    return _sorted(graph)
+
+
+def _sorted(graph: GraphLike) -> list[Any]:
     sorter = graphlib.TopologicalSorter({n: graph.predecessors(n) for n in graph.nodes})
     try:
         sorter.prepare()
@@ -179,8 +194,7 @@ class Pipeline:
 
     def tasks(self) -> list[Task]:
         """All tasks of the pipeline in a topological order (parents before children)."""
-        graph = self.graph()
-        return [graph.nodes[name]["task"] for name in topological_order(graph)]
+        return _tasks_of(self.graph())
 
     def graph(self) -> Dag:
         """The pipeline as a DAG of task names (node attribute ``task``), checked for a run."""
@@ -211,10 +225,7 @@ class Pipeline:
 
     def keys(self) -> dict[str, str]:
         """Every task's key, computed once for the whole pipeline (O(V+E))."""
-        graph = self.graph()
-        tasks = [graph.nodes[n]["task"] for n in graph]
-        by_task = keys.merkle_keys(tasks, lambda t: t.parents, Task.own_digest)
-        return {t.name: k for t, k in by_task.items()}
+        return graph_keys(self.graph())
 
     def __contains__(self, name: object) -> bool:
         return any(t.name == name for t in self.tasks())
@@ -261,9 +272,13 @@ class Pipeline:
 
         ``task_keys`` passes keys already computed for this pipeline, to avoid computing them twice.
         """
-        pipeline_keys = task_keys if task_keys is not None else self.keys()
+        return self._described(self.graph(), task_keys)
+
+    def _described(self, graph: Dag, task_keys: Mapping[str, str] | None) -> dict[str, Any]:
+        """:meth:`to_dict` of ``graph``, this pipeline's :meth:`graph` (a run has it already)."""
+        pipeline_keys = task_keys if task_keys is not None else graph_keys(graph)
         tasks = {}
-        for t in self.tasks():
+        for t in _tasks_of(graph):
             tasks[t.name] = {
                 "task_name": type(t).task_name,
                 "module": type(t).__module__,
@@ -383,6 +398,18 @@ class Sequential(Pipeline):
             task.detach()
             raise
         self._chain.append(task)
+
+
+def _tasks_of(graph: Dag) -> list[Task]:
+    """The tasks of a pipeline's graph, parents before children."""
+    return [graph.nodes[name]["task"] for name in topological_order(graph)]
+
+
+def graph_keys(graph: Dag) -> dict[str, str]:
+    """Every task's key in ``graph``, a :meth:`Pipeline.graph` (as :meth:`Pipeline.keys`)."""
+    tasks = [graph.nodes[n]["task"] for n in graph]
+    by_task = keys.merkle_keys(tasks, lambda t: t.parents, Task.own_digest)
+    return {t.name: k for t, k in by_task.items()}
 
 
 def _connected(start: Iterable[Task], skip: Mapping[int, Task] | None = None) -> Iterator[Task]:

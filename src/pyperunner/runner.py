@@ -26,7 +26,7 @@ from typing import Any
 
 from . import yamlio
 from .executors import Executor, Job, make_executor
-from .graph import Dag, Pipeline
+from .graph import Dag, Pipeline, graph_keys
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import LOG_FILE, PIPELINE_FILE, RUN_FILE, PipelineResult, running
@@ -111,9 +111,9 @@ class Runner:
         and then raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(128 + signal)``.
         """
         graph = pipeline.graph()
-        keys = pipeline.keys()
+        keys = graph_keys(graph)
         tasks = {name: graph.nodes[name]["task"] for name in graph}
-        pipeline_doc = {"pipeline": pipeline.to_dict(keys), "run": self._run_info()}
+        pipeline_doc = {"pipeline": pipeline._described(graph, keys), "run": self._run_info()}
         self.run_dir = None
         with contextlib.ExitStack() as stack:
             started = time.time()
@@ -274,7 +274,7 @@ class Runner:
         The pipeline remembers the plan, so ``pipeline.summary()`` then marks each task.
         """
         graph = pipeline.graph()
-        keys = pipeline.keys()
+        keys = graph_keys(graph)
         tasks = {name: graph.nodes[name]["task"] for name in graph}
         records = {name: _record_of(tasks[name], keys) for name in graph}
         return self._plan(graph, tasks, keys, records, force_reload, pipeline, dry=True)

@@ -158,9 +158,14 @@ class LocalFiles:
     def stored(folder: Path, name: str) -> list[tuple[float, str]]:
         """(modification time, key) of every ``<folder>/<key>/<name>`` file."""
         found = []
-        for path in folder.glob(f"*/{name}"):
-            with contextlib.suppress(OSError):
-                found.append((path.stat().st_mtime, path.parent.name))
+        try:
+            with os.scandir(folder) as keys:
+                for key in keys:
+                    if not key.name.startswith("."):
+                        with contextlib.suppress(OSError):
+                            found.append((os.stat(f"{key.path}/{name}").st_mtime, key.name))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
         return found
 
     @staticmethod
@@ -611,10 +616,19 @@ def _replace(tmp: str, path: Path) -> None:
 def _make_folder(folder: Path) -> None:
     """Make ``folder`` (and its parents) if missing; a file in its place is moved aside."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        os.mkdir(folder)  # one call where only the folder itself is new or it exists
+        return
+    except FileNotFoundError:
+        folder.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
+        if os.path.isdir(folder):
+            return
         _move_aside(folder)
-        folder.mkdir()
+    try:
+        os.mkdir(folder)
+    except FileExistsError:  # made meanwhile by another run
+        if not os.path.isdir(folder):
+            raise
 
 
 def _move_aside(path: Path) -> None:

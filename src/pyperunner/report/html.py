@@ -12,7 +12,9 @@ environment. Every string from the run is escaped; nothing here imports matplotl
 
 from __future__ import annotations
 
+import bisect
 import html
+import itertools
 import json
 import math
 import os
@@ -288,8 +290,11 @@ def _edge_points(
     x1, y1 = parent[0] + parent[2] / 2, parent[1] + parent[3]
     x2, y2 = child[0] + child[2] / 2, child[1]
     points = [(x1, y1)]
-    for top, bottom, row in rows:
-        if y1 < top and bottom < y2:
+    first = bisect.bisect_right(rows, y1, key=lambda r: r[0])  # rows are sorted by top
+    for top, bottom, row in itertools.takewhile(
+        lambda r: r[0] < y2, itertools.islice(rows, first, None)
+    ):
+        if bottom < y2:
             share = (top - y1) / (y2 - y1)
             x = _gap_x(row, x1 + (x2 - x1) * share)
             points += [(x, top), (x, bottom)]

@@ -198,6 +198,8 @@ def _reorder(
     layer_nodes: list[Hashable], neighbour_layer: list[Hashable], neighbours: dict
 ) -> list[Hashable]:
     """Sort one layer by the mean relative position of each node's neighbours."""
+    if len(layer_nodes) < 2:
+        return layer_nodes
     where = {n: (i + 0.5) / len(neighbour_layer) for i, n in enumerate(neighbour_layer)}
     own = {n: (i + 0.5) / len(layer_nodes) for i, n in enumerate(layer_nodes)}
 
