@@ -14,7 +14,7 @@ import importlib
 import os
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from . import keys, yamlio
 from .storage import write_atomic
@@ -249,8 +249,16 @@ class Pipeline:
 
     # -- display ------------------------------------------------------------------------------
 
-    def summary(self, labels: Mapping[str, str] | None = None, echo: bool = True) -> str:
-        """Print (if ``echo``) the pipeline as a layered ASCII drawing and return the text.
+    @overload
+    def summary(
+        self, labels: Mapping[str, str] | None = None, echo: Literal[True] = True
+    ) -> None: ...
+    @overload
+    def summary(self, labels: Mapping[str, str] | None = None, *, echo: Literal[False]) -> str: ...
+
+    def summary(self, labels: Mapping[str, str] | None = None, echo: bool = True) -> str | None:
+        """Print the pipeline as a layered ASCII drawing; with ``echo=False`` return the text
+        instead (printing returns nothing, so a REPL or notebook does not show it twice).
 
         After ``runner.plan(pipeline)`` each box says whether the task will run, and why.
         """
@@ -261,9 +269,10 @@ class Pipeline:
             labels = {name: f"{name} [cached]" for name in self._plan.cached}
             labels.update({name: f"{name} [run: {why}]" for name, why in self._plan.why.items()})
         text = draw_ascii(list(graph.nodes), list(graph.edges), labels)
-        if echo:
-            print(text)
-        return text
+        if not echo:
+            return text
+        print(text)
+        return None
 
     # -- save and load ------------------------------------------------------------------------
 
