@@ -529,3 +529,31 @@ def test_an_edge_passes_the_same_rows_as_through_every_row(layers, data) -> None
     assert html._edge_points(rects[parent], rects[child], rows) == (
         _edge_points_through_every_row(rects[parent], rects[child], rows)
     )
+
+
+def test_a_layer_too_wide_to_draw_is_one_box_per_group_and_the_table_keeps_every_task(
+    tmp_path: Path,
+) -> None:
+    """As in status.png: 200 like children side by side would make an SVG 30000 px wide."""
+    source = Node("source")
+    for i in range(200):
+        (Boom if i == 7 else Node)(f"fold-{i}")(source)
+    report = write_report(run_pipeline(tmp_path, Pipeline("wide", [source])))
+    doc = parse(report)
+    dag = section(doc, "dag")
+    assert float(dag.find("svg").attrs["width"]) < 1000
+    [group] = dag.find_all("a", **{"class": "node group"})
+    assert group.attrs["data-group"] == "Node(fold-0 ... fold-199), 199 tasks"
+    assert group.attrs["data-status"] == "SUCCESS"
+    assert "199 SUCCESS" in group.text()
+    assert group.attrs["href"] == "#" + rows(doc)["Node(fold-0)"].attrs["id"]
+    assert sorted(a.attrs["data-task"] for a in dag.find_all("a", **{"class": "node"})) == [
+        "Boom(fold-7)",
+        "Node(source)",
+    ]
+    assert len(rows(doc)) == 201
+    edges = {p.attrs["data-edge"] for p in dag.find_all("path", **{"class": "edge"})}
+    assert edges == {
+        "Node(source) -> Boom(fold-7)",
+        "Node(source) -> Node(fold-0 ... fold-199), 199 tasks",
+    }

@@ -39,7 +39,7 @@ def grouped(graph: GraphLike) -> GraphLike:
     them) where a layer is too wide, one after the other (one class, each the only child of the
     one before and its only parent) where the layers are too many."""
     layer_of = longest_path_layers(graph)
-    # in the pipeline's order within a layer, which names a group's first and last task
+    # layer by layer, so that a task's parents come before it
     in_order = sorted(graph.nodes, key=layer_of.__getitem__)
     drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
     groups: dict[Hashable, list[Hashable]] = {}
@@ -57,7 +57,7 @@ def grouped(graph: GraphLike) -> GraphLike:
         counts = collections.Counter(node_status(graph, node) for node in nodes)
         worst = next(status for status in _WORST_FIRST if counts[status])
         detail = " · ".join(f"{counts[s]} {s.value}" for s in _WORST_FIRST if counts[s])
-        drawn.add_node(head, status=worst, detail=detail)
+        drawn.add_node(head, status=worst, detail=detail, tasks=nodes)
     for u, v in graph.edges:
         if drawn_as[u] != drawn_as[v]:
             drawn.add_edge(drawn_as[u], drawn_as[v])
@@ -81,8 +81,8 @@ def _side_by_side(
                 parents = frozenset(drawn_as[p] for p in graph.predecessors(node))
                 kinds[(match.group(1), parents)].append(node)
         for (name, _), nodes in kinds.items():
-            if len(nodes) >= MIN_GROUP:
-                _group(name, nodes, graph, drawn_as, groups)
+            if len(nodes) >= MIN_GROUP:  # named by the first and last tag: fold-2 before fold-10
+                _group(name, sorted(nodes, key=_natural), graph, drawn_as, groups)
 
 
 def _in_a_row(
@@ -140,6 +140,12 @@ def _group_name(
     while head in taken or head in graph.nodes:
         head += "'"
     return head
+
+
+def _natural(node: Hashable) -> list[str | int]:
+    """A sort key that orders the numbers in names by value: text at even places, numbers at
+    odd ones, so any two keys compare."""
+    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", str(node)))]
 
 
 def _tag(node: Hashable) -> str:

@@ -30,6 +30,7 @@ from ..graph import Dag
 from ..results import PIPELINE_FILE, RUN_FILE, is_going, recovered_runs
 from ..status import Status, TaskRun
 from ..store import Store
+from .groups import grouped
 from .layout import STATUS_COLORS, layout_boxes
 from .text import format_bytes, format_duration
 
@@ -347,8 +348,30 @@ _MIN_SCALE = 0.75
 """The least the DAG is shrunk to fit the page (labels stay readable); beyond, it scrolls."""
 
 
+def _group_box(head: str, attrs: Mapping[str, Any], rect: Rect, view: RunView) -> str:
+    """A box standing for a group of like tasks (see ``report.groups``), drawn as a stack of
+    cards, linking to the first task's row; its tooltip counts the statuses."""
+    x, y, w, h = rect
+    status = Status(attrs["status"])
+    first = next(t for t in view.tasks if t.name == attrs["tasks"][0])
+    cards = "".join(
+        f'<rect x="{x + d:.1f}" y="{y - d:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" '
+        f'fill="{STATUS_COLORS[status]}" stroke="{_BORDER_COLOR}" stroke-width="1.2"/>'
+        for d in (6, 3, 0)
+    )
+    tip = f"{head}\n{attrs['detail']}\nfirst: {attrs['tasks'][0]}\nlast: {attrs['tasks'][-1]}"
+    cx = x + w / 2
+    return (
+        f'<a href="#{first.slug}" class="node group" data-group="{_e(head)}" '
+        f'data-status="{status.value}"><title>{_e(tip)}</title>{cards}'
+        f'<text x="{cx:.1f}" y="{y + h * 0.42:.1f}" class="name">{_e(head)}</text>'
+        f'<text x="{cx:.1f}" y="{y + h * 0.78:.1f}" class="detail">{_e(attrs["detail"])}</text>'
+        "</a>"
+    )
+
+
 def _dag_section(view: RunView) -> str:
-    graph = _task_graph(view)
+    graph = grouped(_task_graph(view))
     rects = _pixel_boxes(graph)
     if not rects:
         return '<section id="dag"><h2>Task graph</h2><p class="empty">(no tasks)</p></section>'
@@ -360,7 +383,14 @@ def _dag_section(view: RunView) -> str:
         f'd="{_edge_path(_edge_points(rects[u], rects[v], rows))}" marker-end="url(#arrow)"/>'
         for u, v in graph.edges
     )
-    boxes = "\n".join(_dag_box(task, rects[task.name]) for task in view.tasks)
+    boxes = "\n".join(
+        [_dag_box(task, rects[task.name]) for task in view.tasks if task.name in rects]
+        + [
+            _group_box(node, graph.nodes[node], rects[node], view)
+            for node in graph.nodes
+            if "tasks" in graph.nodes[node]
+        ]
+    )
     legend = " ".join(_chip(s, s.value) for s in Status)
     return f"""<section id="dag">
 <h2>Task graph</h2>
