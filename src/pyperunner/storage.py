@@ -591,8 +591,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     new one, never a part (a crash leaves only the temporary file)."""
     fd, tmp = _temporary_file(path.parent, path.name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            with memoryview(data) as rest:
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+        finally:
+            os.close(fd)
         _replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
