@@ -55,9 +55,8 @@ class Dag:
         self.nodes: dict[Hashable, dict[str, Any]] = {}
         self._parents: dict[Hashable, list[Hashable]] = {}
         self._children: dict[Hashable, dict[Hashable, None]] = {}
-        self._order: list[Hashable] | None = (
-            None  # topological_order's, until nodes or edges change
-        )
+        # topological_order's result, kept until a node or an edge is added
+        self._order: list[Hashable] | None = None
 
     def add_node(self, node: Hashable, **attrs: Any) -> None:
         """Add ``node`` (if new) and set its attributes."""

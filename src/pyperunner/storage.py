@@ -592,9 +592,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = _temporary_file(path.parent, path.name)
     try:
         try:
-            with memoryview(data) as rest:
-                while rest:
-                    rest = rest[os.write(fd, rest) :]
+            rest = memoryview(data)
+            while rest:
+                rest = rest[os.write(fd, rest) :]
         finally:
             os.close(fd)
         _replace(tmp, path)
