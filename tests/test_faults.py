@@ -988,6 +988,34 @@ def test_a_cached_input_changed_in_place_is_caught_before_it_is_read_and_recompu
     assert "Cached result of Blob(b) is damaged" in text and "CRC-32" in text
 
 
+def test_a_stored_result_reused_below_a_recomputed_task_is_checked_first(tmp_path, calls):
+    """Blob(a) is damaged, so b, c and d are planned to run; b finds its own entry stored under
+    the same key and would reuse it, but its bytes changed in place: it is computed again, so d
+    (whose entry is gone) reads good data and the run succeeds."""
+    data, log = tmp_path / "data", tmp_path / "log"
+    runner = Runner(data, log, console=False)
+    first = runner.run(small_blob_pipeline())
+    damage_result(first.path("Blob(a)"), "truncated")
+    flipped = flip_a_byte(first.path("Blob(b)"))
+    Store(data).delete("Blob(d)", first.path("Blob(d)").parent.name)  # d runs, reading b
+    calls.reset()
+
+    second = runner.run(small_blob_pipeline())
+
+    assert second.ok, {n: r.error for n, r in second.runs.items() if r.error}
+    assert calls.counts()["Blob(a)"] == 1 and calls.counts()["Blob(b)"] == 1
+    expected = expected_blobs(size=200_000)
+    assert second["Blob(b)"] == expected["Blob(b)"] and second["Blob(d)"] == expected["Blob(d)"]
+    assert (first.path("Blob(b)").parent / "result.dump.gz.damaged").read_bytes() == flipped
+    assert runner.run_dir is not None
+    warnings = [
+        line
+        for line in (runner.run_dir / "pipeline.log").read_text().splitlines()
+        if "WARNING" in line and "Blob(b)" in line
+    ]
+    assert any("CRC-32" in line for line in warnings), warnings
+
+
 def test_a_result_changed_in_place_fails_to_load_by_name_and_is_then_recomputed(tmp_path, calls):
     data, log = tmp_path / "data", tmp_path / "log"
     runner = Runner(data, log, console=False)

@@ -90,6 +90,11 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
         try:
             with store.lock(job.name, job.key, on_wait=lambda: log.info(_WAITING)):
                 state, problem = store.check(job.name, job.key)
+                if (
+                    job.reuse and state is EntryState.OK
+                ):  # its bytes, too, before a child reads them
+                    problem = store.verify(job.name, job.key) or ""
+                    state = EntryState.DAMAGED if problem else state
                 if state is EntryState.DAMAGED:  # planned to run anyway, so not checked before
                     log.warning("its stored result is damaged (%s); computing it again", problem)
                 if job.reuse and state is EntryState.OK:
