@@ -252,7 +252,7 @@ def test_task_definition_error_is_a_type_error():
 
 
 def test_task_subclass_without_run_is_an_error_at_creation():
-    with pytest.raises(TaskDefinitionError, match="@run"):
+    with pytest.raises(TaskDefinitionError, match=r"NoRunAtAll has no run\(\): implement.*@run"):
         NoRunAtAll()
 
 
@@ -587,6 +587,47 @@ def test_a_second_positional_argument_is_an_error_naming_the_task_and_its_parame
     with pytest.raises(TaskDefinitionError, match=r"Source\(tg\).*only the tag.*by name") as raised:
         source("tg", 5)
     assert "source('tg', value=5)" in str(raised.value)
+
+
+@pytest.mark.parametrize("make", [lambda: simpletask("x", data=[1]), lambda: source(data=[1])])
+def test_data_passed_as_a_parameter_says_it_comes_from_the_parents(make):
+    with pytest.raises(TaskDefinitionError, match=r"data is not a parameter.*parents.*\(parent\)"):
+        make()
+
+
+def test_task_twice_on_one_function_or_class_is_an_error_naming_both() -> None:
+    with pytest.raises(TaskDefinitionError, match=r"@task\('A'\).*already named 'B'.*one @task"):
+
+        @task("A")
+        @task("B")
+        def twice(data):
+            return data
+
+    with pytest.raises(TaskDefinitionError, match=r"already named 'B'"):
+
+        @task("A")
+        @task("B")
+        class Twice(Task):
+            @run
+            def run(self):
+                return 1
+
+    @task("Renamed")
+    class Sub(SomeWorker):  # a subclass of a named class may take its own name
+        pass
+
+    assert Sub("x", reduce=1).name == "Renamed(x)"
+    assert SomeWorker("x", reduce=1).name == "MyTaskWithParameters(x)"
+
+
+def test_a_positional_true_after_the_tag_suggests_reload_first():
+    """``Task(tag, True)`` was ``reload=True`` in pyperunner's earlier signature."""
+    with pytest.raises(TaskDefinitionError) as raised:
+        source("tg", True)
+    assert "e.g. source('tg', reload=True) or source('tg', value=True)" in str(raised.value)
+    with pytest.raises(TaskDefinitionError) as raised:
+        source("tg", 5)
+    assert "reload" not in str(raised.value).split("e.g.")[1]
 
 
 @pytest.mark.parametrize("tag", ["a/b", "../../escape", "back\\slash", "nul\0"])

@@ -23,6 +23,8 @@ RESERVED_PARAMETERS = ("tag", "reload")
 EXECUTION_SETTINGS = frozenset({"retries", "retry_delay", "timeout"})
 """Class attributes that say how a task is run, not what it computes: not part of its key."""
 _RUN_MARK = "__pyperunner_run__"
+_NAMED_MARK = "__pyperunner_named__"
+"""Set on a class that ``@task`` made or named."""
 _NOT_CODE = EXECUTION_SETTINGS | {"_receives_input"}
 """Class attributes a task's code key leaves out: its settings, and what pyperunner caches."""
 
@@ -149,6 +151,11 @@ class Task:
         cls = type(self)
         if cls is Task:
             raise TaskDefinitionError("Task is a base class: subclass it and implement run()")
+        if cls.run is Task.run:
+            raise TaskDefinitionError(
+                f"{cls.__qualname__} has no run(): implement the task's work as a method "
+                "`def run(self, ...)` decorated with `@run`"
+            )
         if not getattr(cls.run, _RUN_MARK, False):
             raise TaskDefinitionError(
                 f"{cls.__qualname__}.run() is not decorated with @run: "
@@ -162,11 +169,18 @@ class Task:
                 for p in self._signature().parameters.values()
                 if p.name != "data" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             ]
-            by_name = [f"{n}={v!r}" for n, v in zip(names, extra, strict=False)] or ["reload=True"]
+            by_name = [f"{n}={v!r}" for n, v in zip(names, extra, strict=False)]
+            examples = [by_name] if by_name else []
+            if not by_name or (len(extra) == 1 and isinstance(extra[0], bool)):
+                flag = extra[0] if isinstance(extra[0], bool) else True  # old Task(tag, reload)
+                examples.insert(0, [f"reload={flag!r}"])
+            shown = " or ".join(
+                f"{cls.__qualname__}({', '.join([repr(self.tag), *example])})"
+                for example in examples
+            )
             raise TaskDefinitionError(
                 f"{self.name}: only the tag may be given by position, got {len(extra)} more "
-                f"argument(s) {extra!r}; pass parameters and reload by name, e.g. "
-                f"{cls.__qualname__}({', '.join([repr(self.tag), *by_name])})"
+                f"argument(s) {extra!r}; pass parameters and reload by name, e.g. {shown}"
             )
         check_name(self.name, "task name")
         self.reload = bool(reload)
@@ -212,6 +226,12 @@ class Task:
         if any(p.kind is p.VAR_POSITIONAL for p in free):
             raise TaskDefinitionError(
                 f"{self.name}: run() must not take *args; give every parameter a name"
+            )
+        if "data" in params:
+            raise TaskDefinitionError(
+                f"{self.name}: data is not a parameter: it holds the outputs of the task's "
+                f"parents, given at run time; connect them instead, e.g. "
+                f"{type(self).__qualname__}(...)(parent)"
             )
         accepted = {p.name for p in free if p.kind is not p.VAR_KEYWORD}
         takes_any = any(p.kind is p.VAR_KEYWORD for p in free)
@@ -439,7 +459,13 @@ def task(
 
     def decorate(obj: Any) -> Any:
         if isinstance(obj, type) and issubclass(obj, Task):
+            if obj.__dict__.get(_NAMED_MARK):  # @task twice: one of the names would be lost
+                raise TaskDefinitionError(
+                    f"@task({name!r}) decorates {obj.__qualname__}, which @task already named "
+                    f"{obj.task_name!r}: use one @task"
+                )
             obj.task_name = name
+            setattr(obj, _NAMED_MARK, True)
             for attribute, value in settings.items():
                 setattr(obj, attribute, value)
             _check_execution_settings(name, obj.retries, obj.retry_delay, obj.timeout)
@@ -487,6 +513,7 @@ def _function_task(
     namespace = {
         "func": staticmethod(func),
         "task_name": name,
+        _NAMED_MARK: True,
         **settings,
         "__module__": func.__module__,
         "__qualname__": func.__qualname__,
