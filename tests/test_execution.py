@@ -201,6 +201,18 @@ class SpawningSleeper(Task):
         return "never"
 
 
+class Stubborn(Task):
+    """Ignores SIGTERM and sleeps past its timeout: stopping it takes the whole grace period."""
+
+    timeout = TIMEOUT
+
+    @run
+    def run(self, data):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(30)
+        return "never"
+
+
 class BadValue(Task):
     """Returns a value that cannot be pickled: a lambda, a lock or a generator."""
 
@@ -479,6 +491,20 @@ def test_process_timeout_kills_the_worker_and_its_child_processes(tmp_path, call
     assert worker != os.getpid()
     assert process_is_gone(worker)
     assert process_is_gone(grandchild), f"process {grandchild} started by the task survived"
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
+def test_workers_timed_out_together_are_stopped_together(tmp_path, calls, executor):
+    """Each stop waits a grace period for SIGTERM: one after another, six stubborn workers took
+    six of them, the whole run standing still meanwhile."""
+    from pyperunner.executors.local import KILL_GRACE
+
+    tasks = [Stubborn(str(i)) for i in range(6)]
+    started = time.monotonic()
+    result = make_runner(tmp_path, executor, process_limit=6).run(Pipeline("stubborn", tasks))
+    elapsed = time.monotonic() - started
+    assert all(TIMEOUT_TEXT in (r.error or "") for r in result.runs.values()), result.failed
+    assert elapsed < TIMEOUT + 4 * KILL_GRACE, f"{elapsed:.1f} s: stopped one by one"
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)

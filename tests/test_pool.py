@@ -112,6 +112,8 @@ def act(what: str, folder: Path, name: str, mib: int) -> dict[str, int]:
     elif what == "allocate-and-free":
         block = b"\x01" * (mib * MIB)
         del block
+    elif what == "stop-server":  # it stops answering, but does not die
+        os.kill(os.getppid(), signal.SIGSTOP)
     elif what == "kill-server":  # the fork server that forked this worker
         server = os.getppid()
         os.kill(server, signal.SIGKILL)
@@ -289,6 +291,24 @@ def test_a_dead_fork_server_loses_nothing(tmp_path):
     assert result.ok, result.failed  # its workers live on; later ones the runner forks
     assert result[chain[-1].name]["ppid"] == os.getpid()
     assert "worker process" not in log_text(runner)
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
+def test_a_fork_server_that_stops_answering_is_killed_and_the_run_goes_on(
+    tmp_path, executor, monkeypatch
+):
+    from pyperunner.executors import forkserver
+
+    monkeypatch.setattr(forkserver, "_ANSWER", 0.5)  # seconds; 10 in use
+    chain = probes(tmp_path, "stop-server", *["none"] * 4)
+    runner = make_runner(tmp_path, executor, process_limit=2)
+    result = runner.run(Pipeline("unanswered", [chain[0]]))
+    assert result.ok, result.failed
+    server = result[chain[0].name]["ppid"]
+    assert wait_gone(server, 5.0), "the stopped fork server was left"
+    if executor == "process":  # (a pool's worker forked before may take the last task)
+        assert result[chain[-1].name]["ppid"] == os.getpid()  # forked by the runner itself
+    assert "Traceback" not in log_text(runner)
 
 
 @pytest.mark.parametrize("executor", ["process", "pool"])

@@ -16,7 +16,6 @@ import pickle
 import signal
 import socket
 import struct
-import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
@@ -32,6 +31,9 @@ _STARTED = -(2**62)
 _STOP = b"stop"
 _GRACE = 5.0
 """Seconds the server gets to end when told to, before it is killed."""
+_ANSWER = 10.0
+"""Seconds the server may take to tell a fork or an exit before it counts as hung (stopped,
+say): it is then killed, and the runner forks the workers still needed itself."""
 _LOST = -signal.SIGKILL
 """The exit code told for a process whose fork server died before it: unknown."""
 
@@ -74,24 +76,32 @@ class ForkServer:
     def started(self, until: str | None = None) -> list[Served]:
         """The processes started since the last call; with ``until``, first wait for the one
         of that name (unless the server died)."""
-        while self.alive and multiprocessing.connection.wait(
-            [self._sock], None if until in self._asked else 0
-        ):
+        while self.alive:
+            waiting = until in self._asked
+            if not multiprocessing.connection.wait([self._sock], _ANSWER if waiting else 0):
+                if waiting:
+                    self._hung()
+                break
             self._receive()
         started, self._started = self._started, []
         return started
 
-    def exitcode(self, pid: int, timeout: float | None) -> int | None:
-        """The exit code of the served process ``pid``, waiting up to ``timeout`` for it."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def exitcode(self, pid: int) -> int:
+        """The exit code of the served process ``pid``, which has ended (as its pidfd told)."""
         while pid not in self._exits:
             if not self.alive:
                 return _LOST
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not multiprocessing.connection.wait([self._sock], left):
-                return None
-            self._receive()
+            if not multiprocessing.connection.wait([self._sock], _ANSWER):
+                self._hung()
+            else:
+                self._receive()
         return self._exits.pop(pid)
+
+    def _hung(self) -> None:
+        """The server did not answer in time: kill it and count it as dead."""
+        self.process.kill()  # also when stopped
+        self.alive = False
+        self._asked.clear()
 
     def _receive(self) -> None:
         """Read one record of the server's: a process started (with a pidfd of it), or one
@@ -141,7 +151,7 @@ class Served:
     def join(self, timeout: float | None = None) -> int | None:
         """Wait up to ``timeout`` seconds for it to end; its exit code, or None."""
         if self._exitcode is None and multiprocessing.connection.wait([self.sentinel], timeout):
-            self._exitcode = self._server.exitcode(self.pid, None)
+            self._exitcode = self._server.exitcode(self.pid)
             os.close(self.sentinel)
             self.sentinel = -1
         return self._exitcode

@@ -461,15 +461,20 @@ class ProcessExecutor(Executor):
 
     def _expire(self) -> list[Outcome]:
         now = time.monotonic()
+        expired = [
+            (conn, worker, running)
+            for conn, worker in self._workers.items()
+            if (running := worker.running) is not None
+            and running.deadline
+            and running.deadline <= now
+        ]
+        _stop([running for _, _, running in expired])  # all at once: one grace period
         outcomes = []
-        for conn, worker in list(self._workers.items()):
-            running = worker.running
-            if running is not None and running.deadline and running.deadline <= now:
-                del self._workers[conn]
-                _stop([running])
-                _forward_last_words(conn)
-                worker.close()
-                outcomes.append(timed_out(running.job, running.started, "worker killed"))
+        for conn, worker, running in expired:
+            del self._workers[conn]
+            _forward_last_words(conn)
+            worker.close()
+            outcomes.append(timed_out(running.job, running.started, "worker killed"))
         return outcomes
 
     def shutdown(self) -> list[str]:
@@ -584,8 +589,12 @@ def _forward_last_words(conn: Connection) -> None:
 def _next_job(
     conn: Connection, known: Mapping[str, Job], send: Callable[[object], None]
 ) -> Job | None:
-    """Wait for the next job from the runner and say it is taken; None when there are none."""
-    payload = conn.recv_bytes()
+    """Wait for the next job from the runner and say it is taken; None when there are none,
+    or the runner has closed its end (it gave up on a worker whose fork server died)."""
+    try:
+        payload = conn.recv_bytes()
+    except EOFError:
+        return None
     if not payload:
         return None
     message = pickle.loads(payload)
