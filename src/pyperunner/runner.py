@@ -126,8 +126,8 @@ class Runner:
             try:
                 with preparing(not_started):
                     run_dir = self._make_run_dir(pipeline.name)
+                    self.run_dir, self._graph = run_dir, graph  # a signal from here is recorded
                     stack.enter_context(running(run_dir))
-                    self.run_dir, self._graph = run_dir, graph
                     pipeline_doc["run"]["run_dir"] = str(run_dir)
                     live = self._live()
                     console = stack.enter_context(
