@@ -72,8 +72,9 @@ def client(cluster: distributed.LocalCluster) -> Iterator[distributed.Client]:
 
 
 @pytest.fixture
-def executor(client: distributed.Client) -> DaskExecutor:
-    return DaskExecutor(client)
+def executor(client: distributed.Client) -> Iterator[DaskExecutor]:
+    yield DaskExecutor(client)
+    client.wait_for_workers(2, timeout=60)  # a worker restarted for a timeout is back
 
 
 @pytest.fixture
@@ -320,6 +321,27 @@ def test_timed_out_task_fails_quickly_and_its_descendants_cant_run(tmp_path, cal
     error = result.runs["Sleeper(s)"].error
     assert "timed out after 0.5 s" in error
     assert "cancelled" in error
+
+
+def test_a_timed_out_task_does_not_hold_up_the_tasks_dask_gives_its_thread(
+    tmp_path, calls, executor
+):
+    """Dask cannot stop a running function, and counts a cancelled task's thread as free: the
+    next task it gave that thread waited for the sleeper to wake up (30 s), unless the worker is
+    restarted."""
+    sleeper = Sleeper("s", seconds=30.0)
+    source = Node("source")
+    busy = Stamp("busy", folder=str(tmp_path), seconds=2.0)(source)  # outlasts the timeout
+    for i in range(4):
+        Node(f"after-{i}")(busy)
+    started = time.monotonic()
+    result = make_runner(tmp_path, executor, process_limit=2).run(
+        Pipeline("stuck", [sleeper, source])
+    )
+    assert time.monotonic() - started < 20
+    assert result.statuses["Sleeper(s)"] is Status.FAILURE
+    assert "worker restarted" in result.runs["Sleeper(s)"].error
+    assert all(result.statuses[f"Node(after-{i})"] is Status.SUCCESS for i in range(4))
 
 
 def test_results_are_identical_to_the_process_executor(tmp_path, calls, executor):
@@ -578,6 +600,54 @@ def test_tasks_defined_in_main_of_a_script_run_on_the_cluster(tmp_path):
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+    assert "script-done" in done.stdout
+
+
+def test_a_child_reads_a_parents_result_of_a_class_only_the_parent_names(tmp_path):
+    """The script is given with ``-c``, so no worker can import its ``__main__``; the parent is
+    cached and the workers restarted, so the child's worker never ran the parent's code."""
+    code = textwrap.dedent(
+        """
+        from distributed import Client, LocalCluster
+
+        from pyperunner import Pipeline, Runner, Task, run, task
+        from pyperunner.executors.dask import DaskExecutor
+
+
+        class Box:
+            def __init__(self, v):
+                self.v = v
+
+
+        class Make(Task):
+            @run
+            def run(self):
+                return Box(21)
+
+
+        @task("Child")
+        def child(data):
+            return data[0].v + 1  # Box is never named here
+
+
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster, Client(cluster) as client:
+            runner = Runner("data", "log", executor=DaskExecutor(client), console=False)
+            assert runner.run(Pipeline("first", [Make("m")])).ok
+            client.restart()
+            made = Make("m")
+            child("c")(made)
+            result = runner.run(Pipeline("second", [made]))
+            assert result.ok, {n: r.error for n, r in result.runs.items()}
+            assert result["Child(c)"] == 22
+        print("script-done")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     assert "script-done" in done.stdout
 
 

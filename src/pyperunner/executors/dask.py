@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import sys
 import threading
@@ -26,7 +27,7 @@ import time
 import traceback
 import types
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 CANCELLED = "the Dask task is cancelled; a running task may finish on its worker"
+RESTARTED = "the Dask task is cancelled and its worker restarted to stop it"
+RESTART_TIMEOUT = 30.0
+"""Seconds a worker restarted to stop a timed-out task may take to come back."""
 NO_WORKER_TIMEOUT = 120.0
 """Seconds a cluster may have no worker while tasks wait, before those tasks fail."""
 WATCH_EVERY = 2.0
@@ -91,6 +95,7 @@ class DaskExecutor(Executor):
         self._running: dict[str, _Submitted] = {}
         self._unsent: list[Outcome] = []  # jobs Dask refused to take (could not serialize)
         self._workerless_since: float | None = None
+        self._main_classes: set[type] = set()  # the run's task classes defined in __main__
 
     def __repr__(self) -> str:
         target = self._address if self._owns_client else self._client
@@ -106,6 +111,9 @@ class DaskExecutor(Executor):
         self._running.clear()
         self._unsent.clear()
         self._workerless_since = None
+        self._main_classes = {
+            type(job.task) for job in (jobs or {}).values() if _in_main(type(job.task))
+        }
         self._check_open()
         if self._client is None:
             self._client = _distributed().Client(self._address, set_as_default=False)
@@ -122,11 +130,14 @@ class DaskExecutor(Executor):
         assert self.store is not None and self._client is not None, "call start() first"
         started = time.time()
         try:
+            # what a child loads may hold classes of __main__ only its parents' code names
+            parents = {type(p) for p in job.task.parents if _in_main(type(p))}
             future = self._client.submit(
                 run_on_worker,
                 detached(job),
                 self.store,
                 logging.getLogger().getEffectiveLevel(),
+                tuple(self._main_classes | parents),
                 key=_task_key(job),
                 pure=False,
             )
@@ -209,15 +220,42 @@ class DaskExecutor(Executor):
 
     def _expire(self) -> list[Outcome]:
         now = time.monotonic()
+        expired = {
+            key: submitted
+            for key, submitted in self._running.items()
+            if submitted.deadline is not None and submitted.deadline <= now
+        }
+        if not expired:
+            return []
+        restarted = self._restart_workers_of(set(expired))
         outcomes = []
-        for key, submitted in list(self._running.items()):
-            if submitted.deadline is not None and submitted.deadline <= now:
-                del self._running[key]
-                submitted.future.cancel()
-                outcomes.append(
-                    timed_out(submitted.job, submitted.started, CANCELLED, stopped=False)
-                )
+        for key, submitted in expired.items():
+            del self._running[key]
+            submitted.future.cancel()
+            how = RESTARTED if key in restarted else CANCELLED
+            outcomes.append(timed_out(submitted.job, submitted.started, how, stopped=False))
         return outcomes
+
+    def _restart_workers_of(self, keys: set[str]) -> set[str]:
+        """Restart, in the background, the workers running ``keys``, so that the timed-out
+        tasks' threads end: Dask would otherwise give those threads' slots to the next tasks,
+        which then wait behind them (tasks on the workers' other threads, Dask runs again).
+        Returns the keys whose workers are restarted."""
+        assert self._client is not None
+        try:
+            processing = self._client.processing()
+        except Exception:  # the scheduler is gone: nothing runs any more
+            return set()
+        workers = {w: keys & set(ks) for w, ks in processing.items() if keys & set(ks)}
+        if workers:
+            restart = functools.partial(
+                self._client.restart_workers,
+                list(workers),
+                timeout=RESTART_TIMEOUT,
+                raise_for_error=False,
+            )
+            threading.Thread(target=_quietly(restart), name="restart-workers", daemon=True).start()
+        return {key for ks in workers.values() for key in ks}
 
     def _abandoned(self) -> list[Outcome]:
         """Fail the waiting jobs once the cluster has had no worker for ``no_worker_timeout``."""
@@ -288,25 +326,43 @@ def _failed(
 # -- on the worker ----------------------------------------------------------------------------
 
 
-def run_on_worker(job: Job, store: Store, level: int) -> tuple[Outcome, list[logging.LogRecord]]:
+def run_on_worker(
+    job: Job, store: Store, level: int, main_classes: tuple[type, ...] = ()
+) -> tuple[Outcome, list[logging.LogRecord]]:
     """On a Dask worker: run ``job`` against ``store``; return its outcome and its log records.
 
-    ``level`` is the runner's logging level, so the worker keeps the records the run logs.
+    ``level`` is the runner's logging level, so the worker keeps the records the run logs;
+    ``main_classes`` are the run's task classes from ``__main__`` (by value), whose code names
+    the classes of ``__main__`` that results hold.
     """
-    _name_main_definitions(job)
+    _name_main_definitions([type(job.task), *main_classes])
     with _TASK_LOGS.capture(job.name, level) as records:
         outcome = execute(job, store)
     return outcome, records
 
 
-def _name_main_definitions(job: Job) -> None:
-    """Make the classes and functions of the runner's ``__main__`` that the task's code uses
-    (rebuilt here by cloudpickle) what ``__main__.<name>`` is on this worker: a result holding
-    them then pickles by name, as in the runner's own processes, and loads there as the
-    runner's own classes."""
+def _quietly(call: Callable[[], object]) -> Callable[[], None]:
+    """``call`` with whatever it raises dropped: a restart racing the end of the run, say."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            call()
+
+    return run
+
+
+def _in_main(cls: type) -> bool:
+    return cls.__module__ == "__main__"
+
+
+def _name_main_definitions(roots: list[type]) -> None:
+    """Make the classes and functions of the runner's ``__main__`` that the code of ``roots``
+    uses (rebuilt here by cloudpickle) what ``__main__.<name>`` is on this worker: a result
+    holding them then pickles by name, as in the runner's own processes, and loads there (or
+    in a child's worker) as the runner's own classes."""
     main = sys.modules["__main__"]
     seen: set[int] = set()
-    todo: list[Any] = [type(job.task)]
+    todo: list[Any] = list(roots)
     while todo:
         obj = todo.pop()
         if isinstance(obj, (staticmethod, classmethod)):
