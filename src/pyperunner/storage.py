@@ -623,7 +623,7 @@ def _make_folder(folder: Path) -> None:
         os.mkdir(folder)  # one call where only the folder itself is new or it exists
         return
     except FileNotFoundError:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder.parent, exist_ok=True)
     except FileExistsError:
         if os.path.isdir(folder):
             return

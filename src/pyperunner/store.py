@@ -284,13 +284,15 @@ class Store:
         """
         files = self._files
         path = files.at(name, key, RESULT_FILE)
-        if not files.is_file(path):
+        size, kind, crc = self._result_info(name, key)
+        try:
+            actual = files.size(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise StoreError(
                 f"no stored result for task {name} with key {key} at {files.public(path)}"
-            )
+            ) from None
         try:
-            size, kind, crc = self._result_info(name, key)
-            if size is not None and (actual := files.size(path)) != size:
+            if size is not None and actual != size:
                 raise DamagedResult(f"it has {actual} bytes, {size} were written")
             return _load(files, path, kind, crc)
         except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
