@@ -90,9 +90,7 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
         try:
             with store.lock(job.name, job.key, on_wait=lambda: log.info(_WAITING)):
                 state, problem = store.check(job.name, job.key)
-                if (
-                    job.reuse and state is EntryState.OK
-                ):  # its bytes, too, before a child reads them
+                if job.reuse and state is EntryState.OK:  # its bytes too, before a child reads
                     problem = store.verify(job.name, job.key) or ""
                     state = EntryState.DAMAGED if problem else state
                 if state is EntryState.DAMAGED:  # planned to run anyway, so not checked before
