@@ -882,6 +882,58 @@ def test_a_result_the_run_still_reads_is_never_deleted_by_gc(paths, cached):
     assert result["Cached()"] == 41
 
 
+@task("Mid")
+def mid(data):
+    return data[0]
+
+
+def test_a_result_is_let_go_once_its_last_child_in_the_run_has_ended(paths):
+    """Cached() -> Mid() -> DeleteMyInput(): by the time the last task runs, no task of the run
+    reads Cached() any more, so gc may delete it; Mid() is still read, so it stays."""
+    data, _ = paths
+    runner = make_runner(paths, executor="inline", console=False)
+    result = runner.run(
+        Pipeline("p", [delete_my_input(data_path=str(data))(mid()(cached_input()))])
+    )
+    assert result["DeleteMyInput()"] == {"deleted": True, "value": 42}
+    assert result["Mid()"] == 41
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_chain_longer_than_the_open_file_limit_runs(tmp_path, executor):
+    """Each held result is an open file: a 600-task chain under a limit of 256 open files."""
+    script = tmp_path / "long.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import resource
+
+            from pyperunner import Runner, Sequential, task
+
+            @task("Start", receives_input=False)
+            def start():
+                return 0
+
+            @task("Step")
+            def step(data):
+                return data[0] + 1
+
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+            chain = Sequential("long", [start("0")] + [step(str(i)) for i in range(1, 600)])
+            result = Runner("data", "log", executor={executor!r}, console=False).run(chain)
+            assert result.ok, {{n: r.error for n, r in result.runs.items() if r.error}}
+            print(result["Step(599)"])
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "599"
+
+
 # --------------------------------------------------------------------------- early interrupts
 
 

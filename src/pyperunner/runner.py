@@ -201,13 +201,27 @@ class Runner:
         self, stack: contextlib.ExitStack, graph: Dag, plan: Plan, keys: Mapping[str, str]
     ) -> Listener:
         """Hold every result a task of this run will read, so no ``gc`` deletes it meanwhile:
-        cached inputs now, outputs of this run once they are stored; returns the run's listener."""
+        cached inputs now, outputs of this run once they are stored, each until the last of its
+        children in this run has ended (a hold is an open file: a long chain held them all, past
+        the limit of open files); returns the run's listener."""
         to_run = set(plan.reasons)
+        readers = {name: sum(c in to_run for c in graph.successors(name)) for name in graph}
+        held: dict[str, contextlib.ExitStack] = {}
+        ended: set[str] = set()
+        stack.callback(lambda: [own.close() for own in held.values()])
 
         def hold(name: str) -> None:
-            needed = any(child in to_run for child in graph.successors(name))
-            if needed and not stack.enter_context(self.store.reading(name, keys[name])):
-                log.warning("The stored result of %s disappeared after planning", name)
+            if readers[name]:
+                own = held[name] = contextlib.ExitStack()
+                if not own.enter_context(self.store.reading(name, keys[name])):
+                    log.warning("The stored result of %s disappeared after planning", name)
+
+        def release_parents_of(name: str) -> None:
+            ended.add(name)
+            for parent in graph.predecessors(name):
+                readers[parent] -= 1
+                if not readers[parent] and parent in held:
+                    held.pop(parent).close()
 
         for name in plan.cached:
             hold(name)
@@ -216,6 +230,8 @@ class Runner:
             _log_change(name, run)
             if run.status in (Status.SUCCESS, Status.CACHED):
                 hold(name)
+            if run.status in _ENDED and name in to_run and name not in ended:
+                release_parents_of(name)
 
         return listener
 
@@ -423,6 +439,12 @@ def _both(*listeners: Listener) -> Listener:
             listener(name, run)
 
     return notify
+
+
+_ENDED = frozenset(
+    {Status.SUCCESS, Status.CACHED, Status.FAILURE, Status.CANT_RUN, Status.INTERRUPTED}
+)
+"""Statuses after which a task of the run reads no input any more."""
 
 
 def _log_change(name: str, run: TaskRun) -> None:
