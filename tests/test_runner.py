@@ -899,16 +899,18 @@ def test_a_result_is_let_go_once_its_last_child_in_the_run_has_ended(paths):
     assert result["Mid()"] == 41
 
 
+@pytest.mark.parametrize("shape", ["chain", "fan-in"])
 @pytest.mark.parametrize("executor", ["inline", "process"])
-def test_a_chain_longer_than_the_open_file_limit_runs(tmp_path, executor):
-    """Each held result is an open file: a 600-task chain under a limit of 256 open files."""
+def test_pipelines_bigger_than_the_open_file_limit_run(tmp_path, executor, shape):
+    """Each held result is an open file: a 600-task chain, or 599 tasks feeding one, under a
+    limit of 256 open files (the fan-in's inputs cannot all be held: the log says so)."""
     script = tmp_path / "long.py"
     script.write_text(
         textwrap.dedent(
             f"""
             import resource
 
-            from pyperunner import Runner, Sequential, task
+            from pyperunner import Pipeline, Runner, Sequential, task
 
             @task("Start", receives_input=False)
             def start():
@@ -920,10 +922,23 @@ def test_a_chain_longer_than_the_open_file_limit_runs(tmp_path, executor):
 
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-            chain = Sequential("long", [start("0")] + [step(str(i)) for i in range(1, 600)])
-            result = Runner("data", "log", executor={executor!r}, console=False).run(chain)
+            @task("Total")
+            def total(data):
+                return sum(data)
+
+            if {shape!r} == "chain":
+                pipeline = Sequential("big", [start("0")] + [step(str(i)) for i in range(1, 600)])
+                last = "Step(599)"
+            else:
+                sources = [start(str(i)) for i in range(599)]
+                total("all")(sources)
+                pipeline, last = Pipeline("big", sources), "Total(all)"
+            runner = Runner("data", "log", executor={executor!r}, console=False)
+            result = runner.run(pipeline)
             assert result.ok, {{n: r.error for n, r in result.runs.items() if r.error}}
-            print(result["Step(599)"])
+            print(result[last])
+            print("not held" if "Too many results to hold" in
+                  (runner.run_dir / "pipeline.log").read_text() else "all held")
             """
         )
     )
@@ -931,7 +946,9 @@ def test_a_chain_longer_than_the_open_file_limit_runs(tmp_path, executor):
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "599"
+    value, held = done.stdout.split("\n")[:2]
+    assert value == ("599" if shape == "chain" else "0")
+    assert held == ("all held" if shape == "chain" else "not held")
 
 
 # --------------------------------------------------------------------------- early interrupts

@@ -13,8 +13,10 @@ import datetime as dt
 import functools
 import getpass
 import logging
+import math
 import os
 import platform
+import resource
 import signal
 import socket
 import subprocess
@@ -202,19 +204,35 @@ class Runner:
     ) -> Listener:
         """Hold every result a task of this run will read, so no ``gc`` deletes it meanwhile:
         cached inputs now, outputs of this run once they are stored, each until the last of its
-        children in this run has ended (a hold is an open file: a long chain held them all, past
-        the limit of open files); returns the run's listener."""
+        children in this run has ended. A hold is an open file: at most half the process's limit
+        of them are held (a task with more inputs than that would fail to open its files);
+        returns the run's listener."""
         to_run = set(plan.reasons)
         readers = {name: sum(c in to_run for c in graph.successors(name)) for name in graph}
         held: dict[str, contextlib.ExitStack] = {}
         ended: set[str] = set()
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        room = math.inf if limit == resource.RLIM_INFINITY else _HOLD_SHARE * limit
+        over: list[str] = []  # the first result not held, once the room is full
         stack.callback(lambda: [own.close() for own in held.values()])
 
         def hold(name: str) -> None:
-            if readers[name]:
-                own = held[name] = contextlib.ExitStack()
-                if not own.enter_context(self.store.reading(name, keys[name])):
-                    log.warning("The stored result of %s disappeared after planning", name)
+            if not readers[name]:
+                return
+            if len(held) >= room:  # the rest of the limit is for the tasks' own files
+                if not over:
+                    over.append(name)
+                    log.warning(
+                        "Too many results to hold open at once (%d): from %s on, pyperunner gc "
+                        "could delete a result this run still reads; raise the limit of open "
+                        "files (ulimit -n) to keep them all",
+                        room,
+                        name,
+                    )
+                return
+            own = held[name] = contextlib.ExitStack()
+            if not own.enter_context(self.store.reading(name, keys[name])):
+                log.warning("The stored result of %s disappeared after planning", name)
 
         def release_parents_of(name: str) -> None:
             ended.add(name)
@@ -441,6 +459,8 @@ def _both(*listeners: Listener) -> Listener:
     return notify
 
 
+_HOLD_SHARE = 0.5
+"""The share of the process's limit of open files a run may spend holding results."""
 _ENDED = frozenset(
     {Status.SUCCESS, Status.CACHED, Status.FAILURE, Status.CANT_RUN, Status.INTERRUPTED}
 )
