@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import sys
 import threading
@@ -27,7 +26,7 @@ import time
 import traceback
 import types
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 CANCELLED = "the Dask task is cancelled; a running task may finish on its worker"
-RESTARTED = "the Dask task is cancelled and its worker restarted to stop it"
-RESTART_TIMEOUT = 30.0
-"""Seconds a worker restarted to stop a timed-out task may take to come back."""
 NO_WORKER_TIMEOUT = 120.0
 """Seconds a cluster may have no worker while tasks wait, before those tasks fail."""
 WATCH_EVERY = 2.0
@@ -220,42 +216,15 @@ class DaskExecutor(Executor):
 
     def _expire(self) -> list[Outcome]:
         now = time.monotonic()
-        expired = {
-            key: submitted
-            for key, submitted in self._running.items()
-            if submitted.deadline is not None and submitted.deadline <= now
-        }
-        if not expired:
-            return []
-        restarted = self._restart_workers_of(set(expired))
         outcomes = []
-        for key, submitted in expired.items():
-            del self._running[key]
-            submitted.future.cancel()
-            how = RESTARTED if key in restarted else CANCELLED
-            outcomes.append(timed_out(submitted.job, submitted.started, how, stopped=False))
+        for key, submitted in list(self._running.items()):
+            if submitted.deadline is not None and submitted.deadline <= now:
+                del self._running[key]
+                submitted.future.cancel()
+                outcomes.append(
+                    timed_out(submitted.job, submitted.started, CANCELLED, stopped=False)
+                )
         return outcomes
-
-    def _restart_workers_of(self, keys: set[str]) -> set[str]:
-        """Restart, in the background, the workers running ``keys``, so that the timed-out
-        tasks' threads end: Dask would otherwise give those threads' slots to the next tasks,
-        which then wait behind them (tasks on the workers' other threads, Dask runs again).
-        Returns the keys whose workers are restarted."""
-        assert self._client is not None
-        try:
-            processing = self._client.processing()
-        except Exception:  # the scheduler is gone: nothing runs any more
-            return set()
-        workers = {w: keys & set(ks) for w, ks in processing.items() if keys & set(ks)}
-        if workers:
-            restart = functools.partial(
-                self._client.restart_workers,
-                list(workers),
-                timeout=RESTART_TIMEOUT,
-                raise_for_error=False,
-            )
-            threading.Thread(target=_quietly(restart), name="restart-workers", daemon=True).start()
-        return {key for ks in workers.values() for key in ks}
 
     def _abandoned(self) -> list[Outcome]:
         """Fail the waiting jobs once the cluster has had no worker for ``no_worker_timeout``."""
@@ -339,16 +308,6 @@ def run_on_worker(
     with _TASK_LOGS.capture(job.name, level) as records:
         outcome = execute(job, store)
     return outcome, records
-
-
-def _quietly(call: Callable[[], object]) -> Callable[[], None]:
-    """``call`` with whatever it raises dropped: a restart racing the end of the run, say."""
-
-    def run() -> None:
-        with contextlib.suppress(Exception):
-            call()
-
-    return run
 
 
 def _in_main(cls: type) -> bool:
