@@ -310,8 +310,9 @@ def run_on_worker(
     return outcome, records
 
 
-def _in_main(cls: type) -> bool:
-    return cls.__module__ == "__main__"
+def _in_main(obj: type | types.FunctionType) -> bool:
+    """Whether ``obj`` was defined in the runner's ``__main__`` (so it travels by value)."""
+    return obj.__module__ == "__main__"
 
 
 def _name_main_definitions(roots: list[type]) -> None:
@@ -328,7 +329,7 @@ def _name_main_definitions(roots: list[type]) -> None:
             obj = obj.__func__
         if not isinstance(obj, (type, types.FunctionType)) or id(obj) in seen:
             continue
-        if obj.__module__ != "__main__":
+        if not _in_main(obj):
             continue
         seen.add(id(obj))
         if isinstance(obj, type):
