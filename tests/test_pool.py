@@ -837,3 +837,22 @@ def test_a_fork_server_ends_when_told_even_while_a_later_fork_holds_its_socket()
     second.close()
     assert not closing.is_alive(), "the first fork server did not end"
     assert first.process.exitcode == 0
+
+
+def _fail_in_served(payload, conn, runner):
+    raise ValueError(f"served {payload} failed")
+
+
+def test_a_served_process_that_raises_exits_1_with_its_traceback(capfd):
+    from pyperunner.executors.forkserver import ForkServer
+
+    server = ForkServer(multiprocessing.get_context("fork"), _fail_in_served)
+    try:
+        ours, theirs = multiprocessing.Pipe()
+        assert server.request("job-7", theirs, "Worker-9")
+        (served,) = server.started(until="Worker-9")
+        assert served.join(10.0) == 1
+    finally:
+        server.close()
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "ValueError: served job-7 failed" in err
