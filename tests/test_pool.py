@@ -34,7 +34,7 @@ from test_faults import (
     write_script,
 )
 
-from pyperunner import Pipeline, Runner, Status, Task, run, task
+from pyperunner import Pipeline, Runner, Sequential, Status, Task, run, task
 from pyperunner.executors import ProcessExecutor, make_executor
 
 VAR = "PYPERUNNER_POOL_TEST_VAR"
@@ -851,8 +851,30 @@ def test_a_served_process_that_raises_exits_1_with_its_traceback(capfd):
         ours, theirs = multiprocessing.Pipe()
         assert server.request("job-7", theirs, "Worker-9")
         (served,) = server.started(until="Worker-9")
-        assert served.join(10.0) == 1
+        served.join(10.0)
+        assert served.exitcode == 1
     finally:
         server.close()
     err = capfd.readouterr().err
     assert "Traceback" in err and "ValueError: served job-7 failed" in err
+
+
+@task("StartAt", receives_input=False)
+def start_at(i):
+    return i
+
+
+@task("Quiet")
+def quiet(data, i):
+    return i
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
+def test_a_run_that_goes_well_writes_nothing_to_stderr(tmp_path, capfd, executor):
+    """Workers exit while the runner ends the run; nothing of it (the fork server's end, a
+    worker's exit) shows as a traceback on the terminal."""
+    for attempt in range(3):
+        tasks = [start_at(f"{attempt}", i=0)] + [quiet(f"{attempt}-{i}", i=i) for i in range(30)]
+        runner = Runner(tmp_path / "data", tmp_path / "log", executor=executor, console=False)
+        assert runner.run(Sequential("quiet", tasks)).ok
+    assert capfd.readouterr().err == ""

@@ -50,6 +50,7 @@ class ForkServer:
         self._asked: collections.deque[str] = collections.deque()
         self._started: list[Served] = []
         self._exits: dict[int, int] = {}
+        self._unwanted: set[int] = set()  # released processes whose exit is still to be told
         self.alive = True
         self._runner = os.pidfd_open(os.getpid())
         self.process = ctx.Process(
@@ -98,6 +99,11 @@ class ForkServer:
                 self._receive()
         return self._exits.pop(pid)
 
+    def release(self, pid: int) -> None:
+        """Forget the served process ``pid``: its exit code is not wanted."""
+        if self._exits.pop(pid, None) is None:
+            self._unwanted.add(pid)
+
     def _hung(self) -> None:
         """The server did not answer in time: kill it and count it as dead."""
         self.process.kill()  # also when stopped
@@ -118,6 +124,8 @@ class ForkServer:
         pid, code = _RECORD.unpack(record)
         if code == _STARTED:
             self._started.append(Served(pid, fds[0], self._asked.popleft(), self))
+        elif pid in self._unwanted:
+            self._unwanted.remove(pid)
         else:
             self._exits[pid] = code
 
@@ -149,6 +157,14 @@ class Served:
         """Its exit code (minus the signal that killed it); None while it runs."""
         return self.join(0)
 
+    def release(self) -> None:
+        """Stop watching it, as it is exiting after its work: the server reaps it, and ends what
+        it left in its process group, without telling the runner."""
+        if self.sentinel != -1:  # else joined: the server told its exit already
+            self._server.release(self.pid)
+            os.close(self.sentinel)
+            self.sentinel = -1
+
     def join(self, timeout: float | None = None) -> int | None:
         """Wait up to ``timeout`` seconds for it to end; its exit code, or None."""
         if self._exitcode is None and multiprocessing.connection.wait([self.sentinel], timeout):
@@ -177,10 +193,15 @@ def _serve(sock: socket.socket, runners: socket.socket, pidfd: int, target: Targ
             pid = running.pop(ended)  # type: ignore[call-overload]
             os.close(ended)  # type: ignore[arg-type]
             _, status = os.waitpid(pid, 0)
+            with contextlib.suppress(OSError):  # what its task left in its process group
+                os.killpg(pid, signal.SIGKILL)
             _tell(sock, pid, os.waitstatus_to_exitcode(status))
         if sock not in ready:
             continue
-        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        except ConnectionResetError:  # the runner closed it, leaving exits it did not want
+            break
         if message in (b"", _STOP):
             break
         payload, name = pickle.loads(message)

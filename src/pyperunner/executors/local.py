@@ -12,6 +12,7 @@ breakpoints work; its timeouts use ``SIGALRM`` and so hold only on the main thre
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import dataclasses
 import functools
@@ -434,10 +435,9 @@ class ProcessExecutor(Executor):
                     worker.accepted = True
                     continue
                 worker.running = None
-                if not message.more:  # it exits now: reaped once it has, not waited for here
+                if not message.more:
                     del self._workers[conn]
-                    conn.close()
-                    self._exiting[worker.ended] = worker
+                    self._let_exit(worker)
                 return message.outcome
         except (EOFError, OSError):
             ended = True
@@ -451,6 +451,16 @@ class ProcessExecutor(Executor):
             return None
         message = _death_message(worker.process.exitcode)
         return Outcome(running.job.name, running.started, time.time(), message)
+
+    def _let_exit(self, worker: _Worker) -> None:
+        """A worker done with its jobs exits now. The fork server reaps one it forked; one
+        forked here is reaped once it has exited, not waited for here."""
+        if isinstance(worker.process, Served):
+            worker.close()
+            worker.process.release()
+        else:
+            worker.conn.close()
+            self._exiting[worker.ended] = worker  # type: ignore[index]
 
     def _retire(self, conn: Connection) -> _Running | None:
         """Forget a worker that ended, or is ending; its task's processes end with it."""
@@ -534,7 +544,7 @@ def _worker_main(
     adopts_orphans = _become_subreaper()
     with forward_records(send), ProcessOutput(_lifeline(runner)) as output:
         signal.signal(signal.SIGTERM, functools.partial(_last_words, lock, output))
-        clean = _CleanState(max_growth) if max_tasks != 1 else None
+        clean = _CleanState(max_growth, output.thread) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:
             with output.task(job.name):
                 outcome = execute(job, store)
@@ -619,14 +629,15 @@ def _pickled(job: Job) -> bytes | None:
 class _CleanState:
     """What a reused worker puts back between jobs, and when it must retire instead."""
 
-    def __init__(self, max_growth: int) -> None:
+    def __init__(self, max_growth: int, output_thread: int) -> None:
+        self.output_thread = output_thread
         self.cwd = os.getcwd()
         self.environ = dict(os.environ)
         self.umask = _umask()
         self.handlers = {sig: signal.getsignal(sig) for sig in _HANDLED}
         self.blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         self.limits = _limits()
-        self.threads = threading.active_count()
+        self.threads = self._threads()
         self.memory_limit = _resident_bytes() + max_growth
 
     def restore(self) -> bool:
@@ -647,9 +658,13 @@ class _CleanState:
         signal.pthread_sigmask(signal.SIG_SETMASK, self.blocked)
         return (
             _limits() == self.limits  # a lowered hard limit cannot be raised back
-            and threading.active_count() <= self.threads
+            and self._threads() <= self.threads
             and _resident_bytes() < self.memory_limit
         )
+
+    def _threads(self) -> int:
+        """The threads running, but the worker's output thread (listed once it has logged)."""
+        return sum(t.ident != self.output_thread for t in threading.enumerate())
 
 
 _HANDLED = [
@@ -767,13 +782,15 @@ def _signals_held() -> Iterator[None]:
         yield  # handlers run on the main thread, not in this thread's fork hooks
         return
     caught: list[int] = []
-    held = [sig for sig in _STOP if signal.getsignal(sig) not in (None, signal.SIG_IGN)]
-    previous = {sig: signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in held}
+    # _signal's own calls: signal's wrappers make enums of handlers, 2-3 µs a call, and a run
+    # holds signals several times a task
+    held = [sig for sig in _STOP if _signal.getsignal(sig) not in (None, signal.SIG_IGN)]
+    previous = {sig: _signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in held}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
         for signum in caught:
             signal.raise_signal(signum)
 
