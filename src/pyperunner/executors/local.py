@@ -24,6 +24,7 @@ import os
 import pickle
 import queue
 import resource
+import select
 import signal
 import sys
 import threading
@@ -422,27 +423,23 @@ class ProcessExecutor(Executor):
         return [w.running for w in self._workers.values() if w.running is not None]
 
     def _receive(self, conn: Connection) -> Outcome | None:
-        """Handle what a worker sent: log records, then its report; None while the job runs."""
+        """Handle what a worker sent: log records, then its report; None while the job runs.
+        Without a report, whether the worker ended is looked at, and then all it sent read."""
         worker = self._workers[conn]
-        ended = worker.process.exitcode is not None  # then all it sent is in the pipe now
+        ended = False
         try:
-            while conn.poll():
-                message = conn.recv()
-                if isinstance(message, logging.LogRecord):
-                    handle_forwarded(message)
-                    continue
-                if message == _ACCEPTED:
-                    worker.accepted = True
-                    continue
-                worker.running = None
-                if not message.more:
-                    del self._workers[conn]
-                    self._let_exit(worker)
-                return message.outcome
+            while (report := _read(conn, worker)) is None and not ended:
+                ended = worker.process.exitcode is not None
+                if not ended:
+                    return None
         except (EOFError, OSError):
-            ended = True
-        if not ended:
-            return None
+            report = None
+        if report is not None:
+            worker.running = None
+            if not report.more:
+                del self._workers[conn]
+                self._let_exit(worker)
+            return report.outcome
         running = self._retire(conn)  # the worker died
         if running is None:
             return None  # while idle: nothing is lost, a new worker takes the next job
@@ -513,6 +510,27 @@ class ProcessExecutor(Executor):
                 worker.conn.send_bytes(b"")
         for worker in idle:
             self._retire(worker.conn)
+
+
+def _read(conn: Connection, worker: _Worker) -> _Report | None:
+    """Handle what ``worker`` sent up to its report, if that came."""
+    while _readable(conn.fileno()):
+        message = conn.recv()
+        if isinstance(message, logging.LogRecord):
+            handle_forwarded(message)
+        elif message == _ACCEPTED:
+            worker.accepted = True
+        else:
+            return message  # type: ignore[no-any-return]
+    return None
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read (or is at its end); cheaper than a
+    ``Connection.poll``, which builds a selector each time."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _reap(worker: _Worker) -> None:
