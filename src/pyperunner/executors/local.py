@@ -628,7 +628,9 @@ def _next_job(
     message = pickle.loads(payload)
     if isinstance(message, tuple):  # (name, attempt) of a job this worker knows
         name, attempt = message
-        message = dataclasses.replace(known[name], attempt=attempt)
+        message = known[name]
+        if message.attempt != attempt:
+            message = dataclasses.replace(message, attempt=attempt)
     send(_ACCEPTED)
     return message
 
