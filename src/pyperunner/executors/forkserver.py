@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import multiprocessing.connection
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -80,7 +82,7 @@ class ForkServer:
         of that name (unless the server died)."""
         while self.alive:
             waiting = until in self._asked
-            if not multiprocessing.connection.wait([self._sock], _ANSWER if waiting else 0):
+            if not readable(self._sock.fileno(), _ANSWER if waiting else 0):
                 if waiting:
                     self._hung()
                 break
@@ -172,6 +174,15 @@ class Served:
             os.close(self.sentinel)
             self.sentinel = -1
         return self._exitcode
+
+
+def readable(fd: int, timeout: float | None = 0) -> bool:
+    """Whether ``fd`` has something to read (or is at its end), waiting up to ``timeout``
+    seconds (None: for ever); cheaper than ``multiprocessing.connection.wait``, which builds a
+    selector each call, and a run looks several times a task."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
 
 def _serve(sock: socket.socket, runners: socket.socket, pidfd: int, target: Target) -> None:

@@ -24,7 +24,6 @@ import os
 import pickle
 import queue
 import resource
-import select
 import signal
 import sys
 import threading
@@ -54,7 +53,7 @@ from .base import (
     timed_out,
     wait_time,
 )
-from .forkserver import ForkServer, Served
+from .forkserver import ForkServer, Served, readable
 
 KILL_GRACE = 1.0
 """Seconds a stopped worker gets between SIGTERM and SIGKILL."""
@@ -400,13 +399,10 @@ class ProcessExecutor(Executor):
         while not outcomes:
             by_exit = {w.ended: c for c, w in self._workers.items()}
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            server = [self._server] if self._asked else []
-            ready = multiprocessing.connection.wait(
-                [*self._workers, *by_exit, *self._exiting, *server],
+            ready = multiprocessing.connection.wait(  # the workers the server started are
+                [*self._workers, *by_exit, *self._exiting],  # taken when one is needed
                 wait_time(remaining, self._busy()),
             )
-            if server and server[0] in ready:
-                self._take_started()
             for exited in [obj for obj in ready if obj in self._exiting]:
                 _reap(self._exiting.pop(exited))  # type: ignore[index]
             for conn in {by_exit.get(obj, obj) for obj in ready if obj not in self._exiting}:
@@ -514,7 +510,7 @@ class ProcessExecutor(Executor):
 
 def _read(conn: Connection, worker: _Worker) -> _Report | None:
     """Handle what ``worker`` sent up to its report, if that came."""
-    while _readable(conn.fileno()):
+    while readable(conn.fileno()):
         message = conn.recv()
         if isinstance(message, logging.LogRecord):
             handle_forwarded(message)
@@ -523,14 +519,6 @@ def _read(conn: Connection, worker: _Worker) -> _Report | None:
         else:
             return message  # type: ignore[no-any-return]
     return None
-
-
-def _readable(fd: int) -> bool:
-    """Whether ``fd`` has something to read (or is at its end); cheaper than a
-    ``Connection.poll``, which builds a selector each time."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def _reap(worker: _Worker) -> None:
