@@ -538,18 +538,18 @@ def _worker_main(
     max_growth: int,
     runner: int | None = None,
 ) -> None:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signal.signal(signal.SIGINT, signal.default_int_handler)  # see _signals_held
     _own_group(0)
     lock = threading.Lock()  # the task's own threads may log while this one reports
 
     def send(message: object) -> None:
         with lock:
-            conn.send(message)
+            conn.send_bytes(pickle.dumps(message))  # multiprocessing's own pickler is slower
 
     done = 0
     adopts_orphans = _become_subreaper()
     with forward_records(send), ProcessOutput(_lifeline(runner)) as output:
-        signal.signal(signal.SIGTERM, functools.partial(_last_words, lock, output))
+        _signal.signal(signal.SIGTERM, functools.partial(_last_words, lock, output))
         clean = _CleanState(max_growth, output.thread) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:
             with output.task(job.name):
