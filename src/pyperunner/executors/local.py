@@ -562,8 +562,9 @@ def _worker_main(
             if not more:
                 break
             job = None
-    conn.close()
-    os._exit(0)  # at once: threads a task left running must not keep the worker alive
+        # at once: threads a task left running must not keep the worker alive, and undoing
+        # the routing of its output and log records would only cost time
+        os._exit(0)
 
 
 def _served_worker(
