@@ -848,7 +848,7 @@ def test_a_served_process_that_raises_exits_1_with_its_traceback(capfd):
 
     server = ForkServer(multiprocessing.get_context("fork"), _fail_in_served)
     try:
-        ours, theirs = multiprocessing.Pipe()
+        _ours, theirs = multiprocessing.Pipe()
         assert server.request("job-7", theirs, "Worker-9")
         (served,) = server.started(until="Worker-9")
         served.join(10.0)

@@ -95,7 +95,7 @@ class ForkServer:
         while pid not in self._exits:
             if not self.alive:
                 return _LOST
-            if not multiprocessing.connection.wait([self._sock], _ANSWER):
+            if not readable(self._sock.fileno(), _ANSWER):
                 self._hung()
             else:
                 self._receive()
@@ -169,7 +169,7 @@ class Served:
 
     def join(self, timeout: float | None = None) -> int | None:
         """Wait up to ``timeout`` seconds for it to end; its exit code, or None."""
-        if self._exitcode is None and multiprocessing.connection.wait([self.sentinel], timeout):
+        if self._exitcode is None and readable(self.sentinel, timeout):
             self._exitcode = self._server.exitcode(self.pid)
             os.close(self.sentinel)
             self.sentinel = -1
