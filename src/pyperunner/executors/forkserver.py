@@ -196,18 +196,22 @@ def _serve(sock: socket.socket, runners: socket.socket, pidfd: int, target: Targ
         os.setpgid(0, 0)  # ends this server
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     running: dict[int, int] = {}  # pids by pidfd
+    poller = select.poll()  # one for the server's life: it touches fewer pages than a selector
+    for fd in (sock.fileno(), pidfd):
+        poller.register(fd, select.POLLIN)
     while True:
-        ready = multiprocessing.connection.wait([sock, pidfd, *running])
+        ready = {fd for fd, _ in poller.poll()}
         if pidfd in ready:  # the runner died (its end of the socket may live on in forks)
             break
-        for ended in [r for r in ready if r is not sock]:
-            pid = running.pop(ended)  # type: ignore[call-overload]
-            os.close(ended)  # type: ignore[arg-type]
+        for ended in ready & running.keys():
+            poller.unregister(ended)
+            pid = running.pop(ended)
+            os.close(ended)
             _, status = os.waitpid(pid, 0)
             with contextlib.suppress(OSError):  # what its task left in its process group
                 os.killpg(pid, signal.SIGKILL)
             _tell(sock, pid, os.waitstatus_to_exitcode(status))
-        if sock not in ready:
+        if sock.fileno() not in ready:
             continue
         try:
             message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
@@ -216,15 +220,15 @@ def _serve(sock: socket.socket, runners: socket.socket, pidfd: int, target: Targ
         if message in (b"", _STOP):
             break
         payload, name = pickle.loads(message)
-        conn = Connection(fds[0])
         pid = os.fork()
         if pid == 0:
-            _served(sock, pidfd, target, payload, conn, name)
+            _served(sock, pidfd, target, payload, fds[0], name)
         with contextlib.suppress(OSError):
             os.setpgid(pid, 0)
-        conn.close()
+        os.close(fds[0])
         ended = os.pidfd_open(pid)  # unlike the sentinel, not held open by orphans
         running[ended] = pid
+        poller.register(ended, select.POLLIN)
         _tell(sock, pid, _STARTED, ended)
     for pid in running.values():
         with contextlib.suppress(OSError):
@@ -238,7 +242,7 @@ def _tell(sock: socket.socket, pid: int | None, code: int | None, pidfd: int | N
 
 
 def _served(
-    sock: socket.socket, pidfd: int, target: Target, payload: object, conn: Connection, name: str
+    sock: socket.socket, pidfd: int, target: Target, payload: object, conn: int, name: str
 ) -> NoReturn:
     """A forked process: named as ``multiprocessing`` would (log lines show the name), it runs
     ``target`` and exits, 1 after printing what escaped it, never returning into the server."""
@@ -246,7 +250,7 @@ def _served(
     try:
         sock.close()
         multiprocessing.current_process().name = name
-        target(payload, conn, pidfd)
+        target(payload, Connection(conn), pidfd)
         code = 0
     except BaseException:
         traceback.print_exc()
