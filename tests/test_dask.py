@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -642,3 +643,22 @@ def test_missing_distributed_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ImportError, match=r'pip install "pyperunner\[dask\]"'):
         DaskExecutor("tcp://127.0.0.1:8786")
+
+
+def test_a_malformed_scheduler_address_fails_at_once_and_says_what_to_give():
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"missing port.*'tcp://host:port'"):
+        DaskExecutor("notaurl")
+    assert time.monotonic() - started < 5
+
+
+def test_an_unreachable_scheduler_fails_the_run_saying_so(tmp_path):
+    """Nothing listens on the address: the run fails at its start with a ConnectionError that
+    names the address and how long Dask tried, and what to do."""
+    with socket.socket() as unused:  # a free port nothing listens on once closed
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        runner = make_runner(tmp_path, DaskExecutor(f"tcp://127.0.0.1:{port}"))
+        with pytest.raises(ConnectionError, match=rf"127.0.0.1:{port}.*start one"):
+            runner.run(Pipeline("p", [Node("x")]))

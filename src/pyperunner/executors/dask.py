@@ -54,6 +54,22 @@ def _distributed() -> Any:
     return distributed
 
 
+def _check_address(address: str) -> None:
+    """Refuse a scheduler address Dask cannot parse, now: Dask's own error for it comes with a
+    client that holds the interpreter's exit up for a minute."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        protocol, location = parse_address(address)
+        if protocol in ("tcp", "tls", "ws", "wss", "ucx"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise ValueError(
+            f"DaskExecutor({address!r}): {exc}; give the scheduler's address as "
+            "'tcp://host:port' (the one `dask scheduler` prints), a Client, or a cluster"
+        ) from None
+
+
 @dataclasses.dataclass
 class _Submitted:
     job: Job
@@ -83,6 +99,8 @@ class DaskExecutor(Executor):
     ) -> None:
         super().__init__()
         distributed = _distributed()
+        if isinstance(address_or_client, str):
+            _check_address(address_or_client)
         self._owns_client = not isinstance(address_or_client, distributed.Client)
         self._address = address_or_client if self._owns_client else None
         self._client: Client | None = None if self._owns_client else address_or_client
@@ -112,7 +130,14 @@ class DaskExecutor(Executor):
         }
         self._check_open()
         if self._client is None:
-            self._client = _distributed().Client(self._address, set_as_default=False)
+            try:
+                self._client = _distributed().Client(self._address, set_as_default=False)
+            except OSError as exc:  # Dask's own message says where and how long it tried
+                raise ConnectionError(
+                    f"DaskExecutor could not reach a Dask scheduler: {exc}; start one (dask "
+                    "scheduler), or give the address it prints; the Dask setting "
+                    "distributed.comm.timeouts.connect is how long to try"
+                ) from exc
 
     def _check_open(self) -> None:
         """Refuse a given client that is closed: no job could be sent through it."""
