@@ -662,3 +662,44 @@ def test_an_unreachable_scheduler_fails_the_run_saying_so(tmp_path):
         runner = make_runner(tmp_path, DaskExecutor(f"tcp://127.0.0.1:{port}"))
         with pytest.raises(ConnectionError, match=rf"127.0.0.1:{port}.*start one"):
             runner.run(Pipeline("p", [Node("x")]))
+
+
+class KillsScheduler(Task):
+    """SIGKILLs the Dask scheduler (process ``pid``), then waits to be stopped."""
+
+    @run
+    def run(self, data, pid):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(60)
+
+
+def test_a_scheduler_that_dies_mid_run_fails_its_tasks_saying_so(tmp_path):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    here = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    quiet = {  # and where this module's tasks can be imported (the scheduler unpickles them)
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "env": {**os.environ, "PYTHONPATH": here},
+    }
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", str(port)], **quiet
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--no-nanny"], **quiet
+    )
+    try:
+        with distributed.Client(address, timeout=60, set_as_default=False) as probe:
+            probe.wait_for_workers(1, timeout=60)
+        started = time.monotonic()
+        task = KillsScheduler("s", pid=scheduler.pid)
+        result = make_runner(tmp_path, DaskExecutor(address)).run(Pipeline("p", [task]))
+        assert time.monotonic() - started < 40
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait()
+    assert result.statuses == {"KillsScheduler(s)": Status.FAILURE}
+    assert "lost the Dask scheduler" in result.runs["KillsScheduler(s)"].error

@@ -234,8 +234,9 @@ class DaskExecutor(Executor):
 
     def _finish(self, key: str) -> Outcome:
         submitted = self._running.pop(key)
+        status = "closed" if self._client is None else self._client.status
         try:
-            return _outcome_of(submitted)
+            return _outcome_of(submitted, status)
         finally:
             submitted.future.release()  # the worker forgets the outcome
 
@@ -288,8 +289,9 @@ def _task_key(job: Job) -> str:
     return f"{job.name}-{job.key[:12]}-attempt{job.attempt}-{uuid.uuid4().hex[:8]}"
 
 
-def _outcome_of(submitted: _Submitted) -> Outcome:
-    """The outcome a done future stands for; the task's log records are replayed here."""
+def _outcome_of(submitted: _Submitted, client_status: str = "running") -> Outcome:
+    """The outcome a done future stands for; the task's log records are replayed here.
+    ``client_status`` is the client's now: other than "running", it lost its scheduler."""
     future = submitted.future
     if future.status == "finished":
         try:
@@ -301,6 +303,11 @@ def _outcome_of(submitted: _Submitted) -> Outcome:
         return outcome
     if future.cancelled():
         message = "CancelledError: the Dask task was cancelled before it ended"
+        if client_status != "running":
+            message += (
+                f", as the client lost the Dask scheduler (client {client_status}); is the "
+                "scheduler still running?"
+            )
         logging.getLogger(submitted.job.name).error(message)
         return Outcome(submitted.job.name, submitted.started, time.time(), message)
     return _failed(submitted.job.name, submitted.started, future.exception(), future.traceback())
