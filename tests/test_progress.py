@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pty
 import select
@@ -85,6 +86,33 @@ def test_without_a_terminal_the_console_gets_plain_log_lines(tmp_path, capsys):
     assert "Starting Ok(x)" in err
     assert "tasks to run" not in err
     assert "\x1b[" not in err
+
+
+@task("Says", receives_input=False)
+def says():
+    print("said once")
+    return 1
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_script_logging_to_the_terminal_itself_sees_each_line_once(tmp_path, capsys, executor):
+    """``logging.basicConfig()`` in the script: the run's lines are not on the terminal twice,
+    once in each format, and the script's handler has every other line as before."""
+    theirs = logging.StreamHandler(sys.stderr)
+    theirs.setFormatter(logging.Formatter("theirs: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(theirs)
+    try:
+        logging.warning("before the run")
+        Runner(tmp_path / "d", tmp_path / "l", executor=executor).run(Pipeline("p", [says()]))
+        logging.warning("after the run")
+    finally:
+        root.removeHandler(theirs)
+    err = capsys.readouterr().err
+    assert err.count("Starting Says()") == 1
+    assert err.count("said once") == 1
+    assert "theirs: before the run" in err and "theirs: after the run" in err
+    assert "theirs: Starting" not in err
 
 
 def test_progress_false_and_console_false_keep_the_console_quiet(tmp_path, capsys):

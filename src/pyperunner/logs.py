@@ -231,6 +231,13 @@ class _OfThisRun(logging.Filter):
         return owner is None or owner is self.token
 
 
+class _NotOfThisRun(_OfThisRun):
+    """Keeps the records :class:`_OfThisRun` would not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not super().filter(record)
+
+
 class _TaskFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "task", None):
@@ -493,14 +500,40 @@ def run_logging(
         handler.addFilter(_TaskFilter())
     if console and live:
         console_handler.addFilter(_run_level_only)
+    theirs = _terminal_handlers() if console else []  # before the run's own are added
     _run_began()
     try:
-        with _kept_on_root(handlers), belonging_to(token):
+        with _kept_on_root(handlers), _left_to_the_run(theirs, token), belonging_to(token):
             yield console_handler if console else None
     finally:
         for handler in handlers:
             handler.close()
         _run_ended()
+
+
+def _terminal_handlers() -> list[logging.Handler]:
+    """The root logger's handlers that write to the terminal (``logging.basicConfig()``'s)."""
+    terminal = {id(real_stream(sys.stderr)), id(real_stream(sys.stdout))}
+    terminal |= {id(stream) for stream in (sys.__stderr__, sys.__stdout__) if stream is not None}
+    return [
+        handler
+        for handler in logging.getLogger().handlers
+        if type(handler) is logging.StreamHandler and id(handler.stream) in terminal
+    ]
+
+
+@contextlib.contextmanager
+def _left_to_the_run(handlers: list[logging.Handler], token: object) -> Iterator[None]:
+    """Keep the run's records from ``handlers`` for the block: the run's console handler shows
+    them, and each line would be on the terminal twice."""
+    others = _NotOfThisRun(token)
+    for handler in handlers:
+        handler.addFilter(others)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(others)
 
 
 def _run_began() -> None:
