@@ -446,9 +446,9 @@ class ProcessExecutor(Executor):
         return Outcome(running.job.name, running.started, time.time(), message)
 
     def _let_exit(self, worker: _Worker) -> None:
-        """A worker done with its jobs exits now. The fork server reaps one it forked; one
-        forked here is reaped once it has exited, not waited for here."""
-        if isinstance(worker.process, Served):
+        """A worker done with its jobs exits now. The fork server reaps one it forked (while
+        it lives); any other is reaped once it has exited, not waited for here."""
+        if isinstance(worker.process, Served) and self._server is not None and self._server.alive:
             worker.close()
             worker.process.release()
         else:
