@@ -12,6 +12,7 @@ signals; waits block on events (pidfds, fifos, process exit) and are bounded.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import multiprocessing
 import os
@@ -878,3 +879,22 @@ def test_a_run_that_goes_well_writes_nothing_to_stderr(tmp_path, capfd, executor
         runner = Runner(tmp_path / "data", tmp_path / "log", executor=executor, console=False)
         assert runner.run(Sequential("quiet", tasks)).ok
     assert capfd.readouterr().err == ""
+
+
+def test_a_worker_marks_the_attempt_it_took_where_the_runner_sees_it():
+    """What tells the runner, once a worker died, whether it had taken its job: memory shared
+    with the workers forked after ``start``, by job and attempt."""
+    from pyperunner.executors.base import Job
+    from pyperunner.executors.local import _Known
+
+    jobs = {t.name: Job(t, "key", (), {}) for t in (quiet("a", i=1), quiet("b", i=2))}
+    known = _Known(jobs)
+    first = jobs[quiet("a", i=1).name]
+    later = dataclasses.replace(first, attempt=3)
+    assert not known.taken(first) and not known.taken(later)
+    pid = os.fork()
+    if pid == 0:  # a worker takes the third attempt at the first job
+        os._exit(0 if known.take(first.name, 3) == later else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert known.taken(later) and not known.taken(first)
+    assert not known.taken(jobs[quiet("b", i=2).name])

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import mmap
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.util
@@ -25,6 +26,7 @@ import pickle
 import queue
 import resource
 import signal
+import struct
 import sys
 import threading
 import time
@@ -190,7 +192,7 @@ class _Worker:
     conn: Connection
     running: _Running | None = None
     ended: int | None = None  # readable once the process has exited
-    accepted: bool = True  # False from sending it a job until it says it took the job
+    accepted: bool = True  # False from sending it a pickled job until it says it took it
 
     def __post_init__(self) -> None:
         try:  # unlike the sentinel, not held open by processes the task forked
@@ -214,8 +216,33 @@ class _Worker:
 
 
 _ACCEPTED = "accepted"
-"""What a worker sends once it has taken a job: if it dies before that, the job was not
-started, and goes to another worker instead of failing."""
+"""What a worker sends once it has taken a job the runner pickled for it: if it dies before
+that, the job was not started, and goes to another worker instead of failing."""
+
+
+class _Known:
+    """The jobs ``start`` was told of, and which attempt of each a worker took last.
+
+    A worker marks a job taken in memory it shares with the runner (forked from it), which
+    looks only if the worker dies: a message would wake the runner once more every task."""
+
+    _ATTEMPT = struct.Struct("i")
+
+    def __init__(self, jobs: Mapping[str, Job]) -> None:
+        self.jobs = jobs
+        self._slots = {name: i * self._ATTEMPT.size for i, name in enumerate(jobs)}
+        self._taken = mmap.mmap(-1, max(1, len(jobs)) * self._ATTEMPT.size)  # shared
+
+    def take(self, name: str, attempt: int) -> Job:
+        """In a worker: job ``name``, attempt ``attempt``, which it now runs."""
+        job = self.jobs[name]
+        self._ATTEMPT.pack_into(self._taken, self._slots[name], attempt)
+        return job if job.attempt == attempt else dataclasses.replace(job, attempt=attempt)
+
+    def taken(self, job: Job) -> bool:
+        """Whether a worker took this attempt at ``job`` (by name and attempt)."""
+        slot = self._slots.get(job.name)
+        return slot is not None and self._ATTEMPT.unpack_from(self._taken, slot)[0] == job.attempt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +284,7 @@ class ProcessExecutor(Executor):
         self._ctx = multiprocessing.get_context("fork")
         self._workers: dict[Connection, _Worker] = {}
         self._exiting: dict[int, _Worker] = {}  # by exit watch: workers done with their jobs
-        self._known: Mapping[str, Job] = {}
+        self._known = _Known({})
         self._unsent: set[str] = set()  # known jobs not submitted yet
         self._room = 0
         self._forked = 0
@@ -273,8 +300,8 @@ class ProcessExecutor(Executor):
         _subreaper_call()
         if self.max_tasks_per_child != 1:
             import cloudpickle  # noqa: F401  (unknown jobs travel to running workers)
-        self._known, self._room = dict(jobs or {}), workers
-        self._unsent = set(self._known)
+        self._known, self._room = _Known(dict(jobs or {})), workers
+        self._unsent = set(self._known.jobs)
         if hasattr(os, "pidfd_open"):
             target = functools.partial(_served_worker, store, self._known, *self._limits())
             with _signals_held():
@@ -321,7 +348,7 @@ class ProcessExecutor(Executor):
 
     def _named(self, job: Job) -> tuple[str, int] | None:
         """``job`` as its name and attempt, if it is a job ``start`` was told of."""
-        known = self._known.get(job.name)
+        known = self._known.jobs.get(job.name)
         if known is not None and job == dataclasses.replace(known, attempt=job.attempt):
             return job.name, job.attempt
         return None
@@ -439,8 +466,8 @@ class ProcessExecutor(Executor):
         running = self._retire(conn)  # the worker died
         if running is None:
             return None  # while idle: nothing is lost, a new worker takes the next job
-        if not worker.accepted:  # before it took the job: the job goes to another worker
-            self.submit(running.job)
+        if not (worker.accepted or self._known.taken(running.job)):  # it never took the job,
+            self.submit(running.job)  # which goes to another worker
             return None
         message = _death_message(worker.process.exitcode)
         return Outcome(running.job.name, running.started, time.time(), message)
@@ -533,7 +560,7 @@ def _worker_main(
     job: Job | None,
     store: Store,
     conn: Connection,
-    known: Mapping[str, Job],
+    known: _Known,
     max_tasks: int | None,
     max_growth: int,
     runner: int | None = None,
@@ -569,7 +596,7 @@ def _worker_main(
 
 def _served_worker(
     store: Store,
-    known: Mapping[str, Job],
+    known: _Known,
     max_tasks: int | None,
     max_growth: int,
     named: tuple[str, int] | None,
@@ -577,7 +604,7 @@ def _served_worker(
     runner: int,
 ) -> None:
     """A worker the fork server forked: ``named`` is the job it runs at once, if any."""
-    job = None if named is None else dataclasses.replace(known[named[0]], attempt=named[1])
+    job = None if named is None else known.take(*named)
     _worker_main(job, store, conn, known, max_tasks, max_growth, runner)
 
 
@@ -603,9 +630,7 @@ def _forward_last_words(conn: Connection) -> None:
                 handle_forwarded(message)
 
 
-def _next_job(
-    conn: Connection, known: Mapping[str, Job], send: Callable[[object], None]
-) -> Job | None:
+def _next_job(conn: Connection, known: _Known, send: Callable[[object], None]) -> Job | None:
     """Wait for the next job from the runner and say it is taken; None when there are none,
     or the runner has closed its end (it gave up on a worker whose fork server died)."""
     try:
@@ -616,12 +641,9 @@ def _next_job(
         return None
     message = pickle.loads(payload)
     if isinstance(message, tuple):  # (name, attempt) of a job this worker knows
-        name, attempt = message
-        message = known[name]
-        if message.attempt != attempt:
-            message = dataclasses.replace(message, attempt=attempt)
+        return known.take(*message)
     send(_ACCEPTED)
-    return message
+    return message  # type: ignore[no-any-return]
 
 
 def _pickled(job: Job) -> bytes | None:
