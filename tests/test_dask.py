@@ -371,7 +371,7 @@ class LogsOddExtra(Task):
         return "logged"
 
 
-def test_a_task_dask_cannot_take_fails_alone_and_the_run_goes_on(tmp_path, calls, executor):
+def test_a_task_dask_cannot_take_fails_alone_and_the_run_goes_on(tmp_path, calls, executor, capfd):
     guard = threading.Lock()
 
     @task("UsesLock", receives_input=False)
@@ -391,6 +391,8 @@ def test_a_task_dask_cannot_take_fails_alone_and_the_run_goes_on(tmp_path, calls
     error = result.runs["UsesLock(l)"].error
     assert "could not be sent to Dask" in error and "lock" in error, error
     assert (runner.run_dir / "run.yaml").is_file()
+    assert "Failed to serialize" not in capfd.readouterr().err  # said once, in its own words
+    assert "Failed to serialize" not in (runner.run_dir / "pipeline.log").read_text()
 
 
 def test_a_timed_out_attempt_is_not_retried_while_it_may_go_on(tmp_path, calls, executor):

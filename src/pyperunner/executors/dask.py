@@ -153,15 +153,16 @@ class DaskExecutor(Executor):
         try:
             # what a child loads may hold classes of __main__ only its parents' code names
             parents = {type(p) for p in job.task.parents if _in_main(type(p))}
-            future = self._client.submit(
-                run_on_worker,
-                detached(job),
-                self.store,
-                logging.getLogger().getEffectiveLevel(),
-                tuple(self._main_classes | parents),
-                key=_task_key(job),
-                pure=False,
-            )
+            with _unlogged(_PICKLE_LOG):
+                future = self._client.submit(
+                    run_on_worker,
+                    detached(job),
+                    self.store,
+                    logging.getLogger().getEffectiveLevel(),
+                    tuple(self._main_classes | parents),
+                    key=_task_key(job),
+                    pure=False,
+                )
         except Exception as exc:  # cloudpickle could not take the task (a lock, an open file)
             cause = exc
             while cause.__cause__ is not None or cause.__context__ is not None:
@@ -282,6 +283,26 @@ class DaskExecutor(Executor):
             )
         self._running.clear()
         return outcomes
+
+
+_PICKLE_LOG = "distributed.protocol.pickle"
+"""Where Dask logs a traceback for what it cannot pickle, before it raises the error."""
+
+
+@contextlib.contextmanager
+def _unlogged(name: str) -> Iterator[None]:
+    """Drop the errors logger ``name`` logs in the block: the run reports the failure itself,
+    once, with the task's name."""
+    logger = logging.getLogger(name)
+
+    def below_error(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+    logger.addFilter(below_error)
+    try:
+        yield
+    finally:
+        logger.removeFilter(below_error)
 
 
 def _task_key(job: Job) -> str:
