@@ -310,7 +310,7 @@ def _task_key(job: Job) -> str:
     return f"{job.name}-{job.key[:12]}-attempt{job.attempt}-{uuid.uuid4().hex[:8]}"
 
 
-def _outcome_of(submitted: _Submitted, client_status: str = "running") -> Outcome:
+def _outcome_of(submitted: _Submitted, client_status: str) -> Outcome:
     """The outcome a done future stands for; the task's log records are replayed here.
     ``client_status`` is the client's now: other than "running", it lost its scheduler."""
     future = submitted.future

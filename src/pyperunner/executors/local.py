@@ -449,12 +449,12 @@ class ProcessExecutor(Executor):
         """Handle what a worker sent: log records, then its report; None while the job runs.
         Without a report, whether the worker ended is looked at, and then all it sent read."""
         worker = self._workers[conn]
-        ended = False
         try:
-            while (report := _read(conn, worker)) is None and not ended:
-                ended = worker.process.exitcode is not None
-                if not ended:
+            report = _read(conn, worker)
+            if report is None:
+                if worker.process.exitcode is None:
                     return None
+                report = _read(conn, worker)  # it ended: all it sent is in the pipe now
         except (EOFError, OSError):
             report = None
         if report is not None:
