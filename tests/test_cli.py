@@ -4,6 +4,7 @@ in-process with click's runner and the inline executor, once as a real subproces
 
 from __future__ import annotations
 
+import base64
 import importlib
 import re
 import shlex
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import joblib
 import pytest
 import yaml
@@ -732,3 +734,72 @@ def test_a_multi_line_error_is_shown_on_one_line_marked_as_cut():
     assert first_line("ValueError: bad row\n  row 3: empty\n") == "ValueError: bad row [...]"
     assert first_line("ValueError: one line\n") == "ValueError: one line"
     assert first_line(None) is None
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def hostile_pipeline(project: Project, value: object) -> Path:
+    """The demo pipeline file with Load()'s ``size`` replaced by ``value`` and no keys."""
+    path = project.pipeline()
+
+    def change(doc: Any) -> None:
+        for entry in doc["pipeline"]["tasks"].values():
+            del entry["key"]
+        doc["pipeline"]["tasks"]["Load()"]["params"]["size"] = value
+
+    edit_yaml(path, change)
+    return path
+
+
+def test_explain_of_a_file_naming_os_system_as_a_dataclass_runs_nothing(project: Project):
+    command = {"!dataclass": "os:system", "fields": {"command": "echo PWNED > pwned.txt"}}
+    message = error("explain", hostile_pipeline(project, command))
+    assert "Load()" in message and "'size'" in message and "dataclass" in message
+    assert not (project.root / "pwned.txt").exists()
+
+
+def test_a_pickled_parameter_needs_trust_pickles_on_the_command_line(project: Project):
+    blob = base64.b64encode(cloudpickle.dumps(3)).decode()
+    path = hostile_pipeline(project, {"!pickle": "builtins:int", "data": blob})
+    message = error("explain", path)
+    assert "Load()" in message and "'size'" in message and "--trust-pickles" in message
+    assert "Load()" in cli("explain", path, "--trust-pickles").output
+    run_dir = run_inline(path, "--trust-pickles")
+    assert "'count': 3" in cli("result", run_dir, "Total()").output
+
+
+BOMB = "lol: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("command", ["run", "explain"])
+def test_an_alias_bomb_as_pipeline_file_is_refused_at_once(project: Project, command: str):
+    path = project.pipeline()
+    path.write_text(path.read_text() + BOMB)
+    assert "alias" in error(command, path)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("command", ["report", "show", "runs", "result"])
+def test_an_alias_bomb_as_run_yaml_is_refused_at_once(project: Project, command: str):
+    run_dir = run_inline(project.pipeline())
+    (run_dir / "run.yaml").write_text((run_dir / "run.yaml").read_text() + BOMB)
+    if command == "runs":
+        assert "unreadable run.yaml" in cli("runs", project.log).output
+        return
+    args = ("Total()",) if command == "result" else ()
+    message = error(command, run_dir, *args)
+    assert "run.yaml" in message and "alias" in message
+
+
+@pytest.mark.timeout(30)
+def test_an_alias_bomb_as_params_yaml_makes_its_result_damaged(project: Project):
+    path = project.pipeline()
+    run_inline(path)
+    [params] = (project.data / "Load()").glob("*/params.yaml")
+    params.write_text(BOMB)
+    output = cli("explain", path).output
+    assert re.search(r"run\s+Load\(\)\s+stored result is damaged", output), output

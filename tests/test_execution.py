@@ -5,6 +5,7 @@ executor shares (``pyperunner.scheduler`` with ``pyperunner.executors`` and ``py
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import select
@@ -888,25 +889,74 @@ def test_a_process_a_task_forks_handles_sigterm_as_before_the_run(tmp_path, exec
     assert result["ForksAChild()"] == "default"  # so Pool.terminate() can end its workers
 
 
+def double_fork_sleeper() -> int:
+    """Detach ``sleep 61`` as daemons do (fork, setsid, fork, exec): the middle process exits at
+    once, so the sleeper is an orphan in a session of its own; return its pid."""
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:  # the caller may have threads: this child only forks, writes and exits
+        try:
+            os.setsid()
+            sleeper = os.fork()
+            if sleeper == 0:
+                os.execvp("sleep", ["sleep", "61"])
+            os.write(write_end, str(sleeper).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_end, "rb") as reading:
+        return int(reading.read())
+
+
 @task("Daemonizes", receives_input=False)
-def daemonizes(pid_file):
-    sleeper = subprocess.Popen(["sleep", "60"])
-    Path(pid_file).write_text(str(sleeper.pid))
+def daemonizes(pid_file, how):
+    pid = subprocess.Popen(["sleep", "60"]).pid if how == "child" else double_fork_sleeper()
+    Path(pid_file).write_text(str(pid))
     return "left it running"
 
 
+@pytest.mark.parametrize("how", ["child", "double-forked daemon"])
 @pytest.mark.parametrize("executor", EXECUTORS)
-def test_processes_a_task_leaves_running_end_with_the_run(tmp_path, executor):
+def test_processes_a_task_leaves_running_end_with_the_run(tmp_path, executor, how):
     pid_file = tmp_path / "sleeper.pid"
     bystander = subprocess.Popen(["sleep", "60"])  # the caller's own: left alone
+    caller_daemon = double_fork_sleeper()  # started before the run: left alone too
     try:
         result = make_runner(tmp_path, executor).run(
-            Pipeline("leaves", [daemonizes(pid_file=str(pid_file))])
+            Pipeline("leaves", [daemonizes(pid_file=str(pid_file), how=how)])
         )
         assert result.ok
         sleeper = int(pid_file.read_text())
         assert wait_gone(sleeper, 5.0)
         assert bystander.poll() is None
+        os.kill(caller_daemon, 0)  # still there
     finally:
         bystander.kill()
         bystander.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(caller_daemon, signal.SIGKILL)
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@task("Appends", receives_input=False)
+def appends(items):
+    items.append("more")
+    return len(items)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_task_that_changes_its_parameters_changes_neither_itself_nor_its_key(
+    tmp_path, executor
+):
+    appender = appends(items=["one"])
+    key = appender.hash()
+    pipeline = Pipeline("appends", [appender])
+    runner = make_runner(tmp_path, executor)
+    assert runner.run(pipeline)["Appends()"] == 2
+    assert appender.params == {"items": ["one"]} and appender.hash() == key
+    again = runner.run(pipeline)  # in the same interpreter: cached, one stored entry
+    assert again.statuses == {"Appends()": Status.CACHED}
+    assert len(list((tmp_path / "data" / "Appends()").iterdir())) == 1

@@ -6,9 +6,12 @@ importable as ``test_graph``) or written to a module file under ``tmp_path`` and
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import importlib
 import itertools
+import os
+import pickle
 import sys
 import textwrap
 import uuid
@@ -493,6 +496,19 @@ def test_summary_of_a_chain_draws_each_task_once_top_to_bottom(
         assert text.count(f"| {t.name} |") == 1
 
 
+def test_summary_sends_each_line_to_print_fn_as_the_original_did(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    pipeline, _ = multi_path_pipeline()
+    lines: list[str] = []
+
+    assert pipeline.summary(print_fn=lines.append) is None
+
+    assert capsys.readouterr().out == ""
+    assert lines == pipeline.summary(echo=False).splitlines()
+    assert len(lines) > 1 and all("\n" not in line for line in lines)
+
+
 # =================================================================================================
 # Save and load
 # =================================================================================================
@@ -914,6 +930,91 @@ def test_a_file_with_python_specific_yaml_tags_is_not_executed(tmp_path: Path) -
         Pipeline.from_file(fname)
 
 
+OPAQUE_MODULE = """
+from pyperunner import Task, run
+
+
+class Opaque:
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return isinstance(other, Opaque) and other.n == self.n
+
+
+class Takes(Task):
+    @run
+    def run(self, data, thing):
+        return thing
+"""
+
+
+def test_a_pickled_parameter_is_refused_naming_task_parameter_and_opt_in(
+    tmp_path: Path, task_module: Callable[..., ModuleType]
+) -> None:
+    module = task_module(OPAQUE_MODULE)
+    pipeline = Pipeline("p", [module.Takes("t", thing=module.Opaque(3))])
+    pipeline.to_file(tmp_path / "p.yml")
+
+    with pytest.raises(PipelineError) as refused:
+        Pipeline.from_file(tmp_path / "p.yml")
+    message = str(refused.value)
+    assert "Takes(t)" in message and "'thing'" in message and "trust_pickles=True" in message
+
+    loaded = Pipeline.from_file(tmp_path / "p.yml", trust_pickles=True)
+    assert by_name(loaded)["Takes(t)"].params["thing"] == module.Opaque(3)
+    assert loaded == pipeline
+
+
+class Pwn:
+    """Unpickling it runs a shell command."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("echo PWNED > pwned.txt",))
+
+
+HOSTILE = {
+    "dataclass": {"!dataclass": "os:system", "fields": {"command": "echo PWNED > pwned.txt"}},
+    "enum": {"!enum": "os:system", "name": "echo PWNED > pwned.txt"},
+    "pickle": {"!pickle": "os:system", "data": base64.b64encode(pickle.dumps(Pwn())).decode()},
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_parameter_in_a_pipeline_file_runs_no_code(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    task_module: Callable[..., ModuleType],
+    hostile: dict[str, Any],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    step_pipeline(task_module(STEP_MODULE)).to_file("p.yml")
+    doc = yaml.safe_load(Path("p.yml").read_text())
+    for entry in doc["pipeline"]["tasks"].values():
+        del entry["key"]
+    doc["pipeline"]["tasks"]["Load(numbers)"]["params"] = {"n": hostile}
+    Path("p.yml").write_text(yaml.safe_dump(doc))
+
+    with pytest.raises(PipelineError, match=r"Load\(numbers\).*parameter 'n'"):
+        Pipeline.from_file("p.yml")
+    assert not Path("pwned.txt").exists()
+
+
+BILLION_LAUGHS = "lol: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+)
+
+
+@pytest.mark.timeout(30)
+def test_a_yaml_alias_bomb_is_refused_at_once_naming_the_file(tmp_path: Path) -> None:
+    fname = tmp_path / "bomb.yml"
+    fname.write_text("pipeline:\n  name: p\n  tasks: {}\n" + BILLION_LAUGHS)
+
+    with pytest.raises(PipelineError, match="alias") as refused:
+        Pipeline.from_file(fname)
+    assert str(fname) in str(refused.value)
+
+
 def test_a_runs_pipeline_yaml_loads_with_from_file(tmp_path: Path) -> None:
     pipeline, _ = multi_path_pipeline()
     runner = Runner(tmp_path / "data", tmp_path / "log", executor="inline", console=False)
@@ -929,6 +1030,12 @@ def test_a_runs_pipeline_yaml_loads_with_from_file(tmp_path: Path) -> None:
 def test_a_pipeline_name_that_is_no_folder_name_is_rejected(name):
     with pytest.raises(PipelineError, match="folder name"):
         Pipeline(name)
+
+
+def test_a_pipeline_name_too_long_for_its_run_folders_is_rejected_naming_the_limit():
+    Pipeline("p" * 234)  # with '_yymmddTHHMMSS_ffffff': 255 bytes, the most a name holds
+    with pytest.raises(PipelineError, match="234 bytes"):
+        Pipeline("p" * 235)
 
 
 def test_a_pipeline_file_cut_short_is_refused_not_loaded_as_another_pipeline(

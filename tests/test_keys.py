@@ -23,7 +23,7 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -92,6 +92,11 @@ class Point:
 class Point3:
     x: Any
     y: Any
+
+
+class Pair(NamedTuple):
+    left: Any
+    right: Any
 
 
 @dataclasses.dataclass
@@ -360,6 +365,10 @@ ROUND_TRIP_VALUES = {
     "dataclass": Point(1, (2, 3)),
     "nested dataclass": Config(Path("p"), dt.date(2020, 2, 29), Color.RED, Point([1], {"k": 2})),
     "complex": complex(1, 2),
+    "named tuple": Pair(1, (2, "x")),
+    "numpy int": np.int64(7),
+    "numpy bool": np.bool_(True),
+    "numpy float32": np.float32(0.25),
 }
 
 
@@ -396,8 +405,9 @@ def test_nan_round_trips():
     ],
     ids=["int 2d", "float32 with nan", "strings", "empty"],
 )
-def test_numpy_array_round_trips_through_pickle(array):
+def test_numpy_array_round_trips_without_a_pickle(array):
     encoded = keys.encode(array, for_key=False)
+    assert "!pickle" not in json.dumps(encoded)
     restored = keys.decode(yaml.safe_load(yaml.safe_dump(encoded)))
     assert isinstance(restored, np.ndarray)
     assert restored.dtype == array.dtype
@@ -439,6 +449,59 @@ def test_mixin_enum_round_trips_as_the_enum_member(enum_member):
 def test_decode_rejects_an_unknown_tag():
     with pytest.raises(ValueError, match="!future"):
         keys.decode({"!future": 1})
+
+
+@pytest.mark.parametrize("value", ROUND_TRIP_VALUES.values(), ids=ROUND_TRIP_VALUES.keys())
+def test_plain_values_are_encoded_without_pickles(value):
+    assert "!pickle" not in json.dumps(keys.encode(value, for_key=False))
+
+
+class Opaque:
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return isinstance(other, Opaque) and other.n == self.n
+
+
+def test_a_pickled_value_is_refused_unless_trusted():
+    encoded = keys.encode([Opaque(3)], for_key=False)
+    with pytest.raises(keys.UntrustedPickleError, match="Opaque"):
+        keys.decode(encoded)
+    assert keys.decode(encoded, trust_pickles=True) == [Opaque(3)]
+
+
+@pytest.mark.parametrize(
+    "encoded, claim",
+    [
+        ({"!dataclass": "os:system", "fields": {"command": "touch pwned"}}, "not a dataclass"),
+        ({"!namedtuple": "os:system", "fields": {"command": "touch pwned"}}, "named tuple"),
+        ({"!enum": "os:system", "name": "touch pwned"}, "not an Enum"),
+        ({"!enum": "subprocess:Popen", "name": "x"}, "not an Enum"),
+        ({"!path": "touch pwned", "type": "os"}, "not a pathlib"),
+        ({"!datetime": "sys", "value": "x"}, "not one of"),
+        ({"!ndarray": "O", "shape": [1], "data": ""}, "not plain"),
+    ],
+    ids=["dataclass", "namedtuple", "enum", "enum class", "path", "datetime", "object array"],
+)
+def test_decoding_builds_only_what_the_tag_claims(encoded, claim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=claim):
+        keys.decode(encoded)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_decoding_never_imports_a_module(tmp_path, monkeypatch):
+    (tmp_path / "sideeffect.py").write_text(
+        "import pathlib\npathlib.Path('imported').touch()\n"
+        "import dataclasses\n@dataclasses.dataclass\nclass D:\n    x: int = 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="not imported"):
+        keys.decode({"!dataclass": "sideeffect:D", "fields": {}})
+    assert "sideeffect" not in sys.modules
+    assert not (tmp_path / "imported").exists()
 
 
 # -- unhashable parameters ---------------------------------------------------------------------

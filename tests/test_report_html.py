@@ -28,7 +28,7 @@ from pyperunner import Pipeline, Runner, Status, Task, run
 from pyperunner.report import html
 from pyperunner.report.html import write_report
 from pyperunner.report.image import STATUS_COLORS
-from pyperunner.results import RUN_FILE
+from pyperunner.runfolder import RUN_FILE
 
 SECTIONS = ("dag", "tasks", "timeline", "environment")
 EVIL_PARAM = "<script>alert('param')</script> & a<b"

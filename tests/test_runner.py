@@ -25,6 +25,7 @@ from conftest import parent_of, record_call
 
 from pyperunner import (
     Pipeline,
+    PipelineError,
     PipelineResult,
     Runner,
     Sequential,
@@ -35,6 +36,7 @@ from pyperunner import (
     task,
 )
 from pyperunner.executors import ThreadExecutor
+from pyperunner.runfolder import RunFolderError
 
 EXECUTORS = ["process", "thread", "inline"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -1100,3 +1102,71 @@ def test_a_damaged_result_of_a_task_that_runs_anyway_is_still_named(paths, calls
     log = (second.run_dir / "pipeline.log").read_text()
     warned = [line for line in log.splitlines() if "WARNING" in line and "damaged" in line]
     assert any("Collect(c)" in line and str(first.path("Collect(c)")) in line for line in warned)
+
+
+# --------------------------------------------------------------------------- hostile run folders
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("just a string\n", "not a mapping"),
+        ("tasks: [1, 2]\n", "'tasks' is not a mapping"),
+        ("tasks: {a: [unclosed\n", "cannot be read"),
+    ],
+    ids=["scalar", "tasks a list", "garbage"],
+)
+def test_results_from_a_damaged_run_yaml_name_the_file_and_the_problem(paths, content, problem):
+    make_runner(paths, executor="inline").run(Pipeline("p", [Node("a")]))
+    run_dir = only_run_dir(paths[1])
+    (run_dir / "run.yaml").write_text(content)
+    with pytest.raises(RunFolderError, match=re.escape(problem)) as refused:
+        PipelineResult.from_file(run_dir)
+    message = str(refused.value)
+    assert str(run_dir / "run.yaml") in message and "<unicode string>" not in message
+
+
+def test_results_from_a_pipeline_yaml_that_is_no_mapping_name_the_file(paths):
+    make_runner(paths, executor="inline").run(Pipeline("p", [Node("a")]))
+    run_dir = only_run_dir(paths[1])
+    (run_dir / "pipeline.yaml").write_text("- a list\n")
+    with pytest.raises(RunFolderError, match=r"pipeline\.yaml: not a pyperunner pipeline file"):
+        PipelineResult.from_file(run_dir)
+
+
+# --------------------------------------------------------------------------- edge pipelines
+
+
+def test_running_an_empty_pipeline_is_an_error_before_any_run_folder(paths):
+    with pytest.raises(PipelineError, match="No tasks in pipeline 'empty'"):
+        make_runner(paths).run(Pipeline("empty"))
+    assert not paths[1].exists() or not any(paths[1].iterdir())
+
+
+@task("After", receives_input=False)
+def after(label):
+    record_call(f"After({label})")
+    return f"after {label}"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_task_without_data_below_others_runs_after_them_and_reruns_with_them(
+    paths, calls, executor
+):
+    def build(first_param):
+        first, second = simpletask("first", param=first_param), simpletask("second", param=2)
+        return Pipeline("order", [after("x", label="x")([first, second])])
+
+    result = make_runner(paths, executor=executor).run(build(1))
+    assert result["After(x)"] == "after x"
+    assert calls.order()[-1] == "After(x)" and set(calls.order()[:2]) == {"1", "2"}
+    calls.reset()
+    make_runner(paths, executor=executor).run(build("CHANGED"))  # its key covers its parents'
+    assert calls.counts() == {"CHANGED": 1, "After(x)": 1}
+
+
+def test_a_task_without_data_can_sit_inside_a_sequential(paths, calls):
+    chain = [simpletask("first", param=1), after("mid", label="mid"), Collect("end")]
+    result = make_runner(paths, executor="inline").run(Sequential("seq", chain))
+    assert calls.order() == ["1", "After(mid)", "Collect(end)"]
+    assert result["Collect(end)"]["items"] == ["after mid"]

@@ -437,6 +437,37 @@ def test_a_result_damaged_in_place_is_moved_aside_when_it_fails_to_load(tmp_path
     assert (path.parent / "result.dump.gz.damaged").read_bytes() == bytes(damaged)
 
 
+class Fussy:
+    """Loads only while ``FUSSY_REFUSES`` is unset: its ``__setstate__`` raises otherwise, as
+    code that changed since the result was stored may."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __setstate__(self, state: dict) -> None:
+        if os.environ.get("FUSSY_REFUSES"):
+            raise ValueError("this version cannot read it")
+        self.__dict__.update(state)
+
+
+def test_intact_bytes_whose_own_code_fails_to_load_are_left_in_place_not_called_damaged(
+    tmp_path, monkeypatch
+):
+    store = Store(tmp_path)
+    store.save(NAME, KEY, {"value": Fussy(3)}, RECORD)
+    stored = store.result_path(NAME, KEY).read_bytes()
+    monkeypatch.setenv("FUSSY_REFUSES", "1")
+    with pytest.raises(StoreError) as refused:
+        store.load(NAME, KEY)
+    message = str(refused.value)
+    assert "cannot be loaded" in message and "this version cannot read it" in message
+    assert "damaged" not in message and "moved aside" not in message
+    assert store.has(NAME, KEY) and store.damaged_copy(NAME, KEY) is None
+    assert store.result_path(NAME, KEY).read_bytes() == stored
+    monkeypatch.delenv("FUSSY_REFUSES")
+    assert store.load(NAME, KEY)["value"].n == 3
+
+
 @pytest.mark.parametrize(
     "value", [{"scores": [0.25, 0.5, 0.75]}, np.linspace(0.0, 1.0, 64), {"w": np.ones(16)}]
 )

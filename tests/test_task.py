@@ -506,21 +506,21 @@ def test_wiring_error_is_a_value_error():
         simpletask(tag="c")(42)
 
 
-def test_connecting_a_parent_to_a_task_without_data_is_a_wiring_error():
-    parent = simpletask(tag="p")
+def test_a_task_without_data_can_follow_other_tasks_and_its_key_covers_theirs():
+    parent = source("p", value=1)
     start = simpletask_without_input()
-    with pytest.raises(WiringError) as excinfo:
-        start(parent)
-    message = str(excinfo.value)
-    assert "SimpleTaskWithoutInput()" in message
-    assert "data" in message
-    assert start.parents == []
-    assert parent.children == []
+    assert start(parent) is start  # an ordering-only dependency: no WiringError
+    assert start.parents == [parent] and parent.children == [start]
+    alone = simpletask_without_input().hash()
+    assert start.hash() != alone
+    other = simpletask_without_input()(source("p", value=2))
+    assert other.hash() not in (start.hash(), alone)
+    assert start.execute(Inputs()) == "simple-task"  # it is never given data
 
 
-def test_connecting_a_parent_to_a_class_task_without_data_is_a_wiring_error():
-    with pytest.raises(WiringError, match="data"):
-        Start()(Hello())
+def test_a_class_task_without_data_can_follow_other_tasks():
+    start = Start()(Hello())
+    assert [p.name for p in start.parents] == ["Hello()"]
 
 
 def test_connecting_the_same_parent_twice_is_a_wiring_error():
@@ -694,3 +694,74 @@ def test_bad_execution_settings_name_the_task_not_the_function():
         @task("Fetch", receives_input=False, retries=-1)
         def fetch_it():
             return 1
+
+
+# -- tags and names the file system and hashing can hold ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, parent",
+    [
+        (lambda: simpletask(simpletask_without_input()), "simpletask_without_input"),
+        (lambda: simpletask(simpletask_without_input), "simpletask_without_input"),
+        (lambda: Hello(Start()), "Start"),
+        (lambda: Hello(Start), "Start"),
+    ],
+    ids=["function task", "function task class", "class task", "class"],
+)
+def test_a_task_given_where_the_tag_goes_shows_how_to_connect_it(make, parent):
+    with pytest.raises(WiringError) as raised:
+        make()
+    message = str(raised.value)
+    assert "tag" in message
+    child = "simpletask" if "simpletask(" in message else "Hello"
+    assert f"{child}()({parent}())" in message
+
+
+@pytest.mark.parametrize("tag", [[1], {"a": 1}, object(), b"bytes", 1j], ids=repr)
+def test_a_tag_that_is_neither_text_nor_a_number_is_refused_at_creation(tag):
+    with pytest.raises(TaskDefinitionError, match="a tag is a string or a number"):
+        simpletask(tag)
+
+
+def test_a_boolean_tag_is_refused_pointing_at_reload():
+    with pytest.raises(TaskDefinitionError, match="reload=True"):
+        simpletask(True)
+
+
+@pytest.mark.parametrize("tag, name", [(3, "simple-task(3)"), (2.5, "simple-task(2.5)")])
+def test_a_numeric_tag_is_converted_to_text(tag, name):
+    created = simpletask(tag)
+    assert created.name == name and created.tag == name[12:-1]
+
+
+@pytest.mark.parametrize(
+    "tag", ["x" * 300, "\U0001f600" * 70], ids=["300 characters", "70 emoji"]
+)
+def test_a_name_longer_than_a_folder_name_may_be_is_refused_at_creation(tag):
+    with pytest.raises(TaskDefinitionError, match="255 bytes") as raised:
+        simpletask(tag)
+    assert "simple-task(" in str(raised.value)
+
+
+def test_the_longest_name_a_folder_holds_is_accepted_and_runs(tmp_path):
+    from pyperunner import Pipeline, Runner
+
+    tag = "\u00e9" + "x" * (255 - len("Source()") - 2)  # 'é' takes 2 bytes in UTF-8
+    assert len(source(tag).name.encode()) == 255
+    runner = Runner(tmp_path / "data", tmp_path / "log", executor="inline", progress=False)
+    assert runner.run(Pipeline("long", [source(tag)]))[f"Source({tag})"] == 1
+
+
+def test_a_tag_that_is_not_text_is_refused_at_creation_not_when_hashing():
+    with pytest.raises(TaskDefinitionError, match="not text"):
+        simpletask("photo-\udcff.jpg")
+
+
+def test_task_error_is_the_base_of_definition_and_wiring_errors():
+    from pyperunner import TaskError
+
+    assert issubclass(TaskDefinitionError, TaskError)
+    assert issubclass(WiringError, TaskError)
+    with pytest.raises(TaskError):
+        Undecorated()

@@ -14,7 +14,7 @@ from .results import PipelineResult, TaskOutputUnavailableError
 from .runner import Runner
 from .status import Status, TaskRun
 from .store import ResultNotStorableError, StoreError
-from .task import Inputs, Task, TaskDefinitionError, WiringError, run, task
+from .task import Inputs, Task, TaskDefinitionError, TaskError, WiringError, run, task
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "StoreError",
     "Task",
     "TaskDefinitionError",
+    "TaskError",
     "TaskOutputUnavailableError",
     "TaskRun",
     "UnhashableParameterError",

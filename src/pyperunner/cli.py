@@ -11,8 +11,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
-import functools
-import graphlib
 import importlib
 import pprint
 import shlex
@@ -37,20 +35,16 @@ from . import (
     UnhashableParameterError,
     WiringError,
     __version__,
+    runfolder,
     yamlio,
 )
 from .executors import EXECUTORS
-from .graph import cut_short
 from .report.text import format_bytes, format_duration
-from .results import PIPELINE_FILE, RUN_FILE, is_going
-from .status import TaskRun
+from .runfolder import PIPELINE_FILE, RunFolderError, is_going
 from .store import Store
 
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
 
-STATUS_VALUES = frozenset(status.value for status in Status)
-RUN_HINT = "give a run folder made by pyperunner run, or the pipeline.yaml in it"
-OUTCOME_HINT = "fix it, or delete it to see the run as incomplete"
 GC_HINT = "fix or remove it, then run gc again"
 T = TypeVar("T")
 # What the library raises for a pipeline file or task that is not as it should be: exit 2.
@@ -59,6 +53,7 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     TaskDefinitionError,
     WiringError,
     UnhashableParameterError,
+    RunFolderError,
     yamlio.YAMLError,
 )
 
@@ -80,15 +75,6 @@ class BadUsage(click.ClickException):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))  # one line, even for YAML's error messages
-
-
-class BrokenRun(BadUsage):
-    """A run folder (or pipeline file) whose files are not what pyperunner writes: exit 2."""
-
-    def __init__(self, path: Path, problem: str, hint: str = RUN_HINT) -> None:
-        super().__init__(f"{path}: {problem}; {hint}")
-        self.path = path
-        self.problem = " ".join(problem.split())
 
 
 class TaskFailed(click.ClickException):
@@ -154,6 +140,12 @@ import_option = click.option(
     multiple=True,
     help="Import MODULE first so its task classes can be found (repeatable).",
 )
+trust_option = click.option(
+    "--trust-pickles",
+    is_flag=True,
+    help="Load parameters the file stores as pickles (loading a pickle can run any code: only "
+    "for files you trust).",
+)
 
 
 @main.command()
@@ -182,6 +174,7 @@ import_option = click.option(
     help="How each task runs.",
 )
 @import_option
+@trust_option
 @click.option("--show-plan", is_flag=True, help="Print the DAG with what will run before running.")
 def run(
     pipeline_file: str,
@@ -192,6 +185,7 @@ def run(
     workers: int | None,
     executor: str,
     imports: tuple[str, ...],
+    trust_pickles: bool,
     show_plan: bool,
 ) -> None:
     """Run a pipeline file; cached tasks are not run again.
@@ -205,7 +199,7 @@ def run(
         pyperunner run pipeline.yml --data-path data/ --log-path log/ --workers 4
         pyperunner run pipeline.yml --import mypackage.tasks --force-reload
     """
-    pipeline = load_pipeline(Path(pipeline_file), imports)
+    pipeline = load_pipeline(Path(pipeline_file), imports, trust_pickles)
     runner = from_options(
         lambda: Runner(data_path, log_path, process_limit=workers, executor=executor)
     )
@@ -384,10 +378,16 @@ def report(run_path: str) -> None:
 @click.argument("pipeline_file", metavar="PIPELINE.yml", type=click.Path(dir_okay=False))
 @data_path_option
 @import_option
+@trust_option
 @click.option("--force-reload", is_flag=True, help="Explain a run with --force-reload.")
 @click.option("--graph", is_flag=True, help="Also draw the DAG marked with the plan.")
 def explain(
-    pipeline_file: str, data_path: str, imports: tuple[str, ...], force_reload: bool, graph: bool
+    pipeline_file: str,
+    data_path: str,
+    imports: tuple[str, ...],
+    trust_pickles: bool,
+    force_reload: bool,
+    graph: bool,
 ) -> None:
     """Say which tasks a run would execute, and why; runs nothing.
 
@@ -399,7 +399,7 @@ def explain(
     Example:
         pyperunner explain pipeline.yml --data-path data/
     """
-    pipeline = load_pipeline(Path(pipeline_file), imports)
+    pipeline = load_pipeline(Path(pipeline_file), imports, trust_pickles)
     runner = from_options(lambda: Runner(data_path, "log/", executor="inline", console=False))
     plan = runner.plan(pipeline, force_reload=force_reload)
     rows = [
@@ -496,7 +496,7 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
 # --------------------------------------------------------------------------- loading pipelines
 
 
-def load_pipeline(path: Path, imports: Iterable[str]) -> Pipeline:
+def load_pipeline(path: Path, imports: Iterable[str], trust_pickles: bool) -> Pipeline:
     """Load a pipeline file, importing ``imports`` first; any problem is a ``BadUsage``."""
     if not path.is_file():
         raise BadUsage(f"no pipeline file {path}: save one with Pipeline.to_file({str(path)!r})")
@@ -504,19 +504,19 @@ def load_pipeline(path: Path, imports: Iterable[str]) -> Pipeline:
     for module in imports:
         import_module(module)
     try:
-        return read_pipeline(path)
+        return read_pipeline(path, trust_pickles)
     except (*INPUT_ERRORS, OSError) as exc:
         problem = str(exc).removeprefix(f"{path}: ")
         raise BadUsage(f"cannot load pipeline {path}: {problem}{load_hint(problem)}") from exc
 
 
-def read_pipeline(path: Path) -> Pipeline:
+def read_pipeline(path: Path, trust_pickles: bool) -> Pipeline:
     """``Pipeline.from_file``; if only keys differ, say so and rebuild the tasks as they are now."""
     try:
-        return Pipeline.from_file(path)
+        return Pipeline.from_file(path, trust_pickles)
     except KeyMismatchError as exc:
         click.echo(f"Note: {exc}; using the tasks as they are now", err=True)
-        return Pipeline.from_dict(without_keys(read_yaml(path)["pipeline"]))
+        return Pipeline.from_dict(without_keys(yamlio.read(path)["pipeline"]), trust_pickles)
 
 
 def extend_sys_path(folders: Sequence[Path]) -> None:
@@ -604,104 +604,10 @@ class RunInfo:
         return format_counts(self.statuses)
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file written by pyperunner."""
-    return yamlio.load(path.read_text(encoding="utf-8"))
-
-
-def read_checked(path: Path, problem_of: Callable[[Any], str | None], hint: str = RUN_HINT) -> Any:
-    """Parse ``path`` and check it with ``problem_of``; a ``BrokenRun`` if either fails."""
-    try:
-        doc = read_yaml(path)
-    except UnicodeDecodeError as exc:
-        raise BrokenRun(path, f"is not a text (YAML) file ({exc})", hint) from exc
-    except (OSError, yamlio.YAMLError) as exc:
-        raise BrokenRun(path, f"cannot be read ({exc})", hint) from exc
-    problem = problem_of(doc)
-    if problem is not None:
-        raise BrokenRun(path, problem, hint)
-    return doc
-
-
-def pipeline_problem(doc: Any, of_run: bool = True) -> str | None:
-    """What keeps a pipeline.yaml (of a run, if ``of_run``) from being read, or None."""
-    pipeline = doc.get("pipeline") if isinstance(doc, dict) else None
-    if not isinstance(pipeline, dict):
-        return "not a pyperunner pipeline file (no 'pipeline' section)"
-    info = doc.get("run")
-    if of_run and not (isinstance(info, dict) and isinstance(info.get("data_path"), str)):
-        return "no 'run' section saying where its data is (a saved pipeline, or a file cut short)"
-    if of_run and not isinstance(info.get("packages") or {}, dict):
-        return "its run's 'packages' is not a mapping of package to version"
-    tasks = pipeline.get("tasks")
-    if not isinstance(tasks, dict):
-        return "its 'tasks' is not a mapping of task name to entry"
-    cut = cut_short(tasks)
-    if cut is not None:
-        return cut
-    for name, spec in tasks.items():
-        if not isinstance(name, str):
-            return f"its task name {name!r} is not a string"
-        if not (isinstance(spec, dict) and isinstance(spec.get("key"), str)):
-            return f"task entry {name!r} is not a mapping with a 'key'"
-        if not isinstance(spec.get("params") or {}, dict):
-            return f"task entry {name!r} has 'params' that are not a mapping of name to value"
-        parents = spec.get("parents") or []
-        known = isinstance(parents, list) and all(
-            isinstance(p, str) and p in tasks for p in parents
-        )
-        if not known:
-            return f"task entry {name!r} has 'parents' that are not a list of its tasks"
-    try:
-        graphlib.TopologicalSorter({n: s.get("parents") or [] for n, s in tasks.items()}).prepare()
-    except graphlib.CycleError as exc:
-        return f"its tasks form a cycle: {' -> '.join(exc.args[1])}"
-    return None
-
-
-def outcome_problem(doc: Any) -> str | None:
-    """What keeps a run.yaml from being read, or None (an empty one means an unfinished run)."""
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        return "not a mapping of the run's outcome"
-    tasks = doc.get("tasks") or {}
-    if not isinstance(tasks, dict):
-        return "its 'tasks' is not a mapping of task name to record"
-    if not number_or_none(doc.get("duration")):
-        return f"its duration {doc['duration']!r} is not a number"
-    for name, record in tasks.items():
-        if not isinstance(record, dict):
-            return f"the record of task {name!r} is not a mapping"
-        status = record.get("status", Status.NOT_STARTED.value)
-        if status not in STATUS_VALUES:
-            return f"task {name!r} has the unknown status {status!r}"
-        try:
-            TaskRun.from_dict(record)
-        except ValueError as exc:
-            return f"the record of task {name!r}: {exc}"
-    return None
-
-
-def number_or_none(value: Any) -> bool:
-    """True for None, an int or a float (not a bool)."""
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-
-
 def open_run(path: Path) -> RunFiles:
-    """The checked files of a run given as its folder or its pipeline.yaml; else a ``BrokenRun``."""
-    found = path / PIPELINE_FILE if path.is_dir() else path
-    if not found.is_file():
-        raise BrokenRun(path, f"not a run folder: it holds no {PIPELINE_FILE}")
-    return RunFiles(found, read_checked(found, pipeline_problem), read_outcome(found.parent))
-
-
-def read_outcome(folder: Path) -> dict[str, Any] | None:
-    """The checked run.yaml of a run folder; None while it is missing or empty."""
-    path = folder / RUN_FILE
-    if not path.exists():
-        return None
-    return read_checked(path, outcome_problem, OUTCOME_HINT) or None
+    """The checked files of a run given as its folder or its pipeline.yaml."""
+    found = runfolder.pipeline_file(path)
+    return RunFiles(found, runfolder.read_pipeline(found), runfolder.read_outcome(found.parent))
 
 
 def run_info(run: RunFiles) -> RunInfo:
@@ -727,10 +633,10 @@ def list_entry(folder: Path) -> RunInfo:
     info = RunInfo(folder, "?", None, None, None)
     path = folder / PIPELINE_FILE
     try:
-        run = RunFiles(path, read_checked(path, pipeline_problem), None)
+        run = RunFiles(path, runfolder.read_pipeline(path), None)
         info = run_info(run)  # what pipeline.yaml says, kept should run.yaml be broken
-        return run_info(dataclasses.replace(run, outcome=read_outcome(folder)))
-    except BrokenRun as exc:
+        return run_info(dataclasses.replace(run, outcome=runfolder.read_outcome(folder)))
+    except RunFolderError as exc:
         return dataclasses.replace(info, problem=f"{exc.path.name}: {exc.problem}")
 
 
@@ -799,13 +705,16 @@ def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]
     files = [kept for keep in keep_paths for kept in kept_files(keep)]
     used: set[tuple[str, str]] = set()
     for path, of_run in files:
-        problem = functools.partial(pipeline_problem, of_run=of_run)
-        doc = read_checked(path, problem, GC_HINT)
+        try:
+            doc = runfolder.read_pipeline(path, of_run)
+            outcome = runfolder.read_outcome(path.parent) if of_run else None
+        except RunFolderError as exc:
+            raise RunFolderError(exc.path, exc.problem, GC_HINT) from exc
         tasks = doc["pipeline"]["tasks"]
-        outcome = read_outcome(path.parent) if of_run else None
         missing = sorted(set((outcome or {}).get("tasks") or {}) - set(tasks))
         if missing:
-            raise BrokenRun(path, f"it lacks task(s) {missing} that {RUN_FILE} lists", GC_HINT)
+            problem = f"it lacks task(s) {missing} that {runfolder.RUN_FILE} lists"
+            raise RunFolderError(path, problem, GC_HINT)
         used.update((name, spec["key"]) for name, spec in tasks.items())
     return used, len(files)
 

@@ -12,13 +12,17 @@ import graphlib
 import heapq
 import importlib
 import os
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, overload
 
 from . import keys, yamlio
 from .storage import write_atomic
 from .task import Task, TaskDefinitionError, check_name, local_task_class, require_task
+
+RUN_FOLDER_SUFFIX = "_yymmddTHHMMSS_ffffff"
+"""The most a run folder's name adds to its pipeline's name: the start, to the second, and the
+microseconds for a run that starts in the same second as another (``Runner._make_run_dir``)."""
 
 
 class PipelineError(ValueError):
@@ -157,7 +161,7 @@ class Pipeline:
         if not isinstance(name, str) or not name:
             raise PipelineError("a pipeline needs a non-empty name: Pipeline('my-pipeline')")
         try:
-            check_name(name, "pipeline name")
+            check_name(name, "pipeline name", RUN_FOLDER_SUFFIX)
         except TaskDefinitionError as exc:
             raise PipelineError(str(exc)) from None
         self.name = name
@@ -250,14 +254,31 @@ class Pipeline:
 
     @overload
     def summary(
-        self, labels: Mapping[str, str] | None = None, echo: Literal[True] = True
+        self,
+        print_fn: Callable[[str], Any] | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        echo: Literal[True] = True,
     ) -> None: ...
     @overload
-    def summary(self, labels: Mapping[str, str] | None = None, *, echo: Literal[False]) -> str: ...
+    def summary(
+        self,
+        print_fn: None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        echo: Literal[False],
+    ) -> str: ...
 
-    def summary(self, labels: Mapping[str, str] | None = None, echo: bool = True) -> str | None:
-        """Print the pipeline as a layered ASCII drawing; with ``echo=False`` return the text
-        instead (printing returns nothing, so a REPL or notebook does not show it twice).
+    def summary(
+        self,
+        print_fn: Callable[[str], Any] | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        echo: bool = True,
+    ) -> str | None:
+        """Print the pipeline as a layered ASCII drawing, or send each of its lines to
+        ``print_fn``; with ``echo=False`` return the text instead (printing returns nothing, so
+        a REPL or notebook does not show it twice).
 
         After ``runner.plan(pipeline)`` each box says whether the task will run, and why.
         """
@@ -270,7 +291,11 @@ class Pipeline:
         text = draw_ascii(list(graph.nodes), list(graph.edges), labels)
         if not echo:
             return text
-        print(text)
+        if print_fn is None:
+            print(text)
+        else:
+            for line in text.splitlines():
+                print_fn(line)
         return None
 
     # -- save and load ------------------------------------------------------------------------
@@ -309,8 +334,12 @@ class Pipeline:
         return path
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> Pipeline:
-        """Rebuild a pipeline from :meth:`to_dict` output, checking every task's key."""
+    def from_dict(cls, doc: Mapping[str, Any], trust_pickles: bool = False) -> Pipeline:
+        """Rebuild a pipeline from :meth:`to_dict` output, checking every task's key.
+
+        Parameters stored as pickles are refused unless ``trust_pickles``: loading a pickle can
+        run any code, so only trust files from people you trust.
+        """
         if not isinstance(doc, Mapping):
             raise PipelineError(
                 "the pipeline must be a mapping with 'name' and 'tasks', not a "
@@ -330,7 +359,7 @@ class Pipeline:
                 f"{problem}; save the pipeline again with Pipeline.to_file (or remove every "
                 "'key' to load it without checks)"
             )
-        built = {name: _build_task(name, spec) for name, spec in specs.items()}
+        built = {name: _build_task(name, spec, trust_pickles) for name, spec in specs.items()}
         for name, rebuilt in built.items():
             if rebuilt.name != name:
                 raise PipelineError(
@@ -356,16 +385,21 @@ class Pipeline:
         return pipeline
 
     @classmethod
-    def from_file(cls, fname: str | os.PathLike[str]) -> Pipeline:
-        """Load a pipeline saved by :meth:`to_file` or a run's ``pipeline.yaml``."""
+    def from_file(cls, fname: str | os.PathLike[str], trust_pickles: bool = False) -> Pipeline:
+        """Load a pipeline saved by :meth:`to_file` or a run's ``pipeline.yaml``.
+
+        Loading imports the modules that define its tasks, and runs no other code: parameters
+        stored as pickles are refused unless ``trust_pickles`` (only for files you trust).
+        """
         try:
-            doc = yamlio.load(Path(fname).read_text(encoding="utf-8"))
+            doc = yamlio.read(Path(fname))
         except yamlio.YAMLError as exc:
             problem = " ".join(str(exc).split())
-            raise PipelineError(f"{fname}: not a readable YAML file ({problem})") from exc
+            what = "a text" if isinstance(exc, yamlio.ReaderError) else "a readable YAML"
+            raise PipelineError(f"{fname}: not {what} file ({problem})") from exc
         if not isinstance(doc, dict) or "pipeline" not in doc:
             raise PipelineError(f"{fname}: not a pyperunner pipeline file (no 'pipeline' section)")
-        return cls.from_dict(doc["pipeline"])
+        return cls.from_dict(doc["pipeline"], trust_pickles)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self._members)} root task(s)>"
@@ -449,7 +483,7 @@ def cut_short(specs: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _build_task(name: str, spec: Any) -> Task:
+def _build_task(name: str, spec: Any, trust_pickles: bool) -> Task:
     """Rebuild one task from its entry in a pipeline file; a bad entry is a ``PipelineError``."""
     if not isinstance(spec, Mapping):
         raise PipelineError(
@@ -516,12 +550,30 @@ def _build_task(name: str, spec: Any) -> Task:
             raise not_found(exc) from exc
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise PipelineError(f"task {name!r}: {saved} is not a task")
+    decoded = {param: _parameter(name, param, v, trust_pickles) for param, v in params.items()}
     try:
-        decoded = {k: keys.decode(v) for k, v in params.items()}
         return obj(spec.get("tag", ""), reload=spec.get("reload", False), **decoded)
-    except Exception as exc:  # the task's own code (decoding values, __init__) may raise anything
+    except Exception as exc:  # the task's own code (its __init__) may raise anything
         raise PipelineError(
             f"task {name!r}: cannot rebuild {saved} from its entry: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _parameter(task_name: str, param: str, value: Any, trust_pickles: bool) -> Any:
+    """Parameter ``param`` of task ``task_name`` as a pipeline file encodes it, rebuilt."""
+    try:
+        return keys.decode(value, trust_pickles=trust_pickles)
+    except keys.UntrustedPickleError as exc:
+        raise PipelineError(
+            f"task {task_name!r}: parameter {param!r} holds a pickled {exc}, and loading a "
+            "pickle can run any code, so it was refused; if you trust whoever wrote the file, "
+            "load it with Pipeline.from_file(path, trust_pickles=True) (on the command line: "
+            "--trust-pickles)"
+        ) from None
+    except Exception as exc:  # a damaged or hostile entry: say which parameter
+        raise PipelineError(
+            f"task {task_name!r}: parameter {param!r} cannot be rebuilt from the file: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
 
 

@@ -15,7 +15,7 @@ import datetime as dt
 import enum
 import functools
 import hashlib
-import importlib
+import inspect
 import json
 import math
 import sys
@@ -42,14 +42,6 @@ def _qualified(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
-def _resolve(qualified: str) -> Any:
-    module_name, _, qualname = qualified.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def encode(value: Any, *, for_key: bool) -> Any:
     """Turn ``value`` into a plain, type-tagged structure of JSON types.
 
@@ -68,8 +60,8 @@ def encode(value: Any, *, for_key: bool) -> Any:
         return [encode(v, for_key=for_key) for v in value]
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return {"!tuple": [encode(v, for_key=for_key) for v in value]}
-    if isinstance(value, tuple) and for_key:  # a named tuple: by its fields, as a dataclass
-        fields = {name: encode(getattr(value, name), for_key=True) for name in value._fields}
+    if isinstance(value, tuple):  # a named tuple: by its fields, as a dataclass
+        fields = {name: encode(getattr(value, name), for_key=for_key) for name in value._fields}
         return {"!namedtuple": _qualified(type(value)), "fields": fields}
     if isinstance(value, (set, frozenset)):
         items = [encode(v, for_key=for_key) for v in value]
@@ -90,7 +82,19 @@ def encode(value: Any, *, for_key: bool) -> Any:
             for f in dataclasses.fields(value)
         }
         return {"!dataclass": _qualified(type(value)), "fields": fields}
+    if not for_key and type(value) is complex:
+        return {"!complex": repr(value)}
+    if not for_key and _plain_numpy(value):
+        return _encode_array(value)
     return _encode_opaque(value, for_key=for_key)
+
+
+def _encode_array(array: Any) -> dict[str, Any]:
+    """A numpy array or scalar (shape None) as its dtype, shape and raw bytes: rebuilt without
+    unpickling anything."""
+    raw = base64.b64encode(array.tobytes()).decode("ascii")
+    shape = list(array.shape) if _is_numpy_array(array) else None
+    return {"!ndarray": array.dtype.str, "shape": shape, "data": raw}
 
 
 def _datetime_text(value: dt.datetime | dt.date | dt.time | dt.timedelta) -> str:
@@ -137,40 +141,127 @@ def _is_numpy_array(value: Any) -> bool:
     return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
 
 
-def decode(value: Any) -> Any:
-    """Invert :func:`encode` (``for_key=False``): rebuild the original parameter value."""
+def _plain_numpy(value: Any) -> bool:
+    """A numpy array (not a subclass) or numpy scalar of numbers, text or times: no objects,
+    no record fields."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not (type(value) is numpy.ndarray or isinstance(value, numpy.generic)):
+        return False
+    return value.dtype.fields is None and not value.dtype.hasobject
+
+
+class UntrustedPickleError(ValueError):
+    """A pipeline file holds a pickled parameter, and the caller did not say to trust it."""
+
+
+def decode(value: Any, *, trust_pickles: bool = False) -> Any:
+    """Invert :func:`encode` (``for_key=False``): rebuild the original parameter value.
+
+    Only what each tag claims is built: a ``!dataclass`` must name a dataclass, an ``!enum`` an
+    enum, and so on, whose module is imported already (by the task that takes the value). A
+    ``!pickle`` can run any code when loaded, so it is refused unless ``trust_pickles``.
+    """
     if isinstance(value, list):
-        return [decode(v) for v in value]
+        return [decode(v, trust_pickles=trust_pickles) for v in value]
     if not isinstance(value, dict):
         return value
-    tags = [k for k in value if k.startswith("!")]
+    tags = [k for k in value if isinstance(k, str) and k.startswith("!")]
     if not tags:
-        return {k: decode(v) for k, v in value.items()}
-    tag = tags[0]
-    payload = value[tag]
+        return {k: decode(v, trust_pickles=trust_pickles) for k, v in value.items()}
+    tag, payload = tags[0], value[tags[0]]
+
+    def inner(item: Any) -> Any:
+        return decode(item, trust_pickles=trust_pickles)
+
     if tag == "!float":
-        return float(payload)
-    if tag == "!tuple":
-        return tuple(decode(v) for v in payload)
-    if tag == "!set":
-        return {decode(v) for v in payload}
-    if tag == "!frozenset":
-        return frozenset(decode(v) for v in payload)
+        return float(_expect(tag, payload, str))
+    if tag == "!complex":
+        return complex(_expect(tag, payload, str))
+    if tag in _COLLECTIONS:
+        return _COLLECTIONS[tag](inner(v) for v in _expect(tag, payload, list))
     if tag == "!dict":
-        return {decode(k): decode(v) for k, v in payload}
-    if tag == "!enum":
-        return _resolve(payload)[value["name"]]
+        return {inner(k): inner(v) for k, v in _expect(tag, payload, list)}
     if tag == "!path":
-        return getattr(importlib.import_module("pathlib"), value["type"])(payload)
+        kind = _class_of(tag, f"pathlib:{value.get('type')}", lambda c: issubclass(c, PurePath))
+        return kind(_expect(tag, payload, str))
     if tag == "!datetime":
-        return _decode_datetime(payload, value["value"])
-    if tag == "!dataclass":
-        return _resolve(payload)(**{k: decode(v) for k, v in value["fields"].items()})
+        if _expect(tag, payload, str) not in _DATETIMES:
+            raise ValueError(f"{tag} names {payload!r}, not one of {sorted(_DATETIMES)}")
+        return _decode_datetime(payload, _expect(tag, value.get("value"), str))
+    if tag == "!enum":
+        kind = _class_of(tag, payload, lambda c: issubclass(c, enum.Enum))
+        return kind[_expect(tag, value.get("name"), str)]
+    if tag in ("!dataclass", "!namedtuple"):
+        claim = dataclasses.is_dataclass if tag == "!dataclass" else _is_named_tuple
+        kind = _class_of(tag, payload, claim)
+        return kind(**{k: inner(v) for k, v in _expect(tag, value.get("fields"), dict).items()})
+    if tag == "!ndarray":
+        return _decode_array(payload, value.get("shape"), value.get("data"))
     if tag == "!pickle":
+        if not trust_pickles:
+            raise UntrustedPickleError(str(payload).replace(":", "."))
         import cloudpickle
 
-        return cloudpickle.loads(base64.b64decode(value["data"]))
+        return cloudpickle.loads(base64.b64decode(_expect(tag, value.get("data"), str)))
     raise ValueError(f"cannot decode a parameter tagged {tag!r} (written by a newer pyperunner?)")
+
+
+_COLLECTIONS: dict[str, Callable[[Iterable[Any]], Any]] = {
+    "!tuple": tuple,
+    "!set": set,
+    "!frozenset": frozenset,
+}
+_DATETIMES = frozenset({"datetime", "date", "time", "timedelta"})
+_CLAIMS = {
+    "!path": "a pathlib path class",
+    "!enum": "an Enum class",
+    "!dataclass": "a dataclass",
+    "!namedtuple": "a named tuple class",
+}
+
+
+def _expect(tag: str, payload: Any, kind: type) -> Any:
+    """``payload`` if it is a ``kind``; a ``ValueError`` naming the tag otherwise."""
+    if not isinstance(payload, kind):
+        raise ValueError(f"{tag} holds a {type(payload).__name__}, not a {kind.__name__}")
+    return payload
+
+
+def _is_named_tuple(cls: type) -> bool:
+    return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple)
+
+
+def _class_of(tag: str, qualified: Any, claim: Callable[[type], bool]) -> type:
+    """The class ``module:qualname`` names, from a module imported already, if it is what the
+    tag claims (checked before anything is called): decoding never imports nor runs code."""
+    module_name, _, qualname = _expect(tag, qualified, str).partition(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise ValueError(
+            f"{tag} names {qualified}, but module {module_name!r} is not imported; import it "
+            "before loading (the CLI: --import)"
+        )
+    found: Any = module
+    for part in qualname.split("."):  # static lookups: no module __getattr__, no descriptors
+        found = inspect.getattr_static(found, part, None)
+    if not (isinstance(found, type) and claim(found)):
+        raise ValueError(f"{tag} names {qualified}, which is not {_CLAIMS[tag]}")
+    return found
+
+
+def _decode_array(dtype: Any, shape: Any, data: Any) -> Any:
+    """A numpy array from :func:`_encode_array`'s parts; no object arrays, so no pickles."""
+    import numpy
+
+    kind = numpy.dtype(_expect("!ndarray", dtype, str))
+    if kind.hasobject or kind.fields is not None:
+        raise ValueError(f"!ndarray has the dtype {dtype!r}, which is not plain numbers or text")
+    raw = numpy.frombuffer(base64.b64decode(_expect("!ndarray", data, str)), dtype=kind)
+    if shape is None:  # a scalar
+        return raw[0]
+    if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError(f"!ndarray has the shape {shape!r}, not a list of sizes")
+    return raw.reshape(shape).copy()
 
 
 def _decode_datetime(kind: str, text: str) -> Any:

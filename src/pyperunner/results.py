@@ -7,21 +7,14 @@ the store when it is asked for, so holding a result costs no memory. It is rebui
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import yamlio
+from . import runfolder
 from .status import Status, TaskRun
 from .store import Store
-
-PIPELINE_FILE = "pipeline.yaml"
-RUN_FILE = "run.yaml"
-LOG_FILE = "pipeline.log"
-RUNNING_FILE = ".running"
-"""In a run folder while its runner runs, locked by it (a POSIX lock: never held by a child)."""
 
 
 class TaskOutputUnavailableError(LookupError):
@@ -109,27 +102,23 @@ class PipelineResult(Mapping[str, Any]):
         """Read the results of a run from its ``pipeline.yaml`` (or its folder).
 
         ``data_path`` is needed only for a file written by ``Pipeline.to_file``, which does not
-        record where the data is.
+        record where the data is. A file that is not what pyperunner writes raises
+        :class:`~pyperunner.runfolder.RunFolderError` naming it.
         """
-        path = Path(fname)
-        if path.is_dir():
-            path = path / PIPELINE_FILE
-        doc = yamlio.load(path.read_text())
-        run_info = doc.get("run") or {}
-        root = data_path or run_info.get("data_path")
-        if root is None:
-            raise ValueError(
-                f"{path} does not say where the data is; pass data_path=... to from_file"
+        path = runfolder.pipeline_file(Path(fname))
+        doc = runfolder.read_pipeline(path, of_run=False)
+        root = data_path or (doc.get("run") or {}).get("data_path")
+        if not isinstance(root, str | os.PathLike):
+            raise runfolder.RunFolderError(
+                path, "it does not say where the data is", "pass data_path=... to from_file"
             )
-        tasks = doc["pipeline"]["tasks"]
-        keys = {name: spec["key"] for name, spec in tasks.items()}
+        keys = {name: spec["key"] for name, spec in doc["pipeline"]["tasks"].items()}
         store = Store(root)
-        run_file = path.parent / RUN_FILE
-        if run_file.is_file():
-            run_doc = yamlio.load(run_file.read_text()) or {}
-            runs = {name: TaskRun.from_dict(r) for name, r in (run_doc.get("tasks") or {}).items()}
+        outcome = runfolder.read_outcome(path.parent)
+        if outcome is not None:
+            runs = {name: TaskRun.from_dict(r) for name, r in (outcome.get("tasks") or {}).items()}
         else:
-            runs = recovered_runs(path.parent, keys, store)
+            runs = runfolder.recovered_runs(path.parent, keys, store)
         return cls(doc["pipeline"]["name"], store, keys, runs, path.parent)
 
     def __repr__(self) -> str:
@@ -137,113 +126,3 @@ class PipelineResult(Mapping[str, Any]):
         for status in self.statuses.values():
             counts[status.value] = counts.get(status.value, 0) + 1
         return f"<PipelineResult {self.pipeline_name!r} {counts}>"
-
-
-@contextlib.contextmanager
-def running(folder: Path) -> Iterator[None]:
-    """Tell other processes that the run in ``folder`` goes on, while inside (see
-    :func:`is_going`); a runner that dies, even by SIGKILL, stops telling it."""
-    import fcntl
-
-    path = folder / RUNNING_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        _running_here.add(path.resolve())
-        yield
-    finally:
-        _running_here.discard(path.resolve())
-        path.unlink(missing_ok=True)
-        os.close(fd)
-
-
-_running_here: set[Path] = set()
-"""The runs this process runs: it must not open their lock files, as closing one would drop the
-lock (POSIX locks belong to the process, not to a file descriptor)."""
-
-
-def is_going(folder: Path) -> bool:
-    """True while the runner of the run in ``folder`` is alive and running it."""
-    import fcntl
-
-    if (folder / RUNNING_FILE).resolve() in _running_here:
-        return True
-    try:
-        fd = os.open(folder / RUNNING_FILE, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
-    """What a run without ``run.yaml`` (still going, or its runner was killed) did so far, as
-    the store and its log tell: a task whose result is stored is SUCCESS if the result is newer
-    than the run's ``pipeline.yaml`` (and, once the run ended, not newer than its log: a later
-    run stored it), else CACHED; otherwise the last of the runner's status lines about it in the
-    log tells (started and not ended: RUNNING while the run goes on, else INTERRUPTED); a task
-    never named is NOT_STARTED."""
-    try:
-        began = (folder / PIPELINE_FILE).stat().st_mtime
-        log_file = folder / LOG_FILE
-        ended = log_file.stat().st_mtime
-        lines = log_file.read_text(errors="replace").splitlines()
-    except OSError:
-        return {}
-    said = _status_lines(lines, keys)
-    going = is_going(folder)
-    runs: dict[str, TaskRun] = {}
-    for name, key in keys.items():
-        stored = store.stored_time(name, key) if store.has(name, key) else None
-        if stored is not None and not going and stored > ended:
-            stored = None  # by a later run: what this run's log says of the task counts
-        if stored is not None:
-            runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
-        elif name not in said:
-            runs[name] = TaskRun()
-        else:
-            status, error = said[name]
-            if status is Status.RUNNING and not going:
-                status, error = Status.INTERRUPTED, "its runner ended first"
-            runs[name] = TaskRun(status, error=error)
-    return runs
-
-
-_SAID = (  # the runner's status lines (runner._log_change): the words around a task's name
-    ("Starting ", " (", Status.RUNNING),
-    ("Finished ", " in ", Status.SUCCESS),
-    ("Using the stored result of ", ",", Status.CACHED),
-    ("Task ", " failed: ", Status.FAILURE),
-    ("Task ", " can't run: ", Status.CANT_RUN),
-)
-_WITH_ERROR = (Status.FAILURE, Status.CANT_RUN)  # what follows the words is the error
-
-
-def _status_lines(
-    lines: list[str], names: Mapping[str, str]
-) -> dict[str, tuple[Status, str | None]]:
-    """The status and error of the last status line about each task, in one pass over the log
-    (columns: date, time, level, process, task, message; the runner's lines are ``root``'s)."""
-    said: dict[str, tuple[Status, str | None]] = {}
-    for line in lines:
-        columns = line.split(None, 5)
-        if len(columns) < 6 or columns[4] != "root":
-            continue
-        message = columns[5]
-        for before, after, status in _SAID:
-            if not message.startswith(before):
-                continue
-            rest = message[len(before) :]
-            end = rest.find(after)
-            while end >= 0 and rest[:end] not in names:  # a tag may hold the words after too
-                end = rest.find(after, end + 1)
-            if end >= 0:
-                error = rest[end + len(after) :] if status in _WITH_ERROR else None
-                said[rest[:end]] = (status, error)
-                break
-    return said

@@ -28,10 +28,11 @@ from typing import Any
 
 from . import yamlio
 from .executors import Executor, Job, make_executor
-from .graph import Dag, Pipeline, graph_keys
+from .graph import Dag, Pipeline, PipelineError, graph_keys
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
-from .results import LOG_FILE, PIPELINE_FILE, RUN_FILE, PipelineResult, running
+from .results import PipelineResult
+from .runfolder import LOG_FILE, PIPELINE_FILE, RUN_FILE, running
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
 from .storage import write_atomic
@@ -113,6 +114,11 @@ class Runner:
         and then raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(128 + signal)``.
         """
         graph = pipeline.graph()
+        if not graph:
+            raise PipelineError(
+                f"No tasks in pipeline {pipeline.name!r}: add one with pipeline.add(task) "
+                "before running it"
+            )
         keys = graph_keys(graph)
         tasks = {name: graph.nodes[name]["task"] for name in graph}
         pipeline_doc = {"pipeline": pipeline._described(graph, keys), "run": self._run_info()}

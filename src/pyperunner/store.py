@@ -301,8 +301,16 @@ class Store:
                 f"({type(exc).__name__}: {exc}); make the classes it holds importable again, "
                 "or run with force_reload=True to compute it again"
             ) from exc
-        except Exception as exc:  # the bytes are damaged: keep them, but never trust them
-            self._set_aside(name, key)
+        except Exception as exc:
+            if crc is not None and not isinstance(exc, DamagedResult):  # the bytes are intact
+                raise StoreError(
+                    f"the stored result of task {name} at {files.public(path)} cannot be "
+                    f"loaded: its bytes are as written (their checksum matches), but loading "
+                    f"them raised {type(exc).__name__}: {exc}; the code that rebuilds its "
+                    "objects (a __setstate__ or __reduce__ of your classes) fails: fix it, or "
+                    "run with force_reload=True to compute the result again"
+                ) from exc
+            self._set_aside(name, key)  # the bytes are damaged: keep them, never trust them
             raise StoreError(
                 f"the stored result of task {name} at {files.public(path)} is damaged "
                 f"({type(exc).__name__}: {exc}); it was moved aside to "

@@ -9,9 +9,11 @@ too, because it is a property of the task's definition.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
+import numbers
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,12 +33,20 @@ _NOT_CODE = EXECUTION_SETTINGS | {"_receives_input"}
 T = TypeVar("T")
 
 
-class TaskDefinitionError(TypeError):
+class TaskError(Exception):
+    """Base of the errors in defining, creating and wiring tasks."""
+
+
+class TaskDefinitionError(TaskError, TypeError):
     """A task class or function is defined or instantiated wrongly."""
 
 
-class WiringError(ValueError):
-    """Tasks are connected in a way a pipeline cannot run (cycle, wrong object, no input)."""
+class WiringError(TaskError, ValueError):
+    """Tasks are connected in a way a pipeline cannot run (cycle, wrong object)."""
+
+
+NAME_MAX = 255
+"""Bytes a file or folder name may have on the common filesystems (ext4, XFS, btrfs, APFS)."""
 
 
 def _check_execution_settings(name: str, retries: Any, retry_delay: Any, timeout: Any) -> None:
@@ -161,7 +171,7 @@ class Task:
                 f"{cls.__qualname__}.run() is not decorated with @run: "
                 "add `@run` on the line above `def run`"
             )
-        self.tag = "" if tag is None else str(tag)
+        self.tag = _checked_tag(cls, tag)
         self.name = f"{cls.task_name}({self.tag})"
         if extra:
             names = [
@@ -315,18 +325,17 @@ class Task:
     # -- wiring -------------------------------------------------------------------------------
 
     def __call__(self, parents: Task | Sequence[Task]) -> Task:
-        """Connect ``parents`` upstream of this task and return this task, for chaining."""
+        """Connect ``parents`` upstream of this task and return this task, for chaining.
+
+        A task that takes no ``data`` may have parents too: it then runs after them, and its key
+        covers theirs, without receiving their outputs (an ordering-only dependency).
+        """
         items = list(parents) if isinstance(parents, (list, tuple)) else [parents]
         below: set[int] | None = None  # this task and its descendants, found once
         present = {id(p) for p in self.parents}
         listed: set[int] = set()
         for parent in items:
             require_task(parent, f"{self.name}: a parent")
-            if not self.receives_input():
-                raise WiringError(
-                    f"{self.name} takes no input (no `data` parameter), so {parent.name} cannot "
-                    "be connected upstream of it; add a `data` parameter to receive parent outputs"
-                )
             if below is None:
                 below = {id(self), *(id(d) for d in self.descendants())}
             if id(parent) in below:
@@ -360,10 +369,21 @@ class Task:
     # -- execution ----------------------------------------------------------------------------
 
     def execute(self, data: Inputs) -> Any:
-        """Run the task's work on its parents' outputs with its bound parameters."""
+        """Run the task's work on its parents' outputs with a copy of its bound parameters: what
+        the work changes in them (a list it appends to) changes neither the task nor its key."""
+        params = {}
+        for name, value in self.params.items():
+            try:
+                params[name] = copy.deepcopy(value)
+            except Exception as exc:
+                raise TaskDefinitionError(
+                    f"{self.name}: parameter {name!r} cannot be copied ({type(exc).__name__}: "
+                    f"{exc}); each run of a task gets its own copy of its parameters, so pass a "
+                    "value copy.deepcopy can copy"
+                ) from exc
         if self.receives_input():
-            return self.run(data=data, **self.params)
-        return self.run(**self.params)
+            return self.run(data=data, **params)
+        return self.run(**params)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Do the task's work; override in subclasses and decorate with ``@run``."""
@@ -373,9 +393,10 @@ class Task:
         return f"<Task {self.name}>"
 
 
-def check_name(name: str, what: str) -> None:
-    """Names become folder names and log columns: no path separators, no control characters
-    (NUL, newline, ...), nothing that walks up."""
+def check_name(name: str, what: str, suffix: str = "") -> None:
+    """Names become folder names (followed by ``suffix``) and log columns: no path separators,
+    no control characters (NUL, newline, ...), nothing that walks up, text that UTF-8 can hold,
+    and no more bytes than a folder name may have."""
     bad = [c for c in name if c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F]
     if bad or name in (".", ".."):
         raise TaskDefinitionError(
@@ -384,6 +405,43 @@ def check_name(name: str, what: str) -> None:
             if bad
             else f"{what} {name!r} cannot be used as a folder name"
         )
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError as exc:
+        raise TaskDefinitionError(
+            f"{what} {name!r} holds {name[exc.start]!r}, which is not text (a lone surrogate, as "
+            "os.listdir gives for a file name that is not UTF-8); make it text first, e.g. "
+            "name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')"
+        ) from None
+    room = NAME_MAX - len(suffix.encode())
+    if size > room:
+        shown = f"{name[:40]!r}... ({len(name)} characters)" if len(name) > 40 else repr(name)
+        after = f" followed by {suffix!r}" if suffix else ""
+        raise TaskDefinitionError(
+            f"{what} {shown} is {size} bytes long in UTF-8, but it names a folder{after}, "
+            f"and a folder name holds at most {NAME_MAX} bytes: shorten it to {room} bytes"
+        )
+
+
+def _checked_tag(cls: type[Task], tag: Any) -> str:
+    """A task's tag as text: a string, or a number (converted); None is no tag."""
+    if tag is None:
+        return ""
+    if isinstance(tag, str):
+        return tag
+    if isinstance(tag, numbers.Real) and not isinstance(tag, bool):
+        return str(tag)
+    creator = cls.__name__
+    if isinstance(tag, Task) or (isinstance(tag, type) and issubclass(tag, Task)):
+        parent = tag.__name__ if isinstance(tag, type) else type(tag).__name__
+        raise WiringError(
+            f"{creator}() got a task where its tag goes ({tag!r}): a task is created first and "
+            f"then called with its parents, e.g. {creator}()({parent}())"
+        )
+    hint = " (write reload=True to re-run the task)" if isinstance(tag, bool) else ""
+    raise TaskDefinitionError(
+        f"{creator}(): a tag is a string or a number, got {type(tag).__name__} {tag!r}{hint}"
+    )
 
 
 def require_task(obj: Any, where: str) -> None:

@@ -4,7 +4,8 @@ Documents of plain data (dicts with string keys, lists, strings, numbers, boolea
 is what pyperunner writes, are emitted here directly in PyYAML's block style, about ten times
 faster than PyYAML's representer (a run writes one ``params.yaml`` per task); anything else goes
 through PyYAML. Strings are written plain only where YAML cannot read them as anything else.
-Reading is always PyYAML's safe loader.
+Reading is always PyYAML's safe loader, which refuses aliases: pyperunner never writes them, and
+a few nested ones (a "billion laughs" file) expand into more data than any memory holds.
 """
 
 from __future__ import annotations
@@ -13,14 +14,33 @@ import functools
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 YAMLError = yaml.YAMLError
+ReaderError = yaml.reader.ReaderError  # not text: bytes no Unicode encoding allows
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, refusing aliases (``*name``): a node built before is only reached again
+    through one."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "the value anchored here (&name) is used again through an alias (*name): files "
+                "pyperunner writes have none, so this one was written or edited by something "
+                "else; write the values out in full",
+                node.start_mark,
+            )
+        return super().construct_object(node, deep)
+
 
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_.()\-/]*")
 """Strings safe to write unquoted: they start with a letter and hold no YAML punctuation."""
@@ -49,8 +69,14 @@ def dump(doc: Any) -> str:
 
 
 def load(text: str | bytes) -> Any:
-    """Parse YAML with the safe loader (never constructs arbitrary objects)."""
+    """Parse YAML with the safe loader (never constructs arbitrary objects, refuses aliases)."""
     return yaml.load(text, Loader=_Loader)
+
+
+def read(path: Path) -> Any:
+    """:func:`load` the file at ``path``; errors name the file (``OSError`` if unreadable)."""
+    with open(path, "rb") as handle:
+        return yaml.load(handle, Loader=_Loader)
 
 
 def _block(value: Any, indent: str, lines: list[str]) -> None:

@@ -102,7 +102,8 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
                     )
                     return Outcome(job.name, started, time.time(), reused=True)
                 store.clean(job.name, job.key)
-                data = Inputs((name, store.load(name, key)) for name, key in job.inputs)
+                inputs = job.inputs if job.task.receives_input() else ()  # else order only
+                data = Inputs((name, store.load(name, key)) for name, key in inputs)
                 output = job.task.execute(data)
                 size = store.save(job.name, job.key, output, job.record)
         except BaseException as exc:

@@ -62,21 +62,30 @@ KILL_GRACE = 1.0
 
 
 class _InProcess(Executor):
-    """Runs jobs in the runner's process; processes its tasks start end when it shuts down."""
+    """Runs jobs in the runner's process; processes its tasks start end when it shuts down.
 
-    _children_before: set[int] | None = None
+    While it runs, the process adopts the orphans of its descendants (Linux), so that a daemon
+    a task detached (forked twice, ``setsid``) is found and ended too; the processes it had
+    before, and theirs, are left alone.
+    """
+
+    _before: set[int] | None = None
     _finalizers_before: frozenset[object] = frozenset()
+    _was_subreaper: bool | None = None
 
     def start(self, store: Store, workers: int, jobs: Mapping[str, Job] | None = None) -> None:
         super().start(store, workers, jobs)
-        self._children_before = set(_children())
+        self._before = _descendants()
         self._finalizers_before = frozenset(_finalizers())
+        self._was_subreaper = _subreaper(True)
 
     def shutdown(self) -> list[str]:
-        if self._children_before is not None:
+        if self._before is not None:
             _abandon_pools(self._finalizers_before)
-            _end_children(exclude=self._children_before)
-            self._children_before = None
+            _end_children(exclude=self._before)
+            if self._was_subreaper is False:  # after the ending: what it orphans comes here
+                _subreaper(False)
+            self._before = None
         return []
 
 
@@ -720,10 +729,27 @@ def _limits() -> dict[int, tuple[int, int]]:
     return {kind: resource.getrlimit(kind) for kind in _RESOURCES}
 
 
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+"""Linux ``prctl`` options (``<linux/prctl.h>``): adopt the orphans of one's descendants."""
+
+
 def _become_subreaper() -> bool:
     """Adopt the orphans of this process's descendants (Linux), so none escapes its task."""
     prctl = _subreaper_call()
-    return prctl is not None and prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _subreaper(on: bool) -> bool | None:
+    """Make this process adopt its descendants' orphans, or stop (Linux); return whether it did
+    before (None where it cannot)."""
+    import ctypes
+
+    prctl, was = _subreaper_call(), ctypes.c_int()
+    if prctl is None or prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0) != 0:
+        return None
+    prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    return bool(was.value)
 
 
 @functools.cache
@@ -740,14 +766,27 @@ def _subreaper_call() -> Callable[..., int] | None:
         return None
 
 
-def _children() -> list[int]:
-    """This process's children (Linux; none where ``/proc`` does not list them)."""
+def _children(pid: int | str = "self") -> list[int]:
+    """The children of process ``pid`` (this one) (Linux; none where ``/proc`` does not list
+    them)."""
     pids: list[int] = []
     with contextlib.suppress(OSError):
-        for thread in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{thread}/children") as listed:
-                pids.extend(int(pid) for pid in listed.read().split())
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{thread}/children") as listed:
+                pids.extend(int(child) for child in listed.read().split())
     return pids
+
+
+def _descendants() -> set[int]:
+    """The processes below this one, all generations."""
+    found: set[int] = set()
+    below = _children()
+    while below:
+        pid = below.pop()
+        if pid not in found:
+            found.add(pid)
+            below.extend(_children(pid))
+    return found
 
 
 def _end_children(exclude: set[int] | None = None) -> None:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import yamlio
+from .. import runfolder
 from ..graph import Dag
-from ..results import PIPELINE_FILE, RUN_FILE, is_going, recovered_runs
+from ..runfolder import PIPELINE_FILE, RUN_FILE, is_going, recovered_runs
 from ..status import Status, TaskRun
 from ..store import Store
 from .groups import grouped
@@ -100,14 +100,12 @@ def read_run(
     ``docs`` gives both documents as the runner just wrote them, sparing the parse.
     """
     folder = Path(run_dir)
-    run_file = folder / RUN_FILE
     outcome: Mapping[str, Any] = {}
     if docs is not None:
         doc, outcome = docs
     else:
-        doc = yamlio.load((folder / PIPELINE_FILE).read_text(encoding="utf-8")) or {}
-        if run_file.is_file():
-            outcome = yamlio.load(run_file.read_text(encoding="utf-8")) or {}
+        doc = runfolder.read_pipeline(folder / PIPELINE_FILE)
+        outcome = runfolder.read_outcome(folder) or {}
     pipeline = doc.get("pipeline") or {}
     specs: Mapping[str, Any] = pipeline.get("tasks") or {}
     runs = {name: TaskRun.from_dict(r) for name, r in (outcome.get("tasks") or {}).items()}
