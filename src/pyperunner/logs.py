@@ -45,7 +45,12 @@ class ProcessOutput:
     Output of the task's other threads, of C code and of processes it starts goes to file
     descriptors 1 and 2, which are pipes while this is entered; one thread turns each line into
     a record of the current task, stdout at INFO and stderr at WARNING, like what the task prints
-    itself. The same thread calls ``watch[fd]()`` once ``fd`` becomes readable (a fresh worker's
+    itself, and hands it to ``log`` (:class:`ForwardingHandler`'s ``emit``), not to the loggers'
+    handlers: one the task added that writes to these pipes (``StreamHandler(sys.__stderr__)``,
+    the console of a run it starts) would write each line back into them, to be read again and
+    again, until the thread blocked writing to its own full pipe.
+
+    The same thread calls ``watch[fd]()`` once ``fd`` becomes readable (a fresh worker's
     lifeline), as each thread costs a forked worker time to start: it is a bare ``_thread`` one
     (``thread`` is its ident), which ``threading.enumerate()`` lists only once it has logged, as
     a ``threading.Thread`` cost 0.3 ms more. Use as a context manager around the worker's life,
@@ -54,12 +59,20 @@ class ProcessOutput:
 
     _MARK = b"\0pyperunner-drained\0\n"
 
-    def __init__(self, watch: Mapping[int, Callable[[], None]] | None = None) -> None:
+    def __init__(
+        self,
+        log: Callable[[logging.LogRecord], None],
+        watch: Mapping[int, Callable[[], None]] | None = None,
+    ) -> None:
+        self._log = log
         self._watch = dict(watch or {})
         self._busy = False  # True while the thread handles what it took from a pipe
 
     def __enter__(self) -> ProcessOutput:
-        self._captures = [_FdCapture(1, logging.INFO), _FdCapture(2, logging.WARNING)]
+        self._captures = [
+            _FdCapture(1, logging.INFO, self._log),
+            _FdCapture(2, logging.WARNING, self._log),
+        ]
         self.thread = _thread.start_new_thread(self._serve, ())
         return self
 
@@ -138,10 +151,10 @@ def _unread(fd: int) -> int:
 
 
 class _FdCapture:
-    """Replaces file descriptor ``fd`` by a pipe whose lines are logged for the current task."""
+    """Replaces file descriptor ``fd`` by a pipe whose lines go to ``log`` for the current task."""
 
-    def __init__(self, fd: int, level: int) -> None:
-        self.fd, self.level = fd, level
+    def __init__(self, fd: int, level: int, log: Callable[[logging.LogRecord], None]) -> None:
+        self.fd, self.level, self.log = fd, level, log
         self.saved = os.dup(fd)
         self.read_end, self.write_end = os.pipe()
         os.dup2(self.write_end, fd)
@@ -162,10 +175,16 @@ class _FdCapture:
             marked = line.endswith(mark[:-1])
             text = line[: -len(mark) + 1] if marked else line
             if text:
-                _log_output(_process_task or "root", self.level, text.decode(errors="replace"))
+                self._log_line(text.decode(errors="replace"))
             if marked:
                 self.drained.set()
         return True
+
+    def _log_line(self, line: str) -> None:
+        """Hand ``line`` to ``log`` as a record of the current task, if its level is logged."""
+        name = _process_task or "root"
+        if logging.getLogger(name).isEnabledFor(self.level):
+            self.log(logging.LogRecord(name, self.level, __file__, 0, line, None, None))
 
     def close(self) -> None:
         """Give ``fd`` back."""
@@ -258,7 +277,9 @@ class ForwardingHandler(logging.Handler):
     """Sends every record of a worker process to the runner, which writes it to the log.
 
     ``send`` gets a plain, picklable record (message formatted, traceback as text), so one
-    process writes the log file and the console and lines never interleave.
+    process writes the log file and the console and lines never interleave. ``emit`` takes no
+    lock of the handler's (``send`` has its own), so :class:`ProcessOutput`'s thread calls it
+    directly: it must not wait for a lock a task's thread may hold while writing to its pipes.
     """
 
     def __init__(
@@ -293,15 +314,16 @@ class ForwardingHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def forward_records(send: Callable[[logging.LogRecord], None]) -> Iterator[None]:
-    """In a worker process: route all logging to ``send`` instead of the inherited handlers."""
+def forward_records(send: Callable[[logging.LogRecord], None]) -> Iterator[ForwardingHandler]:
+    """In a worker process: route all logging to ``send`` instead of the inherited handlers;
+    yields the handler that does."""
     root = logging.getLogger()
     inherited = root.handlers[:]
     root.handlers = []  # the runner's own handlers too, which its run keeps on its root logger
     forwarding = ForwardingHandler(send)
     try:
         with _kept_on_root([forwarding]):
-            yield
+            yield forwarding
     finally:
         for handler in inherited:
             root.addHandler(handler)
@@ -382,7 +404,7 @@ def _relay() -> Iterator[None]:
 
 
 def _log_output(name: str, level: int, line: str, echoed: bool = False) -> None:
-    """Log ``line``, written by task ``name`` (or by the runner's process: root)."""
+    """Log ``line``, which task ``name`` wrote to ``sys.stdout`` or ``sys.stderr``."""
     with _relay():
         logging.getLogger(name).log(level, line, extra={ECHOED: echoed})
 

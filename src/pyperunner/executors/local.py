@@ -584,7 +584,10 @@ def _worker_main(
 
     done = 0
     adopts_orphans = _become_subreaper()
-    with forward_records(send), ProcessOutput(_lifeline(runner)) as output:
+    with (
+        forward_records(send) as forwarding,
+        ProcessOutput(forwarding.emit, _lifeline(runner)) as output,
+    ):
         _signal.signal(signal.SIGTERM, functools.partial(_last_words, lock, output))
         clean = _CleanState(max_growth, output.thread) if max_tasks != 1 else None
         while job is not None or (job := _next_job(conn, known, send)) is not None:

@@ -1,0 +1,117 @@
+"""A task's output is logged once and never blocks it (``pyperunner.logs`` with the executors):
+a console handler the task adds, as many libraries do on import, and a run inside a task."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pyperunner import Pipeline, Runner, Status, task
+
+EXECUTORS = ["process", "pool", "thread", "inline"]
+FILLER = "x" * 100  # a few hundred such lines fill a pipe
+NESTED_ENV = "PYPERUNNER_TEST_NESTED"
+MANY = 5000
+
+
+@task("OwnHandler", receives_input=False)
+def own_handler(stream, lines):
+    """Logs ``lines`` warnings with a handler of its own on stderr (``sys.stderr`` or
+    ``sys.__stderr__``) on the root logger, then writes more than a pipe holds to stdout: in a
+    worker, that returns only once the output thread, which reads both pipes in turn, has also
+    read what the handler wrote."""
+    handler = logging.StreamHandler(getattr(sys, stream))
+    handler.setLevel(logging.WARNING)  # not the stdout lines, logged at INFO
+    logging.getLogger().addHandler(handler)
+    try:
+        for i in range(lines):
+            logging.getLogger("lib").warning("own-line %d %s", i, FILLER)
+        os.write(1, f"{FILLER}\n".encode() * 2000)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return lines
+
+
+def copies_expected(executor: str, stream: str) -> int:
+    """The record itself, and the copy its handler writes where that stream is the task's
+    stderr, which is logged: ``sys.__stderr__`` is the runner's own in the runner's process."""
+    in_runner = executor in ("thread", "inline")
+    return 1 if in_runner and stream == "__stderr__" else 2
+
+
+def numbered(log: str, word: str) -> Counter[int]:
+    """How many times ``log`` has each line ``<word> <number> ...``, by number."""
+    return Counter(int(number) for number in re.findall(rf"{word} (\d+) ", log))
+
+
+def run_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str, pipeline: Pipeline
+) -> tuple[dict[str, Status], str]:
+    """Run ``pipeline``; its statuses and log. As in a script, ``sys.stderr`` writes to file
+    descriptor 2: pytest puts its own in its place again before each test's call."""
+    monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    runner = Runner(tmp_path / "data", tmp_path / "log", executor=executor, progress=False)
+    statuses = runner.run(pipeline).statuses
+    assert runner.run_dir is not None
+    return statuses, (runner.run_dir / "pipeline.log").read_text()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stream", ["__stderr__", "stderr"])
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_line_logged_through_a_task_s_own_stderr_handler_is_not_logged_again_and_again(
+    tmp_path, monkeypatch, executor, stream
+):
+    made = own_handler(stream=stream, lines=1)
+    statuses, log = run_log(tmp_path, monkeypatch, executor, Pipeline("one", [made]))
+    assert statuses == {made.name: Status.SUCCESS}
+    assert log.count("own-line 0 ") == copies_expected(executor, stream)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stream", ["__stderr__", "stderr"])
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_task_logging_thousands_of_lines_through_its_own_stderr_handler_finishes(
+    tmp_path, monkeypatch, executor, stream
+):
+    made = own_handler(stream=stream, lines=MANY)
+    statuses, log = run_log(tmp_path, monkeypatch, executor, Pipeline("many", [made]))
+    assert statuses == {made.name: Status.SUCCESS}
+    copies = copies_expected(executor, stream)
+    assert numbered(log, "own-line") == {i: copies for i in range(MANY)}
+
+
+@task("Inner", receives_input=False)
+def inner():
+    for i in range(MANY):
+        print(f"inner-line {i} {FILLER}")
+    return MANY
+
+
+@task("RunsAPipeline", receives_input=False)
+def runs_a_pipeline():
+    """Runs a pipeline of its own in the folder the environment names, with a runner's defaults
+    (process executor, console on stderr)."""
+    base = Path(os.environ[NESTED_ENV])
+    result = Runner(base / "data", base / "log").run(Pipeline("inner", [inner()]))
+    return result.statuses["Inner()"].value
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_task_may_run_a_pipeline_with_a_runner_of_its_own(tmp_path, monkeypatch, executor):
+    monkeypatch.setenv(NESTED_ENV, str(tmp_path / "nested"))
+    statuses, log = run_log(tmp_path, monkeypatch, executor, Pipeline("outer", [runs_a_pipeline()]))
+    assert statuses == {"RunsAPipeline()": Status.SUCCESS}
+    inner_log = next((tmp_path / "nested" / "log").glob("inner_*/pipeline.log")).read_text()
+    assert numbered(inner_log, "inner-line") == {i: 1 for i in range(MANY)}
+    # in a worker, the inner run's records go to the outer run's log, and so does what its console
+    # wrote; in the runner's process, each run keeps its lines to its own log
+    in_worker = executor in ("process", "pool")
+    assert numbered(log, "inner-line") == ({i: 2 for i in range(MANY)} if in_worker else {})
