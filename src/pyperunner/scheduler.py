@@ -88,17 +88,49 @@ def _sigterm_interrupts() -> Iterator[None]:
             signal.signal(sig, previous)
 
 
+_held = threading.local()
+"""``mask``: the signal mask a thread forking while a run is on had before the fork."""
+
+
+def _hold_stop_signals() -> None:
+    """Before a fork while a run is on: block SIGTERM and SIGHUP in the forking thread, so
+    that the child starts with them blocked, until :func:`_sigterm_as_before` has put their
+    handlers back. A child starts with the runner's handlers, which only note a signal for
+    Python code to act on later; one that came before that (``Pool.terminate``'s SIGTERM to a
+    worker still starting) was lost: its handler raised inside the child's fork hooks, which
+    swallow exceptions, or was no longer there when Python looked. Blocked, it waits, and
+    then does what it did before the run."""
+    if _replaced:
+        _held.mask = signal.pthread_sigmask(signal.SIG_BLOCK, list(_replaced[-1]))
+
+
+def _release_stop_signals() -> None:
+    """After a fork (both sides): the forking thread's signal mask as it was before it."""
+    mask = getattr(_held, "mask", None)
+    if mask is not None:
+        _held.mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _sigterm_as_before() -> None:
     """In a process forked while a run is on (a task's ``multiprocessing`` pool, say), SIGTERM
     does what it did before the run, usually end it: the runner's handler would raise in code
-    that does not expect it, and ``Pool.terminate`` would then wait forever for its workers."""
-    if _replaced:
-        for sig, previous in _replaced[-1].items():
+    that does not expect it, and ``Pool.terminate`` would then wait forever for its workers.
+    A SIGTERM or SIGHUP that came since the fork was held (see :func:`_hold_stop_signals`)
+    and arrives now, to the handler it would have had without pyperunner."""
+    try:
+        for sig, previous in (_replaced[-1] if _replaced else {}).items():
             with contextlib.suppress(ValueError, TypeError):  # not the main thread; not Python's
                 signal.signal(sig, previous)
+    finally:  # never left blocked: the child would then ignore them for good
+        _release_stop_signals()
 
 
-os.register_at_fork(after_in_child=_sigterm_as_before)
+os.register_at_fork(
+    before=_hold_stop_signals,
+    after_in_parent=_release_stop_signals,
+    after_in_child=_sigterm_as_before,
+)
 
 
 def run_plan(
