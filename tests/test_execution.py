@@ -853,12 +853,8 @@ def test_an_inline_timeout_is_not_swallowed_by_except_exception(tmp_path, calls)
 def uses_pool(n):
     import multiprocessing
 
-    pool = multiprocessing.get_context("fork").Pool(2)
-    try:
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # its exit terminates the pool
         return sum(pool.map(abs, range(-n, 0)))
-    finally:  # close, not terminate: a SIGTERM to a worker still in its fork hooks is lost
-        pool.close()
-        pool.join()
 
 
 @pytest.mark.parametrize("executor", ["process", "pool", "thread"])

@@ -1,31 +1,49 @@
-"""A run's folder: the names of its files, and reading them back checked.
+"""A run's folder: its files, written as the run goes (:class:`RunWriter`) and read back checked.
 
-Every run gets ``<log_path>/<pipeline>_<yymmddTHHMMSS>/`` holding ``pipeline.yaml`` (the pipeline
-and its environment), ``pipeline.log``, ``run.yaml`` (each task's outcome, once the run ended),
-``status.png``, ``report.html``, and ``.running`` while its runner runs. This module is the one
-place that reads those YAML files back (for results, reports and the command line), and it
-treats them as hostile: a file that is not what pyperunner writes gives a :class:`RunFolderError`
-naming the file, what is wrong and what to do, never an error deep inside a reader. A run whose
-runner was killed has no ``run.yaml``: :func:`recovered_runs` tells what its store and log say.
+Every run gets ``<log_path>/<pipeline>_<yymmddTHHMMSS>/`` holding:
+
+- ``pipeline.yaml``: the pipeline and the run's environment, written when the run starts;
+- ``summary.json``: a few lines for listings (pipeline, start, end, counts by status), written
+  when the run starts and again when it ends, so listing runs never parses a whole pipeline;
+- ``events.jsonl``: the journal, one JSON line per change of a task's status (its whole record),
+  appended as it happens, so a running or killed run is followed and recovered from it;
+- ``pipeline.log``, and ``tasks/<key>.log``: each task's own log lines and printed output;
+- ``run.yaml``: each task's outcome, once the run ended; ``status.png`` and ``report.html``;
+- ``.running`` while its runner runs, locked by it.
+
+This module is the one place that knows those names and reads them back (for results, reports,
+the command line and the UI), and it treats them as hostile: a file that is not what pyperunner
+writes gives a :class:`RunFolderError` naming the file, what is wrong and what to do, never an
+error deep inside a reader.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
+import datetime as dt
 import graphlib
+import json
+import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import yamlio
 from .graph import cut_short
 from .status import Status, TaskRun
+from .storage import write_atomic
 from .store import Store
 
 PIPELINE_FILE = "pipeline.yaml"
 RUN_FILE = "run.yaml"
 LOG_FILE = "pipeline.log"
+SUMMARY_FILE = "summary.json"
+JOURNAL_FILE = "events.jsonl"
+TASK_LOGS = "tasks"
 RUNNING_FILE = ".running"
 """In a run folder while its runner runs, locked by it (a POSIX lock: never held by a child)."""
 
@@ -191,68 +209,276 @@ def is_going(folder: Path) -> bool:
 
 
 def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
-    """What a run without ``run.yaml`` (still going, or its runner was killed) did so far, as
-    the store and its log tell: a task whose result is stored is SUCCESS if the result is newer
-    than the run's ``pipeline.yaml`` (and, once the run ended, not newer than its log: a later
-    run stored it), else CACHED; otherwise the last of the runner's status lines about it in the
-    log tells (started and not ended: RUNNING while the run goes on, else INTERRUPTED); a task
-    never named is NOT_STARTED."""
+    """What a run without ``run.yaml`` (still going, or its runner was killed) did so far: the
+    last record its journal holds of each task (one still RUNNING is INTERRUPTED once its runner
+    is gone), CACHED for what it planned to take from the store, else NOT_STARTED. A run made
+    before journals were kept is told by the store alone: a result stored after the run began is
+    SUCCESS, one stored before CACHED."""
+    journal = read_journal(folder)
+    if journal is None:
+        return _stored_runs(folder, keys, store)
+    going = is_going(folder)
+    runs = {name: TaskRun(Status.CACHED) for name in journal.cached if name in keys}
+    for name, run in journal.tasks.items():
+        if name in keys:
+            runs[name] = run
+            if run.status is Status.RUNNING and not going:
+                run.status, run.error = Status.INTERRUPTED, "its runner ended first"
+    return {name: runs.get(name, TaskRun()) for name in keys}
+
+
+def _stored_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
     try:
         began = (folder / PIPELINE_FILE).stat().st_mtime
-        log_file = folder / LOG_FILE
-        ended = log_file.stat().st_mtime
-        lines = log_file.read_text(errors="replace").splitlines()
     except OSError:
         return {}
-    said = _status_lines(lines, keys)
-    going = is_going(folder)
     runs: dict[str, TaskRun] = {}
     for name, key in keys.items():
         stored = store.stored_time(name, key) if store.has(name, key) else None
-        if stored is not None and not going and stored > ended:
-            stored = None  # by a later run: what this run's log says of the task counts
-        if stored is not None:
-            runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
-        elif name not in said:
+        if stored is None:
             runs[name] = TaskRun()
         else:
-            status, error = said[name]
-            if status is Status.RUNNING and not going:
-                status, error = Status.INTERRUPTED, "its runner ended first"
-            runs[name] = TaskRun(status, error=error)
+            runs[name] = TaskRun(Status.SUCCESS if stored >= began else Status.CACHED)
     return runs
 
 
-_SAID = (  # the runner's status lines (runner._log_change): the words around a task's name
-    ("Starting ", " (", Status.RUNNING),
-    ("Finished ", " in ", Status.SUCCESS),
-    ("Using the stored result of ", ",", Status.CACHED),
-    ("Task ", " failed: ", Status.FAILURE),
-    ("Task ", " can't run: ", Status.CANT_RUN),
-)
-_WITH_ERROR = (Status.FAILURE, Status.CANT_RUN)  # what follows the words is the error
+# -- the journal, the summary and each task's log ---------------------------------------------
 
 
-def _status_lines(
-    lines: list[str], names: Mapping[str, str]
-) -> dict[str, tuple[Status, str | None]]:
-    """The status and error of the last status line about each task, in one pass over the log
-    (columns: date, time, level, process, task, message; the runner's lines are ``root``'s)."""
-    said: dict[str, tuple[Status, str | None]] = {}
-    for line in lines:
-        columns = line.split(None, 5)
-        if len(columns) < 6 or columns[4] != "root":
-            continue
-        message = columns[5]
-        for before, after, status in _SAID:
-            if not message.startswith(before):
+@dataclasses.dataclass
+class Journal:
+    """What a run's ``events.jsonl`` says: the tasks it planned to take from the store, each
+    task's latest record, and whether the run ended."""
+
+    cached: list[str] = dataclasses.field(default_factory=list)
+    tasks: dict[str, TaskRun] = dataclasses.field(default_factory=dict)
+    ended: bool = False
+    size: int = 0  # bytes read: a reader that follows the run goes on from there
+
+
+def read_journal(folder: Path, journal: Journal | None = None) -> Journal | None:
+    """Read a run's journal (None if it has none), or what was added to it since ``journal``
+    was read, into that one. A line cut short (the run is writing it, or was killed meanwhile)
+    is left for the next read; a line that is not the journal's is skipped."""
+    try:
+        with open(folder / JOURNAL_FILE, "rb") as handle:
+            handle.seek(journal.size if journal is not None else 0)
+            added = handle.read()
+    except OSError:
+        return journal
+    journal = journal if journal is not None else Journal()
+    complete = added[: added.rfind(b"\n") + 1]
+    journal.size += len(complete)
+    for line in complete.splitlines():
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            _replay(journal, json.loads(line))
+    return journal
+
+
+def _replay(journal: Journal, event: Any) -> None:
+    """Take one journal line into ``journal``; raises ``ValueError`` (or ``TypeError``,
+    ``AttributeError``) for a line that is not one."""
+    if "task" in event:
+        journal.tasks[str(event["task"])] = TaskRun.from_dict(event["run"])
+    elif event.get("run") == "planned":
+        journal.cached = [str(name) for name in event["cached"]]
+    elif event.get("run") == "ended":
+        journal.ended = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What a listing of runs shows of one, read from its small ``summary.json``."""
+
+    folder: Path
+    pipeline: str
+    started: str | None
+    finished: str | None
+    duration: float | None
+    counts: Mapping[str, int]
+    tasks: int
+    error: str | None = None  # why the run could not start
+
+    @property
+    def state(self) -> str:
+        """``running``, ``finished``, ``interrupted`` (stopped by a signal) or ``killed`` (its
+        runner died without recording the run)."""
+        if self.finished is not None:
+            return "interrupted" if self.counts.get(Status.INTERRUPTED.value) else "finished"
+        return "running" if is_going(self.folder) else "killed"
+
+
+def read_summary(folder: Path) -> Summary | None:
+    """The run's summary; None for a run made before summaries were kept (or whose summary is
+    not pyperunner's), whose ``pipeline.yaml`` must then be read."""
+    try:
+        doc = json.loads((folder / SUMMARY_FILE).read_bytes())
+        counts = {str(k): int(v) for k, v in doc["counts"].items() if k in _STATUS_VALUES}
+        duration = doc.get("duration")
+        return Summary(
+            folder=folder,
+            pipeline=str(doc["pipeline"]),
+            started=_text_or_none(doc.get("started")),
+            finished=_text_or_none(doc.get("finished")),
+            duration=None if duration is None else float(duration),
+            counts=counts,
+            tasks=int(doc["tasks"]),
+            error=_text_or_none(doc.get("error")),
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def read_task_log(folder: Path, key: str) -> str:
+    """The lines task ``key`` logged and printed in the run (empty if none)."""
+    if not key.isalnum():  # keys are hex digits: nothing else names a file here
+        return ""
+    try:
+        return (folder / TASK_LOGS / f"{key}.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+# -- writing a run's folder -------------------------------------------------------------------
+
+
+RUN_STAMP = "%y%m%dT%H%M%S"
+"""How a run folder's name gives its start, after the pipeline's name (``graph`` checks that
+the name fits, see ``RUN_FOLDER_SUFFIX``)."""
+
+
+def make_folder(log_path: Path, pipeline_name: str) -> Path:
+    """A new folder ``<pipeline>_<yymmddTHHMMSS>`` under ``log_path``; a later run in the same
+    second adds ``_<microseconds>``, so that sorting run folders by name sorts them by time."""
+    base = f"{pipeline_name}_{dt.datetime.now():{RUN_STAMP}}"
+    try:
+        log_path.mkdir(parents=True, exist_ok=True)
+        for attempt in range(10_000):
+            path = log_path / (f"{base}_{dt.datetime.now():%f}" if attempt else base)
+            try:
+                path.mkdir()
+            except FileExistsError:
                 continue
-            rest = message[len(before) :]
-            end = rest.find(after)
-            while end >= 0 and rest[:end] not in names:  # a tag may hold the words after too
-                end = rest.find(after, end + 1)
-            if end >= 0:
-                error = rest[end + len(after) :] if status in _WITH_ERROR else None
-                said[rest[:end]] = (status, error)
-                break
-    return said
+            return path
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno,
+            f"cannot create a run folder in {log_path} ({exc.strerror}); give a log_path this "
+            "process can write to",
+        ) from exc
+    raise RuntimeError(f"cannot create a run folder in {log_path}")
+
+
+class RunWriter:
+    """Writes one run's folder while the run goes on: call :meth:`begin` once the pipeline is
+    described, :meth:`planned` once the plan is made, :meth:`changed` on every change of a
+    task's status (a listener), and :meth:`end` with the outcome. Log records of the run's
+    tasks go to :meth:`task_logs`, a logging handler."""
+
+    def __init__(self, folder: Path, keys: Mapping[str, str]) -> None:
+        self.folder = folder
+        self.keys = keys
+        self._journal: IO[str] | None = None
+        self._task_logs = _TaskLogs(folder / TASK_LOGS, keys)
+
+    def begin(self, pipeline_doc: Mapping[str, Any]) -> None:
+        """Write ``pipeline.yaml`` and a summary saying the run goes on; start the journal."""
+        write_atomic(self.folder / PIPELINE_FILE, yamlio.dump(pipeline_doc).encode())
+        started = pipeline_doc["run"]["started"]
+        counts = {Status.NOT_STARTED.value: len(self.keys)}
+        self._summary(pipeline_doc["pipeline"]["name"], started, None, None, counts)
+        self._journal = open(self.folder / JOURNAL_FILE, "a", encoding="utf-8")  # noqa: SIM115
+
+    def planned(self, cached: Iterable[str]) -> None:
+        """Note which tasks the run takes from the store (journal)."""
+        self._write({"run": "planned", "t": time.time(), "cached": list(cached)})
+
+    def changed(self, name: str, run: TaskRun) -> None:
+        """Note a task's new status, with its whole record (journal)."""
+        self._write({"task": name, "t": time.time(), "run": run.to_dict()})
+
+    def task_logs(self) -> logging.Handler:
+        """The handler that writes each task's records to its own log file."""
+        return self._task_logs
+
+    def end(self, pipeline_doc: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
+        """Write ``run.yaml`` and the final summary, and close the journal and task logs."""
+        write_atomic(self.folder / RUN_FILE, yamlio.dump(outcome).encode())
+        counts = collections.Counter(record["status"] for record in outcome["tasks"].values())
+        started = pipeline_doc["run"]["started"]
+        name = pipeline_doc["pipeline"]["name"]
+        duration = outcome["duration"]
+        self._summary(name, started, outcome["finished"], duration, counts, outcome.get("error"))
+        self._write({"run": "ended", "t": time.time()})
+        self.close()
+
+    def close(self) -> None:
+        """Close the journal and the task logs (once the run is recorded, or it failed to)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        self._task_logs.close()
+
+    def _write(self, event: Mapping[str, Any]) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self._journal.flush()  # followed live by readers
+
+    def _summary(
+        self,
+        name: str,
+        started: str,
+        finished: str | None,
+        duration: float | None,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        doc = {
+            "pipeline": name,
+            "started": started,
+            "finished": finished,
+            "duration": duration,
+            "tasks": len(self.keys),
+            "counts": dict(counts),
+            "error": error,
+        }
+        write_atomic(self.folder / SUMMARY_FILE, json.dumps(doc, indent=1).encode())
+
+
+class _TaskLogs(logging.Handler):
+    """Writes each task's log records to ``<folder>/<key>.log``, keeping a few files open."""
+
+    _OPEN = 32
+
+    def __init__(self, folder: Path, keys: Mapping[str, str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.folder, self.keys = folder, keys
+        self._files: collections.OrderedDict[str, IO[str]] = collections.OrderedDict()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = self.keys.get(getattr(record, "task", ""))
+        if key is None:
+            return
+        try:
+            handle = self._files.pop(key, None) or self._open(key)
+            self._files[key] = handle
+            handle.write(self.format(record) + "\n")
+            handle.flush()
+        except Exception:
+            self.handleError(record)
+
+    def _open(self, key: str) -> IO[str]:
+        if len(self._files) >= self._OPEN:
+            self._files.popitem(last=False)[1].close()
+        self.folder.mkdir(exist_ok=True)
+        return open(self.folder / f"{key}.log", "a", encoding="utf-8", errors="backslashreplace")
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+        super().close()

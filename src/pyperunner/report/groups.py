@@ -39,16 +39,11 @@ def grouped(graph: GraphLike) -> GraphLike:
     them) where a layer is too wide, one after the other (one class, each the only child of the
     one before and its only parent) where the layers are too many."""
     layer_of = longest_path_layers(graph)
-    # layer by layer, so that a task's parents come before it
-    in_order = sorted(graph.nodes, key=layer_of.__getitem__)
-    drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
-    groups: dict[Hashable, list[Hashable]] = {}
-    if not fits_width(graph, layer_of):
-        _side_by_side(graph, layer_of, in_order, drawn_as, groups)
-    if not fits_height(layer_of):
-        _in_a_row(graph, in_order, drawn_as, groups)
+    groups = like_groups(graph, not fits_width(graph, layer_of), not fits_height(layer_of))
     if not groups:
         return graph
+    drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
+    drawn_as.update((node, head) for head, nodes in groups.items() for node in nodes)
     drawn = Dag()
     for node in graph.nodes:
         if drawn_as[node] == node:
@@ -62,6 +57,24 @@ def grouped(graph: GraphLike) -> GraphLike:
         if drawn_as[u] != drawn_as[v]:
             drawn.add_edge(drawn_as[u], drawn_as[v])
     return drawn
+
+
+def like_groups(
+    graph: GraphLike, side_by_side: bool = True, in_a_row: bool = True
+) -> dict[Hashable, list[Hashable]]:
+    """The groups of like tasks in ``graph``, each by its name (``Name(first ... last), N
+    tasks``): side by side (one class, the same parents, at least ``MIN_GROUP`` of them), then
+    one after the other (one class, each the only child of the one before and its only parent)."""
+    layer_of = longest_path_layers(graph)
+    # layer by layer, so that a task's parents come before it
+    in_order = sorted(graph.nodes, key=layer_of.__getitem__)
+    drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
+    groups: dict[Hashable, list[Hashable]] = {}
+    if side_by_side:
+        _side_by_side(graph, layer_of, in_order, drawn_as, groups)
+    if in_a_row:
+        _in_a_row(graph, in_order, drawn_as, groups)
+    return groups
 
 
 def _side_by_side(
