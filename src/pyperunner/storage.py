@@ -182,23 +182,26 @@ class LocalFiles:
     @staticmethod
     @contextlib.contextmanager
     def try_lock(folder: Path) -> Iterator[bool]:
-        """Hold the entry's lock if no one else does; yield whether it is held."""
-        if not folder.is_dir():
-            yield False
-            return
+        """Hold the entry's lock if no one else does; yield whether it is held (False also
+        where there is no entry folder to lock)."""
         with _flock(folder / LOCK_FILE, wait=False) as held:
             yield held
 
     def delete(self, folder: Path, result: str) -> bool:
-        if not folder.is_dir():
-            return True
+        """Delete an entry no one computes or holds. All of it goes under its lock, the lock
+        file last, so that a run waiting for the lock finds it gone and takes a fresh one (in a
+        folder it makes again), never one in a folder gc is about to remove."""
         with self.try_lock(folder) as locked:
-            if not locked or not _unlink_unless_read(folder / result):
+            if not locked:
+                return not folder.is_dir()  # gone already (another gc), else in use
+            if not _unlink_unless_read(folder / result):
                 return False
             for item in folder.iterdir():
                 if item.name != LOCK_FILE:
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
-        shutil.rmtree(folder, ignore_errors=True)
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a run made a new lock file in it meanwhile
+                folder.rmdir()
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # only if no other key of this task is left
         return True
@@ -509,15 +512,24 @@ def _modified(info: Mapping[str, Any]) -> float:
 
 @contextlib.contextmanager
 def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
-    """Hold an exclusive ``flock`` on ``path`` (made if missing); yield whether it is held.
+    """Hold an exclusive ``flock`` on the lock file ``path``; yield whether it is held.
 
-    The operating system drops the lock when its holder dies, so a dead run never blocks. A lock
-    won on a file that was deleted meanwhile (``gc``) is no lock: the file is opened again.
+    The operating system drops the lock when its holder dies, so a dead run never blocks. gc may
+    delete the entry between any two steps: a lock won on a file deleted meanwhile is no lock,
+    so the file is opened again, and a waiting caller (``wait``) makes the file and its folder
+    again, while one that does not wait finds no entry to lock (False).
     """
     import fcntl
 
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        except (FileNotFoundError, NotADirectoryError):  # no folder (any more)
+            if not wait:
+                yield False
+                return
+            _make_folder(path.parent)
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -536,9 +548,11 @@ def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) ->
             if current is not None and os.path.samestat(os.fstat(fd), current):
                 yield True
                 return
+            if not wait:
+                yield False
+                return
         finally:
             os.close(fd)
-        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _unlink_unless_read(path: Path) -> bool:

@@ -189,7 +189,8 @@ class Store:
     ) -> contextlib.AbstractContextManager[None]:
         """Hold the entry's cross-process lock; ``on_wait`` is called once if another holds it.
 
-        On a local store the lock is an OS file lock, so a process that dies releases it. A
+        On a local store the lock is an OS file lock, so a process that dies releases it; should
+        ``pyperunner gc`` delete the entry meanwhile, its folder and lock file are made again. A
         store on fsspec has no locks: this holds nothing (see ``docs/storage.md``).
         """
         return self._files.lock(self._files.at(name, key), on_wait)
