@@ -48,6 +48,33 @@ Location = Path | str
 """Where a file or folder of the store is: a ``Path`` for a local store, a URL string otherwise."""
 
 
+class Hold:
+    """Keeps ``pyperunner gc`` off one stored result: an open file under a shared ``flock``,
+    which gc respects (:func:`_unlink_unless_read`), until :meth:`close`.
+
+    The lock belongs to the open file, not to a descriptor or a path: it follows the file across
+    a rename, and it holds while any copy of the descriptor is open, one a fork inherited or one
+    passed to another process over a Unix socket. ``fd`` None holds nothing (a store without
+    locks)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        """Let go of the result (idempotent)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    __del__ = close  # a hold no one took over (its outcome came after its run ended) goes too
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclasses.dataclass
 class Staged:
     """A file being written: ``handle`` to write it, then ``publish`` it or ``discard`` it."""
@@ -207,24 +234,27 @@ class LocalFiles:
         return True
 
     @staticmethod
-    @contextlib.contextmanager
-    def reading(path: Path) -> Iterator[bool]:
+    def hold(path: Path) -> Hold | None:
+        """Hold the result file at ``path`` (see :class:`Hold`); None if there is none."""
         import fcntl
 
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            yield False
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            try:  # deleted or replaced while we waited for the lock?
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
+        while True:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                current = os.stat(path)  # deleted or replaced while we waited for the lock?
             except FileNotFoundError:
-                same = False
-            yield same
-        finally:
-            os.close(fd)
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            if os.path.samestat(os.fstat(fd), current):
+                return Hold(fd)
+            os.close(fd)  # replaced by a newer result: hold that one
 
     def sync(self) -> None:
         if not self.root.is_dir():
@@ -421,9 +451,8 @@ class FsspecFiles:
         yield True
 
     @staticmethod
-    @contextlib.contextmanager
-    def reading(path: str) -> Iterator[bool]:
-        yield True  # nothing to hold: gc on such a store may delete what a run still reads
+    def hold(path: str) -> Hold:
+        return Hold(None)  # nothing to hold: gc on such a store may delete what a run reads
 
     def delete(self, folder: str, result: str) -> bool:
         fs = self.fs
@@ -556,7 +585,7 @@ def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) ->
 
 
 def _unlink_unless_read(path: Path) -> bool:
-    """Remove a result file unless a run holds it (see :meth:`Store.reading`); True if gone."""
+    """Remove a result file unless a run holds it (see :class:`Hold`); True if gone."""
     import fcntl
 
     try:
