@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -18,6 +19,16 @@ CALLS_ENV = "PYPERUNNER_TEST_CALLS"
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="pyperunner-hypothesis-"))
 settings.register_profile("pyperunner", database=None)
 settings.load_profile("pyperunner")
+
+
+def local_cluster() -> Any:
+    """A Dask ``LocalCluster`` of two worker processes with one thread each, for Dask tests
+    (which skip where ``distributed`` is not installed)."""
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
 
 
 def parent_of(pid: int) -> int:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CALLS_ENV, Calls, record_call
+from conftest import CALLS_ENV, Calls, local_cluster, record_call
 
 from pyperunner import Pipeline, Runner, Status, Task, run, task
 from pyperunner.executors.base import Job
@@ -49,12 +49,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dask-shared")
     (folder / "attempts").mkdir()
     return folder
-
-
-def local_cluster() -> distributed.LocalCluster:
-    return distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
 
 
 @pytest.fixture(scope="module")

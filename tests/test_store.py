@@ -379,8 +379,9 @@ def test_compressed_results_still_load(tmp_path: Path) -> None:
 def test_an_entry_held_for_reading_is_not_deleted_until_released(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.save(NAME, KEY, "value", RECORD)
-    with store.reading(NAME, KEY) as held:
-        assert held
+    held = store.hold(NAME, KEY)
+    assert held is not None
+    with held:
         assert not store.delete(NAME, KEY)
         assert store.load(NAME, KEY) == "value"
     assert store.delete(NAME, KEY)
@@ -388,8 +389,7 @@ def test_an_entry_held_for_reading_is_not_deleted_until_released(tmp_path: Path)
 
 
 def test_holding_a_missing_entry_says_so(tmp_path: Path) -> None:
-    with Store(tmp_path).reading(NAME, KEY) as held:
-        assert not held
+    assert Store(tmp_path).hold(NAME, KEY) is None
 
 
 def test_a_damaged_entry_without_its_record_is_not_trusted(tmp_path: Path) -> None:

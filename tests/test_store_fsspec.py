@@ -279,8 +279,8 @@ def test_entries_size_delete_on_memory(memory_url: str) -> None:
     assert store.size(NAME, KEY) == sum(memory().du(entry, total=False).values())
     assert store.size(NAME, KEY) > store.result_size(NAME, KEY)  # params.yaml counts too
 
-    with store.reading(NAME, KEY) as held:  # nothing to hold on fsspec
-        assert held
+    held = store.hold(NAME, KEY)
+    assert held is not None and held.fd is None  # nothing to hold on fsspec
     assert store.delete(NAME, KEY)
     assert not store.has(NAME, KEY)
     assert list(store.entries()) == [("Load(csv)", OTHER_KEY), ("Load(csv)", KEY)]
@@ -457,8 +457,8 @@ def test_local_paths_and_file_urls_never_import_fsspec(tmp_path: Path) -> None:
                 store.save("T()", "k", [1, 2], {{}})
             assert store.load("T()", "k") == [1, 2]
             assert list(store.entries()) == [("T()", "k")]
-            with store.reading("T()", "k") as held:
-                assert held
+            with store.hold("T()", "k") as held:
+                assert held.fd is not None
             store.sync()
         assert "fsspec" not in sys.modules, "fsspec imported"
         """

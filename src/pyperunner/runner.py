@@ -13,10 +13,8 @@ import datetime as dt
 import functools
 import getpass
 import logging
-import math
 import os
 import platform
-import resource
 import signal
 import socket
 import subprocess
@@ -29,6 +27,7 @@ from typing import Any
 from . import yamlio
 from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline, PipelineError, graph_keys
+from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PipelineResult
@@ -125,7 +124,7 @@ class Runner:
         self.run_dir = None
         with contextlib.ExitStack() as stack:
             started = time.time()
-            executor, jobs, restore_signals = make_executor(self.executor), {}, None
+            executor, to_run, restore_signals = make_executor(self.executor), {}, None
 
             def not_started() -> dict[str, TaskRun]:
                 return {name: TaskRun(Status.NOT_STARTED) for name in graph}
@@ -148,14 +147,17 @@ class Runner:
                         extra={HEADLINE: True},
                     )
                     records = {name: _record_of(tasks[name], keys) for name in graph}
-                    plan = self._plan(graph, tasks, keys, records, force_reload, pipeline)
+                    holds = Holds(self.store, graph, keys)
+                    stack.callback(holds.close)
+                    plan = self._plan(graph, tasks, keys, records, force_reload, pipeline, holds)
+                    holds.start(plan)
                     log.info(
                         "Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached)
                     )
                     if show_execution_plan:
                         pipeline.summary()
                     pipeline._plan = None  # the boxes of a later summary() are not this run's
-                    listener = self._holding_inputs(stack, graph, plan, keys)
+                    listener: Listener = _log_change
                     if live:  # started after the plan is printed, so it draws below it
                         from .report.progress import LiveProgress
 
@@ -164,7 +166,7 @@ class Runner:
                         if console is not None:  # lines go above the view, not through it
                             console.setStream(view.stream)
                         listener = _both(listener, view.update)
-                    jobs = {
+                    jobs = {  # every task's: a cached one whose result vanishes runs too
                         name: Job(
                             tasks[name],
                             keys[name],
@@ -172,14 +174,15 @@ class Runner:
                             records[name],
                             reuse=name not in plan.forced,
                         )
-                        for name in plan.to_run
+                        for name in graph
                     }
+                    to_run = {name: jobs[name] for name in plan.to_run}
                     started = time.time()
-                    if jobs:
-                        executor.start(self.store, self.process_limit, jobs)
+                    if to_run:
+                        executor.start(self.store, self.process_limit, to_run)
                 workers = executor.capacity(self.process_limit)
                 launched = True
-                runs = run_plan(graph, plan, jobs, executor, workers, listener, fail_fast)
+                runs = run_plan(graph, plan, jobs, executor, workers, holds, listener, fail_fast)
             except RunInterrupted as interrupted:
                 restore_signals = interrupted.restore_signals
                 if self.run_dir is not None:  # else it stopped before there was a run to record
@@ -197,67 +200,13 @@ class Runner:
                 raise
             finally:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)
-                if jobs:
+                if to_run:
                     self.store.sync()  # the run's results survive a power cut from here on
                 if restore_signals is not None:
                     restore_signals()
             self._record(pipeline, pipeline_doc, keys, runs, started)
         assert self._result is not None
         return self._result
-
-    def _holding_inputs(
-        self, stack: contextlib.ExitStack, graph: Dag, plan: Plan, keys: Mapping[str, str]
-    ) -> Listener:
-        """Hold every result a task of this run will read, so no ``gc`` deletes it meanwhile:
-        cached inputs now, outputs of this run once they are stored, each until the last of its
-        children in this run has ended. A hold is an open file: at most half the process's limit
-        of them are held (a task with more inputs than that would fail to open its files);
-        returns the run's listener."""
-        to_run = set(plan.reasons)
-        readers = {name: sum(c in to_run for c in graph.successors(name)) for name in graph}
-        held: dict[str, contextlib.ExitStack] = {}
-        ended: set[str] = set()
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        room = math.inf if limit == resource.RLIM_INFINITY else _HOLD_SHARE * limit
-        over: list[str] = []  # the first result not held, once the room is full
-        stack.callback(lambda: [own.close() for own in held.values()])
-
-        def hold(name: str) -> None:
-            if not readers[name]:
-                return
-            if len(held) >= room:  # the rest of the limit is for the tasks' own files
-                if not over:
-                    over.append(name)
-                    log.warning(
-                        "Too many results to hold open at once (%d): from %s on, pyperunner gc "
-                        "could delete a result this run still reads; raise the limit of open "
-                        "files (ulimit -n) to keep them all",
-                        room,
-                        name,
-                    )
-                return
-            own = held[name] = contextlib.ExitStack()
-            if not own.enter_context(self.store.reading(name, keys[name])):
-                log.warning("The stored result of %s disappeared after planning", name)
-
-        def release_parents_of(name: str) -> None:
-            ended.add(name)
-            for parent in graph.predecessors(name):
-                readers[parent] -= 1
-                if not readers[parent] and parent in held:
-                    held.pop(parent).close()
-
-        for name in plan.cached:
-            hold(name)
-
-        def listener(name: str, run: TaskRun) -> None:
-            _log_change(name, run)
-            if run.status in (Status.SUCCESS, Status.CACHED):
-                hold(name)
-            if run.status in _ENDED and name in to_run and name not in ended:
-                release_parents_of(name)
-
-        return listener
 
     def _record(
         self,
@@ -327,12 +276,18 @@ class Runner:
         records: Mapping[str, Mapping[str, Any]],
         force_reload: bool,
         pipeline: Pipeline | None = None,
+        holds: Holds | None = None,
         dry: bool = False,
     ) -> Plan:
         """What must run and why; ``dry`` (a plan only looked at) changes nothing in the store:
-        leftovers stay, and a damaged result is reported but not moved aside."""
+        leftovers stay, and a damaged result is reported but not moved aside.
+
+        With ``holds``, every cached result a task of the run will read is held, so gc cannot
+        delete it from here on; one that is gone by then counts as not cached after all.
+        """
         damaged: dict[str, str] = {}
         verified: set[str] = set()
+        gone: set[str] = set()
 
         def found_damaged(name: str, problem: str) -> None:
             if name not in damaged:
@@ -342,7 +297,7 @@ class Runner:
                 damaged[name] = problem
 
         def is_cached(name: str) -> bool:
-            if name in damaged:  # by its checksum: still in place if the plan is dry
+            if name in damaged or name in gone:  # damaged by its checksum, or deleted since
                 return False
             state, problem = self.store.check(name, keys[name])
             if state is EntryState.DAMAGED:
@@ -361,7 +316,7 @@ class Runner:
             previous = self.store.latest_record(name, except_key=keys[name])
             return compare_records(records[name], previous)
 
-        while True:  # until every cached result this run will read has passed its checksum
+        while True:  # until every cached result this run will read is held and checked
             plan = make_plan(
                 graph,
                 is_cached=is_cached,
@@ -374,15 +329,23 @@ class Runner:
                 for name in plan.cached
                 if any(child in plan.reasons for child in graph.successors(name))
             }
+            vanished = set() if holds is None else {n for n in to_read if not holds.take(n)}
+            for name in vanished:
+                log.warning(
+                    "The stored result of %s vanished while the run was planned; computing it "
+                    "again",
+                    name,
+                )
+            gone |= vanished
             problems = {
                 name: self.store.verify(name, keys[name], set_aside=not dry)
-                for name in to_read - verified
+                for name in to_read - verified - gone
             }
             verified |= to_read
             for name, problem in problems.items():
                 if problem is not None:
                     found_damaged(name, problem)
-            if not any(problems.values()):
+            if not vanished and not any(problems.values()):
                 break
         if pipeline is not None:
             pipeline._plan = plan
@@ -463,14 +426,6 @@ def _both(*listeners: Listener) -> Listener:
             listener(name, run)
 
     return notify
-
-
-_HOLD_SHARE = 0.5
-"""The share of the process's limit of open files a run may spend holding results."""
-_ENDED = frozenset(
-    {Status.SUCCESS, Status.CACHED, Status.FAILURE, Status.CANT_RUN, Status.INTERRUPTED}
-)
-"""Statuses after which a task of the run reads no input any more."""
 
 
 def _log_change(name: str, run: TaskRun) -> None:

@@ -6,6 +6,12 @@ retried after the task's ``retry_delay`` while ``retries`` last; a task that fin
 everything downstream CANT_RUN, and independent branches carry on to the end, unless
 ``fail_fast`` stops launching new tasks. SIGINT, SIGTERM and SIGHUP stop the run: running
 workers are stopped and recorded INTERRUPTED, and :class:`RunInterrupted` carries the records out.
+
+A task that finds a parent's stored result gone (deleted by hand, or by gc where the run could
+not hold it) does not run: the parent runs again first (also a cached one), then the task (the
+launch that found the result gone counts as one of its attempts); so does a task whose own result
+is gone before the run could hold it. A task runs again for its result at most
+``VANISHED_LIMIT`` times a run, so that a store that keeps losing results cannot keep a run going.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import logging
 import os
 import signal
@@ -24,12 +31,27 @@ from typing import Any
 
 from .executors import Executor, Job, Outcome
 from .graph import GraphLike, descendants
+from .holds import Holds
 from .plan import Plan
 from .status import Status, TaskRun
 
 Listener = Callable[[str, TaskRun], None]
+VANISHED = "its stored result vanished during the run"
+"""Why a task runs again: its result was deleted (by hand, or by gc where the run could not hold
+it: beyond its room for holds, on a store without locks) before all its children read it."""
+VANISHED_LIMIT = 5
+"""How many times one task runs again in a run because its stored result vanished; after that,
+the task that needed it fails, as something keeps deleting the results the run reads."""
+_NO_OUTPUT = (Status.FAILURE, Status.CANT_RUN)
 
 log = logging.getLogger()
+
+
+def _vanished_too_often(name: str) -> str:
+    return (
+        f"the stored result of {name} vanished during the run {VANISHED_LIMIT + 1} times; "
+        "something keeps deleting the results this run reads"
+    )
 
 
 class RunInterrupted(BaseException):
@@ -139,11 +161,16 @@ def run_plan(
     jobs: Mapping[str, Job],
     executor: Executor,
     workers: int,
+    holds: Holds,
     on_change: Listener = lambda name, run: None,
     fail_fast: bool = False,
 ) -> dict[str, TaskRun]:
-    """Execute ``plan`` over ``graph`` with ``executor``; return every task's record."""
-    loop = _Loop(graph, plan, dict(jobs), executor, workers, on_change, fail_fast)
+    """Execute ``plan`` over ``graph`` with ``executor``; return every task's record.
+
+    ``jobs`` has one for every task of the graph: a cached task whose stored result vanishes
+    during the run runs too. ``holds`` keeps the results the run reads from gc.
+    """
+    loop = _Loop(graph, plan, dict(jobs), executor, workers, holds, on_change, fail_fast)
     try:
         with _sigterm_interrupts():
             loop.run()
@@ -191,6 +218,7 @@ class _Loop:
     jobs: dict[str, Job]
     executor: Executor
     workers: int
+    holds: Holds
     on_change: Listener
     fail_fast: bool
 
@@ -198,14 +226,18 @@ class _Loop:
         self.runs = {name: TaskRun(Status.CACHED) for name in self.plan.cached}
         for name, reason in self.plan.reasons.items():
             self.runs[name] = TaskRun(Status.NOT_STARTED, self.plan.why.get(name, reason.value))
-        self.waiting = {
-            name: sum(p in self.plan.reasons for p in self.graph.predecessors(name))
+        self.waiting = {  # the parents each task that runs waits for
+            name: {p for p in self.graph.predecessors(name) if p in self.plan.reasons}
             for name in self.plan.reasons
         }
-        self.ready = collections.deque(n for n in self.plan.to_run if self.waiting[n] == 0)
+        self.ready = collections.deque(n for n in self.plan.to_run if not self.waiting[n])
         self.retry_at: list[tuple[float, str]] = []
         self.running = 0
         self.stopping = False
+        self.again: collections.Counter[str] = collections.Counter()  # see _compute_again
+        self.clock = itertools.count()  # orders launches and stores, see _inputs_vanished
+        self.launched: dict[str, int] = {}
+        self.stored: dict[str, int] = {}
 
     def run(self) -> None:
         while self.ready or self.running or self.retry_at:
@@ -217,13 +249,21 @@ class _Loop:
                 self._finished(outcome)
             self._release_due_retries()
 
+    def _tell(self, name: str, run: TaskRun) -> None:
+        """A task's status changed: the holds follow what it reads, the listener is told."""
+        self.holds.track(name, run.status)
+        self.on_change(name, run)
+
     def _launch(self) -> None:
         while self.ready and self.running < self.workers and not self.stopping:
             name = self.ready.popleft()
             run = self.runs[name]
+            if run.status is not Status.NOT_STARTED:  # CANT_RUN since it was queued
+                continue
             run.status, run.attempts = Status.RUNNING, run.attempts + 1
             run.started, run.finished = time.time(), None
-            self.on_change(name, run)
+            self.launched[name] = next(self.clock)
+            self._tell(name, run)
             self.executor.submit(dataclasses.replace(self.jobs[name], attempt=run.attempts))
             self.running += 1
 
@@ -232,21 +272,37 @@ class _Loop:
         run.started, run.finished = outcome.started, outcome.finished
         run.error, run.traceback = outcome.error, outcome.traceback
         run.output_bytes = outcome.output_bytes
-        if outcome.ok:
-            run.status = Status.CACHED if outcome.reused else Status.SUCCESS
-            if outcome.reused and run.reason:  # planned to run, then found stored for its key
-                run.reason += "; found stored for this key when it was about to run, so reused"
-            self.on_change(name, run)
-            for child in self.graph.successors(name):
-                if child in self.waiting:
-                    self.waiting[child] -= 1
-                    if self.waiting[child] == 0:
-                        self.ready.append(child)
-            return
+        if outcome.vanished:
+            self._inputs_vanished(name, outcome.vanished)
+        elif not outcome.ok:
+            self._failed(name, outcome.retryable)
+        elif self.holds.keep(name, outcome.hold) or self.stopping:
+            self._stored(name, outcome.reused)
+        elif not self._compute_again(name):  # gone before the run could hold it
+            run.error = _vanished_too_often(name)
+            self._failed(name, retryable=True)
+
+    def _stored(self, name: str, reused: bool) -> None:
+        """``name`` stored its result: the tasks that waited only for it are ready."""
+        run = self.runs[name]
+        run.status = Status.CACHED if reused else Status.SUCCESS
+        if reused and run.reason:  # planned to run, then found stored for its key
+            run.reason += "; found stored for this key when it was about to run, so reused"
+        self.stored[name] = next(self.clock)
+        self._tell(name, run)
+        for child in self.graph.successors(name):
+            waiting = self.waiting.get(child)
+            if waiting is not None and name in waiting:
+                waiting.remove(name)
+                if not waiting:
+                    self.ready.append(child)
+
+    def _failed(self, name: str, retryable: bool) -> None:
+        run = self.runs[name]
         task = self.jobs[name].task
-        if run.attempts <= task.retries and not outcome.retryable:
+        if run.attempts <= task.retries and not retryable:
             log.warning("%s is not retried: its attempt still runs in a thread", name)
-        if run.attempts <= task.retries and not self.stopping and outcome.retryable:
+        if run.attempts <= task.retries and not self.stopping and retryable:
             log.warning(
                 "%s failed on attempt %d of %d (%s); retrying in %g s",
                 name,
@@ -256,14 +312,61 @@ class _Loop:
                 task.retry_delay,
             )
             run.status = Status.NOT_STARTED
-            self.on_change(name, run)
+            self._tell(name, run)
             heapq.heappush(self.retry_at, (time.monotonic() + task.retry_delay, name))
             return
         run.status = Status.FAILURE
-        self.on_change(name, run)
+        self._tell(name, run)
         self._cant_run_below(name)
         if self.fail_fast:
             self._stop_launching()
+
+    def _inputs_vanished(self, name: str, parents: tuple[str, ...]) -> None:
+        """``name`` did not run, as the stored results of ``parents`` were gone: it runs once
+        each is stored again, computed again unless that happened since ``name`` started."""
+        run = self.runs[name]
+        for parent in parents:
+            if self.stopping:
+                break
+            if self.runs[parent].status.has_output:
+                if self.stored.get(parent, -1) > self.launched[name]:
+                    continue  # stored again meanwhile: it reads that one
+                if not self._compute_again(parent):
+                    run.error = _vanished_too_often(parent)
+                    self._failed(name, retryable=True)
+                    return
+            self.waiting[name].add(parent)
+        self._requeue(name)
+
+    def _compute_again(self, name: str) -> bool:
+        """Run ``name`` again, its stored result having vanished; False (and nothing done) once
+        that happened ``VANISHED_LIMIT`` times: something keeps deleting results."""
+        if self.again[name] >= VANISHED_LIMIT:
+            return False
+        self.again[name] += 1
+        log.warning("The stored result of %s vanished during the run; computing it again", name)
+        self.runs[name].reason = VANISHED
+        self.waiting[name] = set()
+        for parent in self.graph.predecessors(name):
+            if not self.runs[parent].status.has_output:  # computed again itself, or failed
+                self.waiting[name].add(parent)
+            else:
+                self.holds.take(parent)  # if it is gone too, name finds out when it runs
+        self._requeue(name)
+        return True
+
+    def _requeue(self, name: str) -> None:
+        """Put ``name`` back to run once the parents it waits for are stored; if one of its
+        parents failed (while it was computed again), it can't run."""
+        run = self.runs[name]
+        run.status, run.error, run.traceback = Status.NOT_STARTED, None, None
+        failed = [p for p in self.graph.predecessors(name) if self.runs[p].status in _NO_OUTPUT]
+        if failed:
+            self._cant_run_below(failed[0])
+            return
+        self._tell(name, run)
+        if not self.waiting[name] and not self.stopping:
+            self.ready.append(name)
 
     def _cant_run_below(self, name: str) -> None:
         for below in descendants(self.graph, name):
@@ -271,14 +374,14 @@ class _Loop:
             if run.status is Status.NOT_STARTED:
                 run.status = Status.CANT_RUN
                 run.error = f"upstream task {name} failed"
-                self.on_change(below, run)
+                self._tell(below, run)
 
     def _stop_launching(self) -> None:
         self.stopping = True
         self.ready.clear()
         for _, name in self.retry_at:
             self.runs[name].status = Status.FAILURE
-            self.on_change(name, self.runs[name])
+            self._tell(name, self.runs[name])
             self._cant_run_below(name)
         self.retry_at.clear()
 
@@ -300,4 +403,4 @@ class _Loop:
             if run.status is Status.RUNNING:
                 run.status, run.finished = Status.INTERRUPTED, time.time()
                 run.error = "interrupted"
-                self.on_change(name, run)
+                self._tell(name, run)

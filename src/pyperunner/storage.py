@@ -48,6 +48,33 @@ Location = Path | str
 """Where a file or folder of the store is: a ``Path`` for a local store, a URL string otherwise."""
 
 
+class Hold:
+    """Keeps ``pyperunner gc`` off one stored result: an open file under a shared ``flock``,
+    which gc respects (:func:`_unlink_unless_read`), until :meth:`close`.
+
+    The lock belongs to the open file, not to a descriptor or a path: it follows the file across
+    a rename, and it holds while any copy of the descriptor is open, one a fork inherited or one
+    passed to another process over a Unix socket. ``fd`` None holds nothing (a store without
+    locks)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        """Let go of the result (idempotent)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    __del__ = close  # a hold no one took over (its outcome came after its run ended) goes too
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclasses.dataclass
 class Staged:
     """A file being written: ``handle`` to write it, then ``publish`` it or ``discard`` it."""
@@ -182,46 +209,52 @@ class LocalFiles:
     @staticmethod
     @contextlib.contextmanager
     def try_lock(folder: Path) -> Iterator[bool]:
-        """Hold the entry's lock if no one else does; yield whether it is held."""
-        if not folder.is_dir():
-            yield False
-            return
+        """Hold the entry's lock if no one else does; yield whether it is held (False also
+        where there is no entry folder to lock)."""
         with _flock(folder / LOCK_FILE, wait=False) as held:
             yield held
 
     def delete(self, folder: Path, result: str) -> bool:
-        if not folder.is_dir():
-            return True
+        """Delete an entry no one computes or holds. All of it goes under its lock, the lock
+        file last, so that a run waiting for the lock finds it gone and takes a fresh one (in a
+        folder it makes again), never one in a folder gc is about to remove."""
         with self.try_lock(folder) as locked:
-            if not locked or not _unlink_unless_read(folder / result):
+            if not locked:
+                return not folder.is_dir()  # gone already (another gc), else in use
+            if not _unlink_unless_read(folder / result):
                 return False
             for item in folder.iterdir():
                 if item.name != LOCK_FILE:
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
-        shutil.rmtree(folder, ignore_errors=True)
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a run made a new lock file in it meanwhile
+                folder.rmdir()
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # only if no other key of this task is left
         return True
 
     @staticmethod
-    @contextlib.contextmanager
-    def reading(path: Path) -> Iterator[bool]:
+    def hold(path: Path) -> Hold | None:
+        """Hold the result file at ``path`` (see :class:`Hold`); None if there is none."""
         import fcntl
 
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            yield False
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            try:  # deleted or replaced while we waited for the lock?
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
+        while True:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                current = os.stat(path)  # deleted or replaced while we waited for the lock?
             except FileNotFoundError:
-                same = False
-            yield same
-        finally:
-            os.close(fd)
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            if os.path.samestat(os.fstat(fd), current):
+                return Hold(fd)
+            os.close(fd)  # replaced by a newer result: hold that one
 
     def sync(self) -> None:
         if not self.root.is_dir():
@@ -418,9 +451,8 @@ class FsspecFiles:
         yield True
 
     @staticmethod
-    @contextlib.contextmanager
-    def reading(path: str) -> Iterator[bool]:
-        yield True  # nothing to hold: gc on such a store may delete what a run still reads
+    def hold(path: str) -> Hold:
+        return Hold(None)  # nothing to hold: gc on such a store may delete what a run reads
 
     def delete(self, folder: str, result: str) -> bool:
         fs = self.fs
@@ -509,15 +541,24 @@ def _modified(info: Mapping[str, Any]) -> float:
 
 @contextlib.contextmanager
 def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
-    """Hold an exclusive ``flock`` on ``path`` (made if missing); yield whether it is held.
+    """Hold an exclusive ``flock`` on the lock file ``path``; yield whether it is held.
 
-    The operating system drops the lock when its holder dies, so a dead run never blocks. A lock
-    won on a file that was deleted meanwhile (``gc``) is no lock: the file is opened again.
+    The operating system drops the lock when its holder dies, so a dead run never blocks. gc may
+    delete the entry between any two steps: a lock won on a file deleted meanwhile is no lock,
+    so the file is opened again, and a waiting caller (``wait``) makes the file and its folder
+    again, while one that does not wait finds no entry to lock (False).
     """
     import fcntl
 
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        except (FileNotFoundError, NotADirectoryError):  # no folder (any more)
+            if not wait:
+                yield False
+                return
+            _make_folder(path.parent)
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -536,13 +577,15 @@ def _flock(path: Path, wait: bool, on_wait: Callable[[], None] | None = None) ->
             if current is not None and os.path.samestat(os.fstat(fd), current):
                 yield True
                 return
+            if not wait:
+                yield False
+                return
         finally:
             os.close(fd)
-        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _unlink_unless_read(path: Path) -> bool:
-    """Remove a result file unless a run holds it (see :meth:`Store.reading`); True if gone."""
+    """Remove a result file unless a run holds it (see :class:`Hold`); True if gone."""
     import fcntl
 
     try:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import yamlio
-from .storage import DAMAGED_SUFFIX, Location, files_for
+from .storage import DAMAGED_SUFFIX, Hold, Location, files_for
 
 RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
@@ -79,6 +79,10 @@ class StoreError(Exception):
 
 class ResultNotStorableError(StoreError):
     """A task returned a value that cannot be pickled."""
+
+
+class MissingResult(StoreError):
+    """No stored result where one should be: it was deleted (``pyperunner gc``, or by hand)."""
 
 
 class EntryState(enum.Enum):
@@ -189,7 +193,8 @@ class Store:
     ) -> contextlib.AbstractContextManager[None]:
         """Hold the entry's cross-process lock; ``on_wait`` is called once if another holds it.
 
-        On a local store the lock is an OS file lock, so a process that dies releases it. A
+        On a local store the lock is an OS file lock, so a process that dies releases it; should
+        ``pyperunner gc`` delete the entry meanwhile, its folder and lock file are made again. A
         store on fsspec has no locks: this holds nothing (see ``docs/storage.md``).
         """
         return self._files.lock(self._files.at(name, key), on_wait)
@@ -276,7 +281,8 @@ class Store:
         self._files.sync()
 
     def load(self, name: str, key: str) -> Any:
-        """Load the stored output of ``name`` under ``key``.
+        """Load the stored output of ``name`` under ``key``; :class:`MissingResult` if there is
+        none (also one deleted while it was being read).
 
         On a local store numpy arrays in uncompressed results are memory-mapped copy-on-write:
         pages are read when used and shared with the page cache, and writing to them changes
@@ -284,18 +290,24 @@ class Store:
         """
         files = self._files
         path = files.at(name, key, RESULT_FILE)
+
+        def missing() -> MissingResult:
+            return MissingResult(
+                f"no stored result for task {name} with key {key} at {files.public(path)}"
+            )
+
         size, kind, crc = self._result_info(name, key)
         try:
             actual = files.size(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise StoreError(
-                f"no stored result for task {name} with key {key} at {files.public(path)}"
-            ) from None
+            raise missing() from None
         try:
             if size is not None and actual != size:
                 raise DamagedResult(f"it has {actual} bytes, {size} were written")
             return _load(files, path, kind, crc)
         except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
+            if isinstance(exc, FileNotFoundError) and not files.is_file(path):
+                raise missing() from None  # deleted while it was being read
             raise StoreError(  # the code or the machine changed, not the bytes
                 f"the stored result of task {name} at {files.public(path)} cannot be read "
                 f"({type(exc).__name__}: {exc}); make the classes it holds importable again, "
@@ -365,17 +377,18 @@ class Store:
 
         The entry first stops counting (its result is removed), then its folder goes, so a
         reader never sees a half-deleted entry as cached. Only a local store can tell that a
-        run reads the entry (see :meth:`reading`).
+        run reads the entry (see :meth:`hold`).
         """
         return self._files.delete(self._files.at(name, key), RESULT_FILE)
 
-    def reading(self, name: str, key: str) -> contextlib.AbstractContextManager[bool]:
-        """Keep :meth:`delete` (``pyperunner gc``) off a result while a run may still read it.
+    def hold(self, name: str, key: str) -> Hold | None:
+        """Keep :meth:`delete` (``pyperunner gc``) off a result while a run may still read it,
+        until the hold is closed; None if there is no result to hold.
 
-        On a local store this holds a shared lock on the result file and yields False if there
-        is no result to hold; a store on fsspec holds nothing and yields True.
+        On a local store this is a shared lock on the result file; a store on fsspec holds
+        nothing (and does not look whether the result is there).
         """
-        return self._files.reading(self._files.at(name, key, RESULT_FILE))
+        return self._files.hold(self._files.at(name, key, RESULT_FILE))
 
     def latest_record(self, name: str, except_key: str | None = None) -> dict[str, Any] | None:
         """The record of the most recently stored complete result of ``name``, if any."""

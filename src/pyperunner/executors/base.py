@@ -4,7 +4,9 @@ A job names a task, its key and where its inputs are in the store; the worker th
 the inputs, calls the task and writes the output back to the store. Only a small outcome message
 travels back to the scheduler, never a value, whatever the executor. The worker holds the entry's
 lock while it computes, so two runs on one store never compute the same entry at once: the second
-waits and then reuses the first one's result.
+waits and then reuses the first one's result. Before it lets go of that lock it takes a hold on
+the stored result (which ``pyperunner gc`` respects, as it does the lock) and hands it over with
+the outcome, so that the result is never unprotected before the runner holds it for the children.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..logs import flush_task_output, task_context
-from ..store import EntryState, Store
+from ..storage import Hold
+from ..store import EntryState, MissingResult, Store
 from ..task import Inputs, Task
 
 _WAITING = (
@@ -61,7 +64,13 @@ class Job:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How a job ended: ``error`` is None on success; ``reused`` if another run computed it."""
+    """How a job ended: ``error`` is None on success; ``reused`` if another run computed it;
+    ``vanished`` names the parents whose stored results were gone (the task did not run).
+
+    ``hold`` keeps a stored result from gc until the runner takes it over (None: nothing held).
+    It is an open file of the process that made the outcome, so pickling drops it; the process
+    executor passes it to the runner beside the outcome instead.
+    """
 
     name: str
     started: float
@@ -71,11 +80,21 @@ class Outcome:
     output_bytes: int | None = None
     reused: bool = False
     retryable: bool = True  # False while the attempt goes on in a thread nothing can stop
+    vanished: tuple[str, ...] = ()
+    hold: Hold | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         """True if the task's output is now stored."""
         return self.error is None
+
+    def release(self) -> None:
+        """Let go of the hold on the result, for an outcome no one takes (idempotent)."""
+        if self.hold is not None:
+            self.hold.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "hold": None}
 
 
 def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
@@ -100,18 +119,41 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
                         "a result for this key is stored already (by another run, or kept while "
                         "an upstream task was recomputed); using it"
                     )
-                    return Outcome(job.name, started, time.time(), reused=True)
+                    hold = store.hold(job.name, job.key)
+                    return Outcome(job.name, started, time.time(), reused=True, hold=hold)
                 store.clean(job.name, job.key)
-                inputs = job.inputs if job.task.receives_input() else ()  # else order only
-                data = Inputs((name, store.load(name, key)) for name, key in inputs)
+                data, vanished = _load_inputs(job, store)
+                if vanished:
+                    return _inputs_vanished(job, started, vanished)
                 output = job.task.execute(data)
                 size = store.save(job.name, job.key, output, job.record)
+                hold = store.hold(job.name, job.key)  # still under the lock, which gc waits for
         except BaseException as exc:
             if interruptible and isinstance(exc, KeyboardInterrupt):
                 raise
             flush_task_output(job.name)  # its unfinished line goes before the failure, not after
             return failed(job.name, started, exc)
-    return Outcome(job.name, started, time.time(), output_bytes=size)
+    return Outcome(job.name, started, time.time(), output_bytes=size, hold=hold)
+
+
+def _load_inputs(job: Job, store: Store) -> tuple[Inputs, list[str]]:
+    """The job's inputs (none for a task that takes no ``data``: its parents only order it),
+    and the parents whose stored result is gone."""
+    values, vanished = [], []
+    for name, key in job.inputs if job.task.receives_input() else ():
+        try:
+            values.append((name, store.load(name, key)))
+        except MissingResult:
+            vanished.append(name)
+    return Inputs(values), vanished
+
+
+def _inputs_vanished(job: Job, started: float, vanished: list[str]) -> Outcome:
+    """The outcome of a job whose inputs ``vanished`` from the store (deleted by hand, or by gc
+    where the run could not hold them): the scheduler has them computed again, then the job."""
+    error = f"the stored result of {', '.join(vanished)} vanished during the run"
+    logging.getLogger(job.name).warning("%s; it is computed again first", error)
+    return Outcome(job.name, started, time.time(), error, vanished=tuple(vanished))
 
 
 def failed(name: str, started: float, exc: BaseException) -> Outcome:

@@ -234,10 +234,18 @@ class DaskExecutor(Executor):
         return bool(self._running[key].future.done())
 
     def _finish(self, key: str) -> Outcome:
+        """The outcome of a done future; for a stored result, with a hold the runner takes
+        before it releases the future, which lets the worker drop its own (see
+        :func:`run_on_worker`)."""
         submitted = self._running.pop(key)
         status = "closed" if self._client is None else self._client.status
         try:
-            return _outcome_of(submitted, status)
+            outcome = _outcome_of(submitted, status)
+            if outcome.ok:
+                assert self.store is not None
+                hold = self.store.hold(submitted.job.name, submitted.job.key)
+                outcome = dataclasses.replace(outcome, hold=hold)
+            return outcome
         finally:
             submitted.future.release()  # the worker forgets the outcome
 
@@ -355,7 +363,11 @@ def run_on_worker(
 
     ``level`` is the runner's logging level, so the worker keeps the records the run logs;
     ``main_classes`` are the run's task classes from ``__main__`` (by value), whose code names
-    the classes of ``__main__`` that results hold.
+    the classes of ``__main__`` that results hold. The outcome keeps its hold on the stored
+    result (an open file of this process, not sent to the client) while Dask keeps the outcome
+    in the worker's memory: until the runner, holding the result itself, releases the future.
+    Should Dask drop it sooner (spilled to disk), gc may delete the result in between, and the
+    run computes it again.
     """
     _name_main_definitions([type(job.task), *main_classes])
     with _TASK_LOGS.capture(job.name, level) as records:

@@ -26,6 +26,7 @@ import pickle
 import queue
 import resource
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -43,6 +44,7 @@ from ..logs import (
     handle_forwarded,
     output_busy,
 )
+from ..storage import Hold
 from ..store import Store
 from .base import (
     Executor,
@@ -178,6 +180,8 @@ class ThreadExecutor(_InProcess):
             if self._running.get(outcome.name) is running:  # not given up on after a timeout
                 del self._running[outcome.name]
                 outcomes.append(outcome)
+            else:
+                outcome.release()
         now = time.monotonic()
         for name, running in list(self._running.items()):
             if running.deadline is not None and running.deadline <= now:
@@ -189,6 +193,8 @@ class ThreadExecutor(_InProcess):
     def shutdown(self) -> list[str]:
         names = list(self._running)
         self._running.clear()  # daemon threads: they cannot be stopped, and do not block exit
+        while not self._done.empty():  # ended after the run stopped: no one reads them
+            self._done.get()[1].release()
         super().shutdown()
         return names
 
@@ -256,10 +262,12 @@ class _Known:
 
 @dataclasses.dataclass(frozen=True)
 class _Report:
-    """A worker's last word on a job: its outcome, and whether it takes another job."""
+    """A worker's last word on a job: its outcome, whether it takes another job, and whether
+    the hold on the job's result follows it over the connection (see :func:`_send_hold`)."""
 
     outcome: Outcome
     more: bool
+    held: bool = False
 
 
 class ProcessExecutor(Executor):
@@ -467,11 +475,14 @@ class ProcessExecutor(Executor):
         except (EOFError, OSError):
             report = None
         if report is not None:
+            outcome = report.outcome
+            if report.held:  # right behind the report, before the connection may be closed
+                outcome = dataclasses.replace(outcome, hold=_receive_hold(conn))
             worker.running = None
             if not report.more:
                 del self._workers[conn]
                 self._let_exit(worker)
-            return report.outcome
+            return outcome
         running = self._retire(conn)  # the worker died
         if running is None:
             return None  # while idle: nothing is lost, a new worker takes the next job
@@ -582,6 +593,16 @@ def _worker_main(
         with lock:
             conn.send_bytes(pickle.dumps(message))  # multiprocessing's own pickler is slower
 
+    def report(outcome: Outcome, more: bool) -> None:
+        """Send the job's report and, right behind it, the hold on its result: the runner has
+        the result held before this worker lets go of it."""
+        fd = None if outcome.hold is None else outcome.hold.fd
+        with lock:
+            conn.send_bytes(pickle.dumps(_Report(outcome, more, held=fd is not None)))
+            if fd is not None:
+                _send_hold(conn, fd)
+        outcome.release()
+
     done = 0
     adopts_orphans = _become_subreaper()
     with (
@@ -597,7 +618,7 @@ def _worker_main(
             if adopts_orphans:  # also what left the worker's process group (setsid)
                 _end_children()
             more = clean is not None and adopts_orphans and done != max_tasks and clean.restore()
-            send(_Report(outcome, more))
+            report(outcome, more)
             if not more:
                 break
             job = None
@@ -640,6 +661,25 @@ def _forward_last_words(conn: Connection) -> None:
             message = conn.recv()
             if isinstance(message, logging.LogRecord):
                 handle_forwarded(message)
+            elif isinstance(message, _Report):
+                break  # its last message; the hold that may follow goes with the connection
+
+
+def _send_hold(conn: Connection, fd: int) -> None:
+    """Pass the open file ``fd`` to the runner over the worker's connection, a Unix socket
+    (``SCM_RIGHTS``): the runner's copy then holds the same lock."""
+    with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        socket.send_fds(sock, [b"h"], [fd])
+
+
+def _receive_hold(conn: Connection) -> Hold | None:
+    """The hold a worker passed behind its report; None if it died before it could."""
+    try:
+        with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            fds = socket.recv_fds(sock, 1, 1)[1]
+    except OSError:
+        return None
+    return Hold(fds[0]) if fds else None
 
 
 def _next_job(conn: Connection, known: _Known, send: Callable[[object], None]) -> Job | None:
