@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
 import re
 import shlex
 import shutil
@@ -324,6 +325,8 @@ def test_runs_lists_every_run_in_start_order(project: Project) -> None:
     second = run_inline(project.pipeline(fail=True), code=1)
     third = run_inline(project.pipeline(factor=4))
     (third / "run.yaml").unlink()
+    summary = json.loads((third / "summary.json").read_text())  # as when its runner was killed
+    (third / "summary.json").write_text(json.dumps({**summary, "finished": None}))
     output = cli("runs", project.log).output
     lines = output.splitlines()
     assert lines[0].split() == ["RUN", "PIPELINE", "STARTED", "DURATION", "TASKS"]
@@ -362,6 +365,9 @@ def test_runs_lists_every_run_and_shows_broken_ones_as_unreadable(project: Proje
     not_yaml = shutil.copytree(good, project.log / "not-yaml")
     (not_yaml / "pipeline.yaml").write_text("pipeline: [oops\n")
     broken_copy(good, "no-tasks", "pipeline.yaml", lambda doc: doc["pipeline"].pop("tasks"))
+    for copy in project.log.iterdir():  # as runs made before summaries: their files are read
+        if copy != good:
+            (copy / "summary.json").unlink()
     lines = cli("runs", project.log).output.splitlines()
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {good.name, *BAD_OUTCOMES, "not-yaml", "no-tasks"}
@@ -787,7 +793,8 @@ def test_an_alias_bomb_as_pipeline_file_is_refused_at_once(project: Project, com
 def test_an_alias_bomb_as_run_yaml_is_refused_at_once(project: Project, command: str):
     run_dir = run_inline(project.pipeline())
     (run_dir / "run.yaml").write_text((run_dir / "run.yaml").read_text() + BOMB)
-    if command == "runs":
+    if command == "runs":  # a listing reads summaries, not run.yaml: made before summaries
+        (run_dir / "summary.json").unlink()
         assert "unreadable run.yaml" in cli("runs", project.log).output
         return
     args = ("Total()",) if command == "result" else ()

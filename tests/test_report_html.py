@@ -379,7 +379,7 @@ def test_user_strings_are_escaped(first_run: Path) -> None:
     assert doc.find("title").text() == f"diamond <demo> · {first_run.parent.name}"
 
 
-def test_missing_run_yaml_renders_what_the_store_and_log_tell(tmp_path: Path) -> None:
+def test_missing_run_yaml_renders_what_the_journal_tells(tmp_path: Path) -> None:
     run_dir = run_pipeline(tmp_path, diamond())
     recorded = {name: cell(r, "status") for name, r in rows(parse(write_report(run_dir))).items()}
     assert set(recorded.values()) == {"SUCCESS", "FAILURE", "CANT_RUN"}
@@ -387,10 +387,10 @@ def test_missing_run_yaml_renders_what_the_store_and_log_tell(tmp_path: Path) ->
     doc = parse(write_report(run_dir))
     assert {name: cell(r, "status") for name, r in rows(doc).items()} == recorded
     assert "run.yaml is missing" in " ".join(doc.find("header").text().split())
-    shutil.rmtree(tmp_path / "data")  # nothing stored: the log alone tells
+    shutil.rmtree(tmp_path / "data")  # nothing stored: the journal alone tells
     doc = parse(write_report(run_dir))
     assert {name: cell(r, "status") for name, r in rows(doc).items()} == recorded
-    (Path(run_dir) / "pipeline.log").write_text("")  # and with nothing in the log either
+    (Path(run_dir) / "events.jsonl").unlink()  # and without the journal either
     doc = parse(write_report(run_dir))
     assert {cell(r, "status") for r in rows(doc).values()} == {"NOT_STARTED"}
     assert sorted(rows(doc)) == sorted(TASKS)

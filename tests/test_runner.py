@@ -33,6 +33,7 @@ from pyperunner import (
     Task,
     TaskOutputUnavailableError,
     run,
+    runfolder,
     task,
 )
 from pyperunner.executors import ThreadExecutor
@@ -1078,18 +1079,29 @@ def test_a_run_whose_runner_left_no_run_yaml_is_read_back_from_the_store_and_log
     assert not view.has_outcome
 
 
-def test_a_killed_run_is_not_credited_with_what_a_later_run_stored(paths):
+def test_a_killed_run_is_told_by_its_journal_not_by_what_a_later_run_stored(paths):
     pipeline = Pipeline("killed", [Collect("c")(Node("a"))])
     killed = make_runner(paths, executor="inline").run(pipeline)
     (killed.run_dir / "run.yaml").unlink()  # as if its runner died right after Node(a)
-    log_file = killed.run_dir / "pipeline.log"
-    lines = log_file.read_text().splitlines(keepends=True)
-    log_file.write_text("".join(line for line in lines if "Collect(c)" not in line))
-    stored = killed.path("Collect(c)").stat().st_mtime
-    os.utime(log_file, (stored - 5, stored - 5))  # its log ended before Collect(c) was stored
+    journal = killed.run_dir / "events.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(line for line in lines if "Collect(c)" not in line))
+    assert killed.path("Collect(c)").exists()  # stored, as by a later run
 
     recovered = PipelineResult.from_file(killed.run_dir)
     assert recovered.statuses == {"Node(a)": Status.SUCCESS, "Collect(c)": Status.NOT_STARTED}
+    assert recovered.durations["Node(a)"] is not None  # the journal holds whole records
+
+
+def test_a_journal_line_cut_short_by_a_kill_is_skipped(paths):
+    killed = make_runner(paths, executor="inline").run(Pipeline("cut", [Collect("c")(Node("a"))]))
+    (killed.run_dir / "run.yaml").unlink()
+    journal = killed.run_dir / "events.jsonl"
+    text = journal.read_text()
+    cut = text.rindex('{"task":"Collect(c)"')
+    journal.write_text(text[: cut + 20])  # the last record of Collect(c) cut in its middle
+    recovered = PipelineResult.from_file(killed.run_dir)
+    assert recovered.statuses == {"Node(a)": Status.SUCCESS, "Collect(c)": Status.INTERRUPTED}
 
 
 def test_a_damaged_result_of_a_task_that_runs_anyway_is_still_named(paths, calls):
@@ -1170,3 +1182,39 @@ def test_a_task_without_data_can_sit_inside_a_sequential(paths, calls):
     result = make_runner(paths, executor="inline").run(Sequential("seq", chain))
     assert calls.order() == ["1", "After(mid)", "Collect(end)"]
     assert result["Collect(end)"]["items"] == ["after mid"]
+
+
+# --------------------------------------------------------------------------- the run folder's files
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_run_keeps_a_summary_a_journal_and_each_tasks_own_log(paths, executor):
+    pipeline = Pipeline("files", [Boom("b")(Printer("p"))])
+    result = make_runner(paths, executor=executor).run(pipeline)
+    folder = result.run_dir
+    summary = runfolder.read_summary(folder)
+    assert summary is not None and summary.pipeline == "files" and summary.tasks == 2
+    assert summary.counts == {"SUCCESS": 1, "FAILURE": 1} and summary.state == "finished"
+    journal = runfolder.read_journal(folder)
+    assert journal is not None and journal.ended
+    assert journal.tasks["Boom(b)"].status is Status.FAILURE
+    assert "kaboom-marker" in journal.tasks["Boom(b)"].traceback
+    assert journal.tasks["Printer(p)"].duration == result.durations["Printer(p)"]
+    keys = result.task_keys
+    printed = runfolder.read_task_log(folder, keys["Printer(p)"])
+    assert "hello from print marker" in printed and "info from logger marker" in printed
+    failed = runfolder.read_task_log(folder, keys["Boom(b)"])
+    assert "kaboom-marker" in failed and "print marker" not in failed
+
+
+def test_the_journal_is_read_on_from_where_a_reader_left_it(paths):
+    result = make_runner(paths, executor="inline").run(Pipeline("on", [Node("a")]))
+    journal_file = result.run_dir / "events.jsonl"
+    whole = journal_file.read_bytes()
+    journal_file.write_bytes(whole[: whole.index(b"\n") + 1] + b'{"task": "Node(a)", "ru')
+    seen = runfolder.read_journal(result.run_dir)
+    assert seen is not None and seen.tasks == {} and not seen.ended
+    journal_file.write_bytes(whole)  # the run went on
+    seen = runfolder.read_journal(result.run_dir, seen)
+    assert seen.tasks["Node(a)"].status is Status.SUCCESS and seen.ended
+    assert seen.size == len(whole)

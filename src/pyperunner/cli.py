@@ -213,7 +213,7 @@ def run(
         click.echo("Interrupted: run it again to go on from what is stored", err=True)
         raise SystemExit(128 + signal.SIGINT) from None
     click.echo(f"Run folder: {runner.run_dir}")
-    click.echo(f"Tasks: {format_counts(result.statuses.values())}")
+    click.echo(f"Tasks: {format_counts(collections.Counter(result.statuses.values()))}")
     for name, task_run in result.failed.items():
         click.echo(f"FAILED {name}: {first_line(task_run.error)}")
     if not result.ok:
@@ -287,12 +287,12 @@ def show(run_path: str) -> None:
     started = (info.started or "?").replace("T", " ")
     click.echo(f"Run {info.folder.name} of pipeline {info.pipeline}, started {started}")
     click.echo(f"Took {format_duration(info.duration)}: {info.state}")
-    if info.statuses is None:
+    if info.counts is None:
         click.echo(
-            "It is still going: the statuses below are what the store and its log tell so far."
+            "It is still going: the statuses below are what its journal tells so far."
             if info.going
             else "Its runner ended without recording the run (killed?): the statuses below are "
-            "what the store and the run's log tell."
+            "what its journal tells."
         )
     elif run.outcome and run.outcome.get("error"):
         click.echo(f"It could not start: {run.outcome['error']}")
@@ -584,13 +584,14 @@ class RunFiles:
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
-    """What a run folder says about its run; ``statuses`` is None while run.yaml is missing."""
+    """What a run folder says about its run; ``counts`` (tasks by status) is None while the run
+    has no outcome."""
 
     folder: Path
     pipeline: str
     started: str | None
     duration: float | None
-    statuses: list[Status] | None
+    counts: Mapping[Status, int] | None
     problem: str | None = None  # why the folder cannot be read, if it cannot
     going: bool = False  # its runner still runs it
 
@@ -599,9 +600,9 @@ class RunInfo:
         """``3 SUCCESS``, ``incomplete`` or ``unreadable ...``: the run's tasks in a few words."""
         if self.problem is not None:
             return f"unreadable {self.problem}"
-        if self.statuses is None:
+        if self.counts is None:
             return "still going" if self.going else "incomplete"
-        return format_counts(self.statuses)
+        return format_counts(self.counts)
 
 
 def open_run(path: Path) -> RunFiles:
@@ -614,22 +615,34 @@ def run_info(run: RunFiles) -> RunInfo:
     """Summarise a run: pipeline, start, duration and task statuses."""
     started = run.doc["run"].get("started")
     outcome = run.outcome or {}
-    statuses = [
+    counts = collections.Counter(
         Status(record.get("status", Status.NOT_STARTED.value))
         for record in (outcome.get("tasks") or {}).values()
-    ]
+    )
     return RunInfo(
         folder=run.folder,
         pipeline=str(run.doc["pipeline"].get("name", "?")),
         started=None if started is None else str(started),
         duration=outcome.get("duration"),
-        statuses=None if run.outcome is None else statuses,
+        counts=None if run.outcome is None else counts,
         going=run.outcome is None and is_going(run.folder),
     )
 
 
 def list_entry(folder: Path) -> RunInfo:
-    """``run_info`` of a folder under LOG_PATH; a broken one is listed with what is wrong."""
+    """What a folder under LOG_PATH says of its run: from its small summary, or (a run made
+    before summaries were kept) from its files, a broken one listed with what is wrong."""
+    summary = runfolder.read_summary(folder)
+    if summary is not None:
+        done = summary.finished is not None
+        return RunInfo(
+            folder=folder,
+            pipeline=summary.pipeline,
+            started=summary.started,
+            duration=summary.duration,
+            counts={Status(k): n for k, n in summary.counts.items()} if done else None,
+            going=not done and summary.state == "running",
+        )
     info = RunInfo(folder, "?", None, None, None)
     path = folder / PIPELINE_FILE
     try:
@@ -722,10 +735,9 @@ def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]
 # --------------------------------------------------------------------------- formatting
 
 
-def format_counts(statuses: Iterable[Status]) -> str:
+def format_counts(counts: Mapping[Status, int]) -> str:
     """``6 SUCCESS, 1 FAILURE``: how many tasks ended in each status."""
-    counts = collections.Counter(statuses)
-    parts = [f"{counts[status]} {status.value}" for status in STATUS_ORDER if counts[status]]
+    parts = [f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s)]
     return ", ".join(parts) or "no tasks"
 
 

@@ -19,7 +19,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, AnyStr, TextIO
 
@@ -499,17 +499,22 @@ run's files are)."""
 
 @contextlib.contextmanager
 def run_logging(
-    log_file: Path, console: bool = True, live: bool = False
+    log_file: Path,
+    console: bool = True,
+    live: bool = False,
+    also: Sequence[logging.Handler] = (),
 ) -> Iterator[logging.StreamHandler[TextIO] | None]:
-    """Log to ``log_file`` (and the console) for the duration of a run, then restore logging;
-    yields the console's handler (None without a console), whose stream a live view takes over.
+    """Log to ``log_file`` (and the console, and the handlers ``also``) for the duration of a
+    run, then restore logging; yields the console's handler (None without a console), whose
+    stream a live view takes over.
 
     With a ``live`` view on the console, the console gets only the run's own warnings, errors
     and headlines: what tasks log and how each task fares, the view shows; the file has all.
     """
     file_handler = _RunLog(log_file, encoding="utf-8", errors="backslashreplace")
-    file_handler.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [file_handler]
+    handlers: list[logging.Handler] = [file_handler, *also]
+    for handler in handlers:
+        handler.setLevel(logging.INFO)
     if console:
         console_handler = logging.StreamHandler(real_stream(sys.stderr))
         console_handler.setLevel(logging.INFO)

@@ -24,17 +24,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import yamlio
+from . import runfolder
 from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline, PipelineError, graph_keys
 from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PipelineResult
-from .runfolder import LOG_FILE, PIPELINE_FILE, RUN_FILE, running
+from .runfolder import LOG_FILE, RunWriter
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
-from .storage import write_atomic
 from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
 
@@ -129,21 +128,23 @@ class Runner:
             def not_started() -> dict[str, TaskRun]:
                 return {name: TaskRun(Status.NOT_STARTED) for name in graph}
 
-            launched = False
+            launched, writer = False, None
             try:
                 with preparing(not_started):
-                    run_dir = self._make_run_dir(pipeline.name)
+                    run_dir = runfolder.make_folder(self.log_path, pipeline.name)
+                    writer = RunWriter(run_dir, keys)
+                    stack.callback(writer.close)
                     self.run_dir, self._graph = run_dir, graph  # a signal from here is recorded
-                    stack.enter_context(running(run_dir))
+                    stack.enter_context(runfolder.running(run_dir))
                     pipeline_doc["run"]["run_dir"] = str(run_dir)
                     live = self._live()
                     console = stack.enter_context(
-                        run_logging(run_dir / LOG_FILE, self.console, live)
+                        run_logging(run_dir / LOG_FILE, self.console, live, [writer.task_logs()])
                     )
-                    write_atomic(run_dir / PIPELINE_FILE, yamlio.dump(pipeline_doc).encode())
+                    writer.begin(pipeline_doc)
                     log.info(
                         "Stored pipeline parameters in %s",
-                        run_dir / PIPELINE_FILE,
+                        run_dir / runfolder.PIPELINE_FILE,
                         extra={HEADLINE: True},
                     )
                     records = {name: _record_of(tasks[name], keys) for name in graph}
@@ -151,13 +152,14 @@ class Runner:
                     stack.callback(holds.close)
                     plan = self._plan(graph, tasks, keys, records, force_reload, pipeline, holds)
                     holds.start(plan)
+                    writer.planned(plan.cached)
                     log.info(
                         "Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached)
                     )
                     if show_execution_plan:
                         pipeline.summary()
                     pipeline._plan = None  # the boxes of a later summary() are not this run's
-                    listener: Listener = _log_change
+                    listener: Listener = _both(_log_change, writer.changed)
                     if live:  # started after the plan is printed, so it draws below it
                         from .report.progress import LiveProgress
 
@@ -185,18 +187,20 @@ class Runner:
                 runs = run_plan(graph, plan, jobs, executor, workers, holds, listener, fail_fast)
             except RunInterrupted as interrupted:
                 restore_signals = interrupted.restore_signals
-                if self.run_dir is not None:  # else it stopped before there was a run to record
-                    self._record(pipeline, pipeline_doc, keys, interrupted.runs, started)
+                if writer is not None:  # else it stopped before there was a run to record
+                    self._record(writer, pipeline, pipeline_doc, keys, interrupted.runs, started)
                     log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
                 if interrupted.signum == signal.SIGINT:
                     raise KeyboardInterrupt from None
                 raise SystemExit(128 + interrupted.signum) from None
             except Exception as exc:
-                if self.run_dir is not None and not launched:  # recorded as a run that never began
+                if writer is not None and not launched:  # recorded as a run that never began
                     error = f"{type(exc).__name__}: {exc}"
                     log.error("The run could not start: %s", error)
                     with contextlib.suppress(Exception):  # best effort: exc is what to tell
-                        self._record(pipeline, pipeline_doc, keys, not_started(), started, error)
+                        self._record(
+                            writer, pipeline, pipeline_doc, keys, not_started(), started, error
+                        )
                 raise
             finally:
                 executor.shutdown()  # idempotent; releases what an executor holds (a client)
@@ -204,12 +208,13 @@ class Runner:
                     self.store.sync()  # the run's results survive a power cut from here on
                 if restore_signals is not None:
                     restore_signals()
-            self._record(pipeline, pipeline_doc, keys, runs, started)
+            self._record(writer, pipeline, pipeline_doc, keys, runs, started)
         assert self._result is not None
         return self._result
 
     def _record(
         self,
+        writer: RunWriter,
         pipeline: Pipeline,
         pipeline_doc: Mapping[str, Any],
         keys: Mapping[str, str],
@@ -217,8 +222,8 @@ class Runner:
         started: float,
         error: str | None = None,
     ) -> None:
-        """Keep the run's results and write its outcome (run.yaml, pictures, summary line);
-        ``error`` says why a run never began."""
+        """Keep the run's results and write its outcome (run.yaml and the summary through
+        ``writer``, the pictures, the last log lines); ``error`` says why a run never began."""
         assert self.run_dir is not None
         run_dir = self.run_dir
         self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
@@ -233,7 +238,7 @@ class Runner:
         }
         if error is not None:
             doc["error"] = error
-        write_atomic(run_dir / RUN_FILE, yamlio.dump(doc).encode())
+        writer.end(pipeline_doc, doc)
         try:  # pictures must never fail a run that computed everything
             from .report.html import write_report
 
@@ -375,27 +380,6 @@ class Runner:
         return write_status_png(graph, self.run_dir / fname, title=self._result.pipeline_name)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _make_run_dir(self, name: str) -> Path:
-        """``<name>_<yymmddTHHMMSS>``; a later run in the same second adds ``_<microseconds>``, so
-        that sorting run folders (or their ``pipeline.yaml`` paths) by name sorts them by time."""
-        base = f"{name}_{dt.datetime.now():%y%m%dT%H%M%S}"
-        try:
-            self.log_path.mkdir(parents=True, exist_ok=True)
-            for attempt in range(10_000):
-                path = self.log_path / (f"{base}_{dt.datetime.now():%f}" if attempt else base)
-                try:
-                    path.mkdir()
-                except FileExistsError:
-                    continue
-                return path
-        except OSError as exc:
-            raise type(exc)(
-                exc.errno,
-                f"cannot create a run folder in {self.log_path} ({exc.strerror}); give a "
-                "log_path this process can write to",
-            ) from exc
-        raise RuntimeError(f"cannot create a run folder in {self.log_path}")
 
     def _run_info(self) -> dict[str, Any]:
         """What a run's ``pipeline.yaml`` tells of where and how it ran (``run_dir`` set later)."""
