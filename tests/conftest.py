@@ -78,3 +78,23 @@ def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Calls:
 def paths(tmp_path: Path) -> tuple[Path, Path]:
     """A fresh (data_path, log_path) pair inside tmp_path."""
     return tmp_path / "data", tmp_path / "log"
+
+
+def double_fork_sleeper() -> int:
+    """Detach ``sleep 61`` as daemons do (fork, setsid, fork, exec): the middle process exits at
+    once, so the sleeper is an orphan in a session of its own; return its pid."""
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:  # the caller may have threads: this child only forks, writes and exits
+        try:
+            os.setsid()
+            sleeper = os.fork()
+            if sleeper == 0:
+                os.execvp("sleep", ["sleep", "61"])
+            os.write(write_end, str(sleeper).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_end, "rb") as reading:
+        return int(reading.read())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import record_call
+from conftest import double_fork_sleeper, record_call
 from test_faults import wait_gone
 
 from pyperunner import (
@@ -883,26 +883,6 @@ def test_a_process_a_task_forks_handles_sigterm_as_before_the_run(tmp_path, exec
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     result = make_runner(tmp_path, executor).run(Pipeline("forks", [forks_a_child()]))
     assert result["ForksAChild()"] == "default"  # so Pool.terminate() can end its workers
-
-
-def double_fork_sleeper() -> int:
-    """Detach ``sleep 61`` as daemons do (fork, setsid, fork, exec): the middle process exits at
-    once, so the sleeper is an orphan in a session of its own; return its pid."""
-    read_end, write_end = os.pipe()
-    middle = os.fork()
-    if middle == 0:  # the caller may have threads: this child only forks, writes and exits
-        try:
-            os.setsid()
-            sleeper = os.fork()
-            if sleeper == 0:
-                os.execvp("sleep", ["sleep", "61"])
-            os.write(write_end, str(sleeper).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(middle, 0)
-    with os.fdopen(read_end, "rb") as reading:
-        return int(reading.read())
 
 
 @task("Daemonizes", receives_input=False)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import parent_of, record_call
+from conftest import double_fork_sleeper, parent_of, record_call
 from test_faults import (
     leftovers,
     process_state,
@@ -60,23 +60,9 @@ def start_sleeper(folder: Path, name: str) -> dict[str, int]:
 
 
 def start_daemon(folder: Path, name: str) -> dict[str, int]:
-    """Double-fork ``sleep 60`` into a session of its own, the way daemons detach; the middle
+    """Double-fork ``sleep`` into a session of its own, the way daemons detach; the middle
     process exits at once, so the sleeper is an orphan. Its pid goes to ``<name>.left``."""
-    read_end, write_end = os.pipe()
-    middle = os.fork()
-    if middle == 0:  # the worker has threads: this child only forks, writes and exits
-        try:
-            os.setsid()
-            grandchild = os.fork()
-            if grandchild == 0:
-                os.execvp("sleep", ["sleep", "60"])
-            os.write(write_end, str(grandchild).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    os.waitpid(middle, 0)
-    grandchild = int(os.read(read_end, 64))
-    os.close(read_end)
+    grandchild = double_fork_sleeper()
     (folder / f"{name}.left").write_text(str(grandchild))
     return {"child": grandchild, "child_sid": os.getsid(grandchild)}
 
