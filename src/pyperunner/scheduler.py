@@ -271,7 +271,7 @@ class _Loop:
         name, run = outcome.name, self.runs[outcome.name]
         run.started, run.finished = outcome.started, outcome.finished
         run.error, run.traceback = outcome.error, outcome.traceback
-        run.output_bytes = outcome.output_bytes
+        run.output_bytes, run.preview = outcome.output_bytes, outcome.preview
         if outcome.vanished:
             self._inputs_vanished(name, outcome.vanished)
         elif not outcome.ok:

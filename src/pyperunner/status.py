@@ -41,6 +41,7 @@ class TaskRun:
     traceback: str | None = None
     output_bytes: int | None = None
     attempts: int = 0
+    preview: dict[str, Any] | None = None  # the output at a glance (pyperunner.preview)
 
     @property
     def duration(self) -> float | None:
@@ -78,5 +79,11 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "finished": (int, float),
     "output_bytes": (int,),
     "attempts": (int,),
+    "preview": (dict,),
 }
-_KIND_NAMES = {(str,): "a text", (int, float): "a number", (int,): "a whole number"}
+_KIND_NAMES = {
+    (str,): "a text",
+    (int, float): "a number",
+    (int,): "a whole number",
+    (dict,): "a mapping",
+}

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import preview
 from ..logs import flush_task_output, task_context
 from ..storage import Hold
 from ..store import EntryState, MissingResult, Store
@@ -81,6 +82,7 @@ class Outcome:
     reused: bool = False
     retryable: bool = True  # False while the attempt goes on in a thread nothing can stop
     vanished: tuple[str, ...] = ()
+    preview: dict[str, Any] | None = None  # what the output is, at a glance (preview.describe)
     hold: Hold | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -126,14 +128,15 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
                 if vanished:
                     return _inputs_vanished(job, started, vanished)
                 output = job.task.execute(data)
-                size = store.save(job.name, job.key, output, job.record)
+                shown = preview.describe(output)
+                size = store.save(job.name, job.key, output, {**job.record, "preview": shown})
                 hold = store.hold(job.name, job.key)  # still under the lock, which gc waits for
         except BaseException as exc:
             if interruptible and isinstance(exc, KeyboardInterrupt):
                 raise
             flush_task_output(job.name)  # its unfinished line goes before the failure, not after
             return failed(job.name, started, exc)
-    return Outcome(job.name, started, time.time(), output_bytes=size, hold=hold)
+    return Outcome(job.name, started, time.time(), output_bytes=size, preview=shown, hold=hold)
 
 
 def _load_inputs(job: Job, store: Store) -> tuple[Inputs, list[str]]:
