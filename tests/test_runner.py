@@ -1072,11 +1072,11 @@ def test_a_run_whose_runner_left_no_run_yaml_is_read_back_from_the_store_and_log
     )
     assert recovered.runs["Boom(x)"].error == done.runs["Boom(x)"].error
     assert recovered["Collect(c)"] == done["Collect(c)"]
-    from pyperunner.report.html import read_run
+    from pyperunner.report.rundata import run_document
 
-    view = read_run(done.run_dir)  # what report.html draws
-    assert {t.name: t.run.status for t in view.tasks} == done.statuses
-    assert not view.has_outcome
+    doc = run_document(done.run_dir)  # what report.html and the UI draw
+    assert {t["name"]: Status(t["status"]) for t in doc["tasks"]} == done.statuses
+    assert doc["finished"] is None
 
 
 def test_a_killed_run_is_told_by_its_journal_not_by_what_a_later_run_stored(paths):

@@ -1,0 +1,387 @@
+/* pyperunner's run browser: the task graph of a run page. dagre (vendor/dagre.min.js) places the
+ * boxes; this file draws them as SVG (one <g class="task" data-name> per task box, one
+ * <g class="group" data-group> per group of like tasks), pans (drag) and zooms (wheel, buttons),
+ * fits the graph to its frame, folds groups of like tasks into one box when the graph is large and
+ * unfolds them on click, and recolours boxes as statuses change. */
+'use strict';
+
+/* Above this many tasks, each group of like tasks starts as one box. */
+const COLLAPSE_ABOVE = 30;
+const BOX_HEIGHT = 44;
+const GROUP_HEIGHT = 48;
+const STACK = 6; /* how far the cards behind a group box show */
+const PAD_X = 12;
+const MIN_BOX_WIDTH = 110;
+const MAX_LABEL_PX = 300;
+const TAB_HEIGHT = 22;
+const MIN_SCALE = 0.02;
+const MAX_SCALE = 4;
+const LAYOUT = {rankdir: 'TB', nodesep: 26, ranksep: 54, edgesep: 14, marginx: 24, marginy: 24};
+
+class TaskGraph {
+  /* tasks: the run document's tasks; groups: its groups; onSelect(name) when a task is clicked. */
+  constructor(tasks, groups, onSelect) {
+    this.tasks = new Map(tasks.map((task) => [task.name, task]));
+    this.groups = new Map(groups.map((group) => [group.id, group]));
+    this.groupOf = new Map();
+    for (const group of groups) for (const name of group.tasks) this.groupOf.set(name, group);
+    this.folding = tasks.length > COLLAPSE_ABOVE && groups.length > 0;
+    this.expanded = new Set();
+    this.onSelect = onSelect;
+    this.selected = null;
+    this.view = {x: 0, y: 0, k: 1};
+    this.drawn = new Map(); /* drawn node id -> {element, box, detail, members} */
+    this.measure = document.createElement('canvas').getContext('2d');
+    this.element = this.frame();
+  }
+
+  // -- the frame: toolbar, legend, svg ---------------------------------------------------------
+
+  frame() {
+    this.viewport = svgEl('g', {class: 'viewport'});
+    this.svg = svgEl('svg', {class: 'graph', role: 'img', 'aria-label': 'task graph'},
+      svgEl('defs', {}, svgEl('marker', {
+        id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
+        orient: 'auto-start-reverse',
+      }, svgEl('path', {d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead'}))),
+      this.viewport);
+    const button = (label, title, action, cls) => el('button', {
+      type: 'button', class: `tool ${cls}`, title, 'aria-label': title, onclick: action}, label);
+    const tools = [
+      button('+', 'Zoom in', () => this.zoomBy(1.25), 'zoom-in'),
+      button('−', 'Zoom out', () => this.zoomBy(0.8), 'zoom-out'),
+      button('Fit', 'Fit the graph to the frame', () => this.fit(), 'fit'),
+    ];
+    if (this.folding) {
+      tools.push(
+        button('Expand all', 'Draw every task of every group', () => this.setAll(true), 'expand-all'),
+        button('Collapse all', 'Draw each group as one box', () => this.setAll(false), 'collapse-all'));
+    }
+    const legend = el('div', {class: 'legend'}, WORST_FIRST.map((status) =>
+      el('span', {class: 'legend-item'},
+        el('span', {class: 'swatch', 'data-status': status, style: `--chip: ${STATUS_COLORS[status]}`}),
+        STATUS_LABELS[status])));
+    this.listen();
+    return el('div', {class: 'graph-frame'},
+      el('div', {class: 'graph-tools'}, tools, legend), this.svg);
+  }
+
+  // -- what is drawn -----------------------------------------------------------------------------
+
+  isFolded(group) {
+    return this.folding && !this.expanded.has(group.id);
+  }
+
+  /* The id of the box a task is drawn in: its own, or its folded group's. */
+  drawnId(name) {
+    const group = this.groupOf.get(name);
+    return group && this.isFolded(group) ? 'g:' + group.id : 't:' + name;
+  }
+
+  textWidth(text, font) {
+    this.measure.font = font;
+    return this.measure.measureText(text).width;
+  }
+
+  /* The text of a label cut to MAX_LABEL_PX, with an ellipsis. */
+  fitText(text, font) {
+    if (this.textWidth(text, font) <= MAX_LABEL_PX) return text;
+    let cut = Math.floor(text.length * MAX_LABEL_PX / this.textWidth(text, font));
+    while (cut > 1 && this.textWidth(text.slice(0, cut) + '…', font) > MAX_LABEL_PX) cut -= 1;
+    return text.slice(0, cut) + '…';
+  }
+
+  /* Lay the graph out with dagre and draw it; keeps the view unless refit. */
+  render() {
+    const family = getComputedStyle(document.body).fontFamily;
+    this.fonts = {name: `600 12.5px ${family}`, detail: `11.5px ${family}`};
+    const graph = new dagre.graphlib.Graph({compound: true, multigraph: false});
+    graph.setGraph({...LAYOUT});
+    graph.setDefaultEdgeLabel(() => ({}));
+    const nodes = new Map(); /* id -> {kind, name|group, label, detail, status, members} */
+    for (const task of this.tasks.values()) {
+      const id = this.drawnId(task.name);
+      if (nodes.has(id)) continue;
+      if (id.startsWith('g:')) {
+        const group = this.groupOf.get(task.name);
+        nodes.set(id, {kind: 'group', group, members: group.tasks});
+      } else {
+        nodes.set(id, {kind: 'task', task, members: [task.name]});
+      }
+    }
+    for (const [id, node] of nodes) {
+      this.describe(node);
+      const label = node.kind === 'group' ? node.group.id : node.task.name;
+      node.label = this.fitText(label, this.fonts.name);
+      const width = Math.max(MIN_BOX_WIDTH, 2 * PAD_X + Math.max(
+        this.textWidth(node.label, this.fonts.name), this.textWidth(node.detail, this.fonts.detail)));
+      const height = node.kind === 'group' ? GROUP_HEIGHT + STACK : BOX_HEIGHT;
+      graph.setNode(id, {width: node.kind === 'group' ? width + STACK : width, height});
+    }
+    for (const group of this.groups.values()) {
+      if (!this.folding || this.isFolded(group)) continue;
+      graph.setNode('c:' + group.id, {});
+      for (const name of group.tasks) graph.setParent('t:' + name, 'c:' + group.id);
+    }
+    const edges = new Map();
+    for (const task of this.tasks.values()) {
+      const to = this.drawnId(task.name);
+      for (const parent of task.parents) {
+        if (!this.tasks.has(parent)) continue;
+        const from = this.drawnId(parent);
+        if (from === to) continue;
+        const key = from + '\n' + to;
+        const edge = edges.get(key) || {from, to, count: 0};
+        edge.count += 1;
+        edges.set(key, edge);
+      }
+    }
+    for (const edge of edges.values()) {
+      const label = {};
+      if (edge.count > 1) {
+        edge.text = `×${edge.count}`;
+        Object.assign(label, {width: this.textWidth(edge.text, this.fonts.detail) + 10,
+          height: 16, labelpos: 'c'});
+      }
+      graph.setEdge(edge.from, edge.to, label);
+    }
+    dagre.layout(graph);
+    this.size = {width: graph.graph().width || 1, height: graph.graph().height || 1};
+    this.draw(graph, nodes, edges);
+  }
+
+  /* A drawn node's status, its detail line and its tooltip, from its tasks. */
+  describe(node) {
+    if (node.kind === 'task') {
+      const task = node.task;
+      node.status = task.status;
+      const parts = [STATUS_LABELS[task.status] || task.status];
+      if (task.duration !== null && task.duration !== undefined) parts.push(fmtDuration(task.duration));
+      if (task.attempts > 1) parts.push(`${task.attempts} attempts`);
+      node.detail = parts.join(' · ');
+      node.title = task.error ? `${task.name}\n${task.error}` : task.name;
+      return;
+    }
+    const counts = countStatuses(node.members.map((name) => this.tasks.get(name)));
+    node.status = worstStatus(counts);
+    node.detail = WORST_FIRST.filter((s) => counts[s])
+      .map((s) => `${fmtCount(counts[s])} ${STATUS_LABELS[s]}`).join(' · ');
+    node.title = `${node.group.id}\n${node.detail}\nclick to draw each task`;
+  }
+
+  draw(graph, nodes, edges) {
+    clear(this.viewport);
+    this.drawn.clear();
+    const clusters = svgEl('g', {class: 'clusters'});
+    const lines = svgEl('g', {class: 'edges'});
+    const labels = svgEl('g', {class: 'edge-labels'});
+    const boxes = svgEl('g', {class: 'boxes'});
+    for (const group of this.groups.values()) {
+      if (!this.folding || this.isFolded(group)) continue;
+      clusters.appendChild(this.clusterBox(group, graph.node('c:' + group.id)));
+    }
+    for (const edge of edges.values()) {
+      const placed = graph.edge(edge.from, edge.to);
+      lines.appendChild(svgEl('path', {class: 'edge', d: curve(placed.points),
+        'data-from': edge.from.slice(2), 'data-to': edge.to.slice(2), 'marker-end': 'url(#arrow)'}));
+      if (edge.text) {
+        labels.appendChild(svgEl('g', {class: 'edge-label',
+          transform: `translate(${placed.x - placed.width / 2},${placed.y - placed.height / 2})`},
+        svgEl('rect', {width: placed.width, height: placed.height, rx: 8}),
+        svgEl('text', {x: placed.width / 2, y: 12, 'text-anchor': 'middle'}, edge.text)));
+      }
+    }
+    for (const [id, node] of nodes) {
+      const placed = graph.node(id);
+      const box = node.kind === 'group' ? this.groupBox(node, placed) : this.taskBox(node, placed);
+      boxes.appendChild(box);
+    }
+    append(this.viewport, [clusters, lines, labels, boxes]);
+    if (this.selected) this.markSelected(this.selected);
+  }
+
+  taskBox(node, placed) {
+    const {width, height} = placed;
+    const detail = svgEl('text', {class: 'detail', x: PAD_X, y: 33}, node.detail);
+    const title = svgEl('title', {}, node.title);
+    const rect = svgEl('rect', {class: 'box', width, height, rx: 6, fill: STATUS_COLORS[node.status]});
+    const element = svgEl('g', {class: 'task', 'data-name': node.task.name, 'data-status': node.status,
+      transform: `translate(${placed.x - width / 2},${placed.y - height / 2})`, tabindex: 0},
+    title, rect, svgEl('text', {class: 'name', x: PAD_X, y: 18}, node.label), detail);
+    this.drawn.set('t:' + node.task.name, {element, rect, detail, title, node});
+    return element;
+  }
+
+  groupBox(node, placed) {
+    const width = placed.width - STACK;
+    const height = placed.height - STACK;
+    const fill = STATUS_COLORS[node.status];
+    const rect = svgEl('rect', {class: 'box', width, height, rx: 6, fill});
+    const detail = svgEl('text', {class: 'detail', x: PAD_X, y: 36}, node.detail);
+    const title = svgEl('title', {}, node.title);
+    const element = svgEl('g', {class: 'group', 'data-group': node.group.id, 'data-status': node.status,
+      transform: `translate(${placed.x - placed.width / 2},${placed.y - placed.height / 2})`, tabindex: 0},
+    title,
+    svgEl('rect', {class: 'card', x: STACK, y: STACK, width, height, rx: 6, fill}),
+    svgEl('rect', {class: 'card', x: STACK / 2, y: STACK / 2, width, height, rx: 6, fill}),
+    rect, svgEl('text', {class: 'name', x: PAD_X, y: 19}, node.label), detail);
+    this.drawn.set('g:' + node.group.id, {element, rect, detail, title, node});
+    return element;
+  }
+
+  /* An unfolded group: a frame round its tasks, with a tab that folds it again. */
+  clusterBox(group, placed) {
+    const label = `▾ ${this.fitText(group.id, this.fonts.detail)}`;
+    const tabWidth = this.textWidth(label, this.fonts.detail) + 16;
+    const x = placed.x - placed.width / 2;
+    const y = placed.y - placed.height / 2;
+    return svgEl('g', {class: 'group expanded', 'data-group': group.id},
+      svgEl('rect', {class: 'cluster', x, y, width: placed.width, height: placed.height, rx: 10}),
+      svgEl('g', {class: 'group-tab', transform: `translate(${x + 8},${y - TAB_HEIGHT / 2})`, tabindex: 0},
+        svgEl('title', {}, 'Draw this group as one box'),
+        svgEl('rect', {width: tabWidth, height: TAB_HEIGHT, rx: TAB_HEIGHT / 2}),
+        svgEl('text', {x: 8, y: 15}, label)));
+  }
+
+  // -- folding -----------------------------------------------------------------------------------
+
+  toggle(groupId) {
+    if (this.expanded.has(groupId)) this.expanded.delete(groupId);
+    else this.expanded.add(groupId);
+    this.render();
+    this.fit();
+  }
+
+  setAll(expand) {
+    this.expanded = new Set(expand ? this.groups.keys() : []);
+    this.render();
+    this.fit();
+  }
+
+  // -- live changes and selection --------------------------------------------------------------
+
+  /* Recolour the boxes of the tasks named (their records in this.tasks were updated). */
+  update(names) {
+    const ids = new Set(names.map((name) => this.drawnId(name)));
+    for (const id of ids) {
+      const drawn = this.drawn.get(id);
+      if (!drawn) continue;
+      this.describe(drawn.node);
+      drawn.element.setAttribute('data-status', drawn.node.status);
+      drawn.rect.setAttribute('fill', STATUS_COLORS[drawn.node.status]);
+      for (const card of drawn.element.querySelectorAll('.card')) {
+        card.setAttribute('fill', STATUS_COLORS[drawn.node.status]);
+      }
+      drawn.detail.textContent = drawn.node.detail;
+      drawn.title.textContent = drawn.node.title;
+    }
+  }
+
+  markSelected(name) {
+    this.selected = name;
+    for (const node of this.svg.querySelectorAll('.selected')) node.classList.remove('selected');
+    const drawn = name && this.drawn.get(this.drawnId(name));
+    if (drawn) drawn.element.classList.add('selected');
+  }
+
+  // -- pan and zoom ----------------------------------------------------------------------------
+
+  apply() {
+    const {x, y, k} = this.view;
+    this.viewport.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
+    this.svg.dataset.scale = k.toFixed(4);
+  }
+
+  /* Show the whole graph, centred, at most at its natural size. */
+  fit() {
+    const width = this.svg.clientWidth || 800;
+    const height = this.svg.clientHeight || 500;
+    const k = Math.max(MIN_SCALE, Math.min(1, (width - 16) / this.size.width, (height - 16) / this.size.height));
+    this.view = {k, x: (width - this.size.width * k) / 2, y: (height - this.size.height * k) / 2};
+    this.apply();
+  }
+
+  /* Zoom by factor around a point of the frame (its centre by default). */
+  zoomBy(factor, px, py) {
+    const cx = px === undefined ? this.svg.clientWidth / 2 : px;
+    const cy = py === undefined ? this.svg.clientHeight / 2 : py;
+    const k = Math.min(MAX_SCALE, Math.max(MIN_SCALE, this.view.k * factor));
+    const ratio = k / this.view.k;
+    this.view = {k, x: cx - (cx - this.view.x) * ratio, y: cy - (cy - this.view.y) * ratio};
+    this.apply();
+  }
+
+  listen() {
+    let press = null;
+    this.dragged = false;
+    this.svg.addEventListener('wheel', (event) => {
+      event.preventDefault();
+      const bounds = this.svg.getBoundingClientRect();
+      this.zoomBy(Math.exp(-event.deltaY * 0.0015), event.clientX - bounds.left, event.clientY - bounds.top);
+    }, {passive: false});
+    this.svg.addEventListener('pointerdown', (event) => {
+      if (event.button !== 0) return;
+      press = {x: event.clientX, y: event.clientY, view: {...this.view}, id: event.pointerId};
+      this.dragged = false;
+    });
+    this.svg.addEventListener('pointermove', (event) => {
+      if (!press) return;
+      const dx = event.clientX - press.x;
+      const dy = event.clientY - press.y;
+      if (!this.dragged && Math.hypot(dx, dy) < 4) return;
+      if (!this.dragged) this.svg.setPointerCapture(press.id);
+      this.dragged = true;
+      this.svg.classList.add('panning');
+      this.view = {...press.view, x: press.view.x + dx, y: press.view.y + dy};
+      this.apply();
+    });
+    const release = () => {
+      press = null;
+      this.svg.classList.remove('panning');
+    };
+    this.svg.addEventListener('pointerup', release);
+    this.svg.addEventListener('pointercancel', release);
+    this.svg.addEventListener('click', (event) => {
+      if (this.dragged) return;
+      this.activate(event.target);
+    });
+    this.svg.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' || event.key === ' ') {
+        event.preventDefault();
+        this.activate(event.target);
+      }
+    });
+  }
+
+  /* What a click (or Enter) on a part of the graph does. */
+  activate(target) {
+    const tab = target.closest('.group-tab');
+    if (tab) return this.toggle(tab.closest('.group').dataset.group);
+    const task = target.closest('g.task');
+    if (task) return this.onSelect(task.dataset.name);
+    const group = target.closest('g.group');
+    if (group && !group.classList.contains('expanded')) return this.toggle(group.dataset.group);
+    return undefined;
+  }
+}
+
+/* A smooth SVG path through dagre's edge points: a uniform B-spline, as d3's curveBasis. */
+function curve(points) {
+  let d = '';
+  let [x0, y0, x1, y1] = [0, 0, 0, 0];
+  let seen = 0;
+  const point = (x, y) => {
+    if (seen === 0) {
+      d = `M${x},${y}`;
+    } else if (seen >= 2) {
+      if (seen === 2) d += `L${(5 * x0 + x1) / 6},${(5 * y0 + y1) / 6}`;
+      d += `C${(2 * x0 + x1) / 3},${(2 * y0 + y1) / 3} ${(x0 + 2 * x1) / 3},${(y0 + 2 * y1) / 3} ` +
+        `${(x0 + 4 * x1 + x) / 6},${(y0 + 4 * y1 + y) / 6}`;
+    }
+    seen += 1;
+    [x0, y0, x1, y1] = [x1, y1, x, y];
+  };
+  for (const {x, y} of points) point(x, y);
+  if (seen >= 3) point(x1, y1);
+  return d + `L${x1},${y1}`;
+}
