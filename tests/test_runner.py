@@ -728,6 +728,9 @@ def test_failure_traceback_in_log_and_result(paths, calls, executor):
     run = result.runs["Boom(x)"]
     assert "Traceback (most recent call last)" in run.traceback
     assert "ZeroDivisionError: kaboom-marker" in run.traceback
+    first_frame = run.traceback.splitlines()[1]  # the user's own code, not pyperunner's
+    assert "test_runner.py" in first_frame and "raise ZeroDivisionError" in run.traceback
+    assert "executors/base.py" not in run.traceback and "pyperunner/task.py" not in run.traceback
     assert set(result.failed) == {"Boom(x)"}
 
     text = (only_run_dir(log) / "pipeline.log").read_text()

@@ -493,6 +493,56 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
             click.echo("Run again with --delete to delete them.")
 
 
+# --------------------------------------------------------------------------- ui
+
+
+@main.command()
+@click.argument("log_paths", metavar="[LOG_PATH]...", nargs=-1, type=click.Path(file_okay=False))
+@click.option(
+    "--data-path",
+    "data_paths",
+    multiple=True,
+    help="A data path whose cache to show and whose results may be downloaded (repeatable; "
+    "default: those the runs name).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: a free one).",
+)
+def ui(log_paths: tuple[str, ...], data_paths: tuple[str, ...], host: str, port: int) -> None:
+    """Browse, compare and watch runs in the browser; Ctrl-C stops it.
+
+    Serves a local web app over the runs under LOG_PATH (default: log/): the runs, each run's
+    DAG, tasks and logs, comparisons of two runs, and the cache. It only reads: nothing in the
+    log or data folders is changed. Needs the ui extra: pip install "pyperunner[ui]".
+
+    \b
+    Example:
+        pyperunner ui log/
+        pyperunner ui log/ other-project/log/ --data-path data/ --port 8000
+    """
+    try:
+        from .ui.server import serve
+    except ImportError as exc:
+        hint = 'pip install "pyperunner[ui]"'
+        raise BadUsage(f"pyperunner ui needs the ui extra ({exc.name} is missing): {hint}") from exc
+    folders = [Path(p) for p in log_paths or ["log/"]]
+    missing = [str(p) for p in folders if not p.is_dir()]
+    if missing:
+        raise BadUsage(f"no log folder {', '.join(missing)}: give the log_path of your runs")
+    try:
+        serve(folders, data_paths, host, port, announce=click.echo)
+    except OSError as exc:
+        raise BadUsage(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+    except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has stopped serving
+        pass
+    click.echo("pyperunner ui: stopped")
+
+
 # --------------------------------------------------------------------------- loading pipelines
 
 

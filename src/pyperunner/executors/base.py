@@ -16,9 +16,11 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import os
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any
 
 from .. import preview
@@ -160,13 +162,31 @@ def _inputs_vanished(job: Job, started: float, vanished: list[str]) -> Outcome:
 
 
 def failed(name: str, started: float, exc: BaseException) -> Outcome:
-    """The outcome of a task that raised ``exc``, logged with its traceback: whatever the
-    exception's ``str`` does, and should logging itself fail (a full disk)."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The outcome of a task that raised ``exc``, logged with its traceback from the user's own
+    code on: whatever the exception's ``str`` does, and should logging itself fail (a full
+    disk)."""
+    text = "".join(traceback.format_exception(type(exc), exc, _from_user_code(exc)))
     error = f"{type(exc).__name__}: {describe(exc)}"
     with contextlib.suppress(Exception):
         logging.getLogger(name).error("failed: %s\n%s", error, text.rstrip())
     return Outcome(name, started, time.time(), error, text)
+
+
+_OWN_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+"""Where pyperunner's own modules are: their frames are left off the front of a traceback."""
+
+
+def _from_user_code(exc: BaseException) -> TracebackType | None:
+    """``exc``'s traceback from its first frame outside pyperunner (the task's own code), or
+    its last frame if every one is pyperunner's (an error pyperunner raised itself)."""
+    frames = exc.__traceback__
+    while (
+        frames is not None
+        and frames.tb_next is not None
+        and frames.tb_frame.f_code.co_filename.startswith(_OWN_CODE)
+    ):
+        frames = frames.tb_next
+    return frames
 
 
 def describe(exc: BaseException) -> str:
