@@ -1,16 +1,27 @@
-"""Shared test helpers: counting task executions across processes without touching task keys."""
+"""Shared test helpers: counting task executions across processes without touching task keys;
+driving headless Chromium, the ``pyperunner ui`` server and the runs the pages are tested on."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
+
+from pyperunner import Pipeline, Runner, Task, run
 
 CALLS_ENV = "PYPERUNNER_TEST_CALLS"
 
@@ -98,3 +109,197 @@ def double_fork_sleeper() -> int:
     os.waitpid(middle, 0)
     with os.fdopen(read_end, "rb") as reading:
         return int(reading.read())
+
+
+# --------------------------------------------------------------------------- browsers
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """The Chromium executable; skip without one, but fail in CI where it must be installed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and Path("/usr/bin/chromium").exists():
+        found = "/usr/bin/chromium"
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium not found: CI must install it (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    return found
+
+
+def sync_playwright() -> Any:
+    """Playwright's context manager; skip without the package, but fail in CI."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is not installed: CI must install the test extras")
+        pytest.skip("playwright is not installed (pip install playwright)")
+    return sync_playwright()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for a test module."""
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; the test fails if the page raised a JavaScript error or opened a dialog."""
+    opened = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(f"error: {error}"))
+
+    def on_dialog(dialog: Any) -> None:
+        errors.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    opened.on("dialog", on_dialog)
+    yield opened
+    opened.close()
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- the ui server
+
+
+class Served:
+    """A ``pyperunner ui`` process on a free port and its base URL."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        command = [sys.executable, "-c", "from pyperunner.cli import main; main()", "ui", *args]
+        self.process = subprocess.Popen(
+            [*command, "--port", "0"],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()  # the announcement: it listens from now on
+        assert "http://127.0.0.1:" in line, line + self.process.stderr.read()
+        self.url = line.split()[2]
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=30) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def json(self, path: str) -> Any:
+        status, body = self.get(path)
+        assert status == 200, (path, status, body)
+        return json.loads(body)
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGINT)
+        _, errors = self.process.communicate(timeout=30)
+        return self.process.returncode, errors
+
+
+# --------------------------------------------------------------------------- runs to look at
+
+EVIL = "<img src=x onerror=alert(1)>"
+"""Markup a run may hold anywhere (a tag, a parameter, an error, a log line): pages show it as
+text."""
+FAILING = ("s2-max", "s5-std")
+KINDS = ("mean", "max", "min", "std", "sum", "len")
+
+
+class Source(Task):
+    """A table of ``rows`` rows (a numpy array, so its preview has a shape and a dtype)."""
+
+    @run
+    def run(self, rows=100):
+        import numpy as np
+
+        return np.arange(rows * 3, dtype="float64").reshape(rows, 3)
+
+
+class Clean(Task):
+    """Drops nothing; its threshold is the parameter a second run changes."""
+
+    @run
+    def run(self, data, threshold=0.5):
+        return data
+
+
+class Feature(Task):
+    """One feature of one cleaned table; the tags in ``FAILING`` print a line, then raise."""
+
+    @run
+    def run(self, data, kind="mean"):
+        if self.tag in FAILING:
+            print(f"computing {self.tag} went wrong")
+            raise ValueError(f"no {kind} for {self.tag}")
+        return float(len(data))
+
+
+class Train(Task):
+    """Takes every feature."""
+
+    @run
+    def run(self, data, rate=0.1):
+        return len(data)
+
+
+class Report(Task):
+    """The end of the pipeline."""
+
+    @run
+    def run(self, data):
+        return "done"
+
+
+class Marked(Task):
+    """A task whose tag, parameter, printed line and error are markup."""
+
+    @run
+    def run(self, note=EVIL):
+        print(f"printed {note}")
+        raise ValueError(f"broken {note}")
+
+
+def feature_pipeline(threshold: float = 0.5) -> Pipeline:
+    """7 sources -> a Clean each -> 6 features each (2 of them fail) -> Train -> Report;
+    ``threshold`` is Clean(s3)'s."""
+    features = []
+    sources = [Source(f"s{i}") for i in range(7)]
+    for i, source in enumerate(sources):
+        clean = Clean(f"s{i}", threshold=threshold if i == 3 else 0.5)(source)
+        features += [Feature(f"s{i}-{kind}", kind=kind)(clean) for kind in KINDS]
+    Report("final")(Train("model")(features))
+    return Pipeline("features", sources)
+
+
+def marked_pipeline() -> Pipeline:
+    """One task with markup everywhere, beside a plain one."""
+    return Pipeline(f"marked {EVIL}", [Marked(EVIL), Source("plain", rows=2)])
+
+
+def run_inline(root: Path, pipeline: Pipeline) -> Path:
+    """Run ``pipeline`` with the inline executor, data and logs under ``root``; its run folder."""
+    runner = Runner(root / "data", root / "log", executor="inline", console=False)
+    return runner.run(pipeline).run_dir
+
+
+@pytest.fixture(scope="module")
+def feature_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The feature pipeline's first run, then a second with Clean(s3)'s threshold changed."""
+    root = tmp_path_factory.mktemp("runs")
+    return run_inline(root, feature_pipeline()), run_inline(root, feature_pipeline(0.7))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,9 +16,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import Served
 
 from pyperunner import Pipeline, Runner, task
 
@@ -38,40 +37,6 @@ def boom(data):
 def run_once(tmp_path: Path, size: int, name: str = "served") -> Path:
     runner = Runner(tmp_path / "data", tmp_path / "log", executor="inline", console=False)
     return runner.run(Pipeline(name, [boom("b")(source("s", size=size))])).run_dir
-
-
-class Served:
-    """A ``pyperunner ui`` process and its base URL."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        command = [sys.executable, "-c", "from pyperunner.cli import main; main()", "ui", *args]
-        self.process = subprocess.Popen(
-            [*command, "--port", "0"],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.process.stdout.readline()  # the announcement: it listens from now on
-        assert "http://127.0.0.1:" in line, line + self.process.stderr.read()
-        self.url = line.split()[2]
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=30) as answer:
-                return answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def json(self, path: str) -> Any:
-        status, body = self.get(path)
-        assert status == 200, (path, status, body)
-        return json.loads(body)
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGINT)
-        _, errors = self.process.communicate(timeout=30)
-        return self.process.returncode, errors
 
 
 @pytest.fixture

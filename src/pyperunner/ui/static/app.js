@@ -117,6 +117,11 @@ function fmtCount(n) {
   return Number(n).toLocaleString('en-US');
 }
 
+/* "1 entry", "3 entries". */
+function plural(n, one, many) {
+  return `${fmtCount(n)} ${n === 1 ? one : many}`;
+}
+
 /* A parameter's value as short text: strings as they are, anything else as JSON. */
 function fmtValue(value) {
   return typeof value === 'string' ? value : JSON.stringify(value);

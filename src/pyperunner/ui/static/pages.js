@@ -8,6 +8,8 @@
 const RUNS_PAGE = 50;
 const COMPARE_PAGE = 200;
 const RUNS_REFRESH_MS = 2000;
+const CACHE_PAGE = 50;
+const CACHE_OPEN = 20; /* up to this many tasks, each shows its entries */
 const STATES = ['running', 'finished', 'interrupted', 'killed'];
 
 // -- the runs list ---------------------------------------------------------------------------------
@@ -193,20 +195,31 @@ async function showCache(main, args, token) {
   const onlyGarbage = el('input', {type: 'checkbox', class: 'only-garbage'});
   const list = el('div', {class: 'cache-list'});
   const tasks = [...doc.tasks].sort((x, y) => y.bytes - x.bytes || NATURAL.compare(x.name, y.name));
+  let offset = 0;
   const draw = () => {
     const shown = tasks
       .map((task) => ({...task, entries: task.entries.filter((e) => !onlyGarbage.checked || e.garbage)}))
       .filter((task) => task.entries.length);
-    fill(list, shown.length ? shown.map(cacheTask) : el('p', {class: 'empty'}, 'Nothing to show.'));
+    const open = shown.length <= CACHE_OPEN;
+    fill(list, shown.length
+      ? shown.slice(offset, offset + CACHE_PAGE).map((task) => cacheTask(task, open))
+      : el('p', {class: 'empty'}, 'Nothing to show.'),
+    shown.length > CACHE_PAGE ? pager(offset, CACHE_PAGE, shown.length, (next) => {
+      offset = next;
+      draw();
+    }) : null);
   };
-  onlyGarbage.addEventListener('change', draw);
+  onlyGarbage.addEventListener('change', () => {
+    offset = 0;
+    draw();
+  });
   fill(main,
     el('div', {class: 'page-head'}, el('h1', {}, 'Cache'),
       el('div', {class: 'filters'}, el('label', {class: 'check'}, onlyGarbage, 'only what gc would remove'))),
     el('dl', {class: 'facts'},
       el('div', {class: 'fact'}, el('dt', {}, 'stored'), el('dd', {}, fmtBytes(doc.total_bytes))),
       el('div', {class: 'fact'}, el('dt', {}, 'gc would remove'),
-        el('dd', {class: 'garbage-total'}, `${fmtBytes(doc.garbage_bytes)} in ${fmtCount(doc.garbage_entries)} entries`)),
+        el('dd', {class: 'garbage-total'}, `${fmtBytes(doc.garbage_bytes)} in ${plural(doc.garbage_entries, 'entry', 'entries')}`)),
       el('div', {class: 'fact'}, el('dt', {}, 'data paths'), el('dd', {}, (doc.data_paths || []).join(', ')))),
     el('p', {class: 'muted small'}, 'A preview: nothing is deleted here. pyperunner gc --keep LOG_PATH ' +
       '--delete removes the entries no kept run uses.'),
@@ -214,12 +227,12 @@ async function showCache(main, args, token) {
   draw();
 }
 
-function cacheTask(task) {
+function cacheTask(task, open) {
   const garbage = task.entries.filter((entry) => entry.garbage).length;
-  return el('details', {class: 'cache-task', 'data-task': task.name, open: task.entries.length <= 10},
+  return el('details', {class: 'cache-task', 'data-task': task.name, open},
     el('summary', {},
       el('span', {class: 'name'}, task.name),
-      el('span', {class: 'muted'}, ` ${fmtCount(task.entries.length)} entries · ${fmtBytes(task.bytes)}`),
+      el('span', {class: 'muted'}, ` ${plural(task.entries.length, 'entry', 'entries')} · ${fmtBytes(task.bytes)}`),
       garbage ? el('span', {class: 'badge garbage'}, `${fmtCount(garbage)} unused`) : null),
     el('table', {class: 'entries'},
       el('thead', {}, el('tr', {}, ['Key', 'Size', 'Stored', 'Used by runs', ''].map((l) => el('th', {}, l)))),
