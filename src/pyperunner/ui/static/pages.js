@@ -15,7 +15,7 @@ const STATES = ['running', 'finished', 'interrupted', 'killed'];
 // -- the runs list ---------------------------------------------------------------------------------
 
 /* The list's filters and the two runs picked, kept while the user opens runs and comes back. */
-const runsState = {q: '', state: '', failed: false, offset: 0, picked: []};
+const runsState = {q: '', state: '', failed: false, offset: 0, picked: [], started: {}};
 
 async function showRuns(main, args, token) {
   document.title = 'pyperunner · runs';
@@ -39,7 +39,9 @@ async function showRuns(main, args, token) {
     compare.disabled = n !== 2;
   };
   compare.addEventListener('click', () => {
-    const [a, b] = runsState.picked;
+    /* the older run first: the comparison tells what the newer one changed */
+    const when = (id) => `${runsState.started[id] || ''} ${id}`;
+    const [a, b] = [...runsState.picked].sort((x, y) => (when(x) < when(y) ? -1 : 1));
     location.hash = `#/compare/${encodeURIComponent(a)}/${encodeURIComponent(b)}`;
   });
   pickedText();
@@ -93,6 +95,7 @@ function drawRuns(list, answer, onPick, onPage) {
     const pick = el('input', {type: 'checkbox', class: 'pick', 'aria-label': `pick ${run.id} to compare`,
       checked: runsState.picked.includes(run.id)});
     pick.addEventListener('change', () => {
+      runsState.started[run.id] = run.started;
       runsState.picked = runsState.picked.filter((id) => id !== run.id);
       if (pick.checked) runsState.picked.push(run.id);
       if (runsState.picked.length > 2) runsState.picked.shift();
