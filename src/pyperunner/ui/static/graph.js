@@ -14,8 +14,16 @@ const PAD_X = 12;
 const MIN_BOX_WIDTH = 110;
 const MAX_LABEL_PX = 300;
 const TAB_HEIGHT = 22;
+/* An expanded group of more tasks than this is drawn as a block: its tasks in a grid. */
+const GRID_ABOVE = 60;
+const GRID_GAP = 10;
+const BLOCK_PAD = 20;
 const MIN_SCALE = 0.02;
 const MAX_SCALE = 4;
+/* Below these scales the detail lines, then all labels, are not drawn: too small to read, and
+ * text is most of what a frame of a large graph paints. */
+const FAR = 0.45;
+const FARTHER = 0.2;
 const LAYOUT = {rankdir: 'TB', nodesep: 26, ranksep: 54, edgesep: 14, marginx: 24, marginy: 24};
 
 class TaskGraph {
@@ -68,14 +76,25 @@ class TaskGraph {
 
   // -- what is drawn -----------------------------------------------------------------------------
 
-  isFolded(group) {
-    return this.folding && !this.expanded.has(group.id);
+  /* How a group is drawn: 'plain' (a small graph: as any tasks), 'folded' (one box), 'open'
+   * (each task placed with its own edges, in a frame) or 'block' (too many to place one by one:
+   * its tasks in a grid, in a frame, the edges to and from them drawn once). */
+  mode(group) {
+    if (!this.folding) return 'plain';
+    if (!this.expanded.has(group.id)) return 'folded';
+    return group.tasks.length > GRID_ABOVE ? 'block' : 'open';
   }
 
   /* The id of the box a task is drawn in: its own, or its folded group's. */
-  drawnId(name) {
+  boxId(name) {
     const group = this.groupOf.get(name);
-    return group && this.isFolded(group) ? 'g:' + group.id : 't:' + name;
+    return group && this.mode(group) === 'folded' ? 'g:' + group.id : 't:' + name;
+  }
+
+  /* The id of the node dagre places for a task: its box, or its group's block. */
+  nodeId(name) {
+    const group = this.groupOf.get(name);
+    return group && this.mode(group) === 'block' ? 'b:' + group.id : this.boxId(name);
   }
 
   textWidth(text, font) {
@@ -98,37 +117,27 @@ class TaskGraph {
     const graph = new dagre.graphlib.Graph({compound: true, multigraph: false});
     graph.setGraph({...LAYOUT});
     graph.setDefaultEdgeLabel(() => ({}));
-    const nodes = new Map(); /* id -> {kind, name|group, label, detail, status, members} */
+    const nodes = new Map(); /* dagre's id -> {kind: task | group | block, ...} */
     for (const task of this.tasks.values()) {
-      const id = this.drawnId(task.name);
+      const id = this.nodeId(task.name);
       if (nodes.has(id)) continue;
-      if (id.startsWith('g:')) {
-        const group = this.groupOf.get(task.name);
-        nodes.set(id, {kind: 'group', group, members: group.tasks});
-      } else {
-        nodes.set(id, {kind: 'task', task, members: [task.name]});
-      }
+      const group = this.groupOf.get(task.name);
+      if (id.startsWith('g:')) nodes.set(id, {kind: 'group', group, members: group.tasks});
+      else if (id.startsWith('b:')) nodes.set(id, {kind: 'block', group, members: group.tasks});
+      else nodes.set(id, {kind: 'task', task, members: [task.name]});
     }
-    for (const [id, node] of nodes) {
-      this.describe(node);
-      const label = node.kind === 'group' ? node.group.id : node.task.name;
-      node.label = this.fitText(label, this.fonts.name);
-      const width = Math.max(MIN_BOX_WIDTH, 2 * PAD_X + Math.max(
-        this.textWidth(node.label, this.fonts.name), this.textWidth(node.detail, this.fonts.detail)));
-      const height = node.kind === 'group' ? GROUP_HEIGHT + STACK : BOX_HEIGHT;
-      graph.setNode(id, {width: node.kind === 'group' ? width + STACK : width, height});
-    }
+    for (const [id, node] of nodes) graph.setNode(id, this.measureNode(node));
     for (const group of this.groups.values()) {
-      if (!this.folding || this.isFolded(group)) continue;
+      if (this.mode(group) !== 'open') continue;
       graph.setNode('c:' + group.id, {});
       for (const name of group.tasks) graph.setParent('t:' + name, 'c:' + group.id);
     }
     const edges = new Map();
     for (const task of this.tasks.values()) {
-      const to = this.drawnId(task.name);
+      const to = this.nodeId(task.name);
       for (const parent of task.parents) {
         if (!this.tasks.has(parent)) continue;
-        const from = this.drawnId(parent);
+        const from = this.nodeId(parent);
         if (from === to) continue;
         const key = from + '\n' + to;
         const edge = edges.get(key) || {from, to, count: 0};
@@ -139,7 +148,7 @@ class TaskGraph {
     for (const edge of edges.values()) {
       const label = {};
       if (edge.count > 1) {
-        edge.text = `×${edge.count}`;
+        edge.text = `×${fmtCount(edge.count)}`;
         Object.assign(label, {width: this.textWidth(edge.text, this.fonts.detail) + 10,
           height: 16, labelpos: 'c'});
       }
@@ -148,6 +157,29 @@ class TaskGraph {
     dagre.layout(graph);
     this.size = {width: graph.graph().width || 1, height: graph.graph().height || 1};
     this.draw(graph, nodes, edges);
+  }
+
+  /* A node's size for dagre; a task's or group's label and detail line are set on it. */
+  measureNode(node) {
+    if (node.kind === 'block') {
+      node.boxes = node.members.map((name) => ({kind: 'task', task: this.tasks.get(name)}));
+      node.cell = Math.max(...node.boxes.map((box) => this.labelWidth(box)));
+      const columns = Math.ceil(Math.sqrt(node.boxes.length * 2.5 * (BOX_HEIGHT + GRID_GAP) / (node.cell + GRID_GAP)));
+      node.columns = Math.min(columns, node.boxes.length);
+      const rows = Math.ceil(node.boxes.length / node.columns);
+      return {width: node.columns * (node.cell + GRID_GAP) - GRID_GAP + 2 * BLOCK_PAD,
+        height: rows * (BOX_HEIGHT + GRID_GAP) - GRID_GAP + 2 * BLOCK_PAD};
+    }
+    const width = this.labelWidth(node);
+    if (node.kind === 'group') return {width: width + STACK, height: GROUP_HEIGHT + STACK};
+    return {width, height: BOX_HEIGHT};
+  }
+
+  labelWidth(node) {
+    this.describe(node);
+    node.label = this.fitText(node.kind === 'group' ? node.group.id : node.task.name, this.fonts.name);
+    return Math.max(MIN_BOX_WIDTH, 2 * PAD_X + Math.max(
+      this.textWidth(node.label, this.fonts.name), this.textWidth(node.detail, this.fonts.detail)));
   }
 
   /* A drawn node's status, its detail line and its tooltip, from its tasks. */
@@ -177,8 +209,7 @@ class TaskGraph {
     const labels = svgEl('g', {class: 'edge-labels'});
     const boxes = svgEl('g', {class: 'boxes'});
     for (const group of this.groups.values()) {
-      if (!this.folding || this.isFolded(group)) continue;
-      clusters.appendChild(this.clusterBox(group, graph.node('c:' + group.id)));
+      if (this.mode(group) === 'open') clusters.appendChild(this.clusterBox(group, graph.node('c:' + group.id)));
     }
     for (const edge of edges.values()) {
       const placed = graph.edge(edge.from, edge.to);
@@ -193,8 +224,9 @@ class TaskGraph {
     }
     for (const [id, node] of nodes) {
       const placed = graph.node(id);
-      const box = node.kind === 'group' ? this.groupBox(node, placed) : this.taskBox(node, placed);
-      boxes.appendChild(box);
+      if (node.kind === 'group') boxes.appendChild(this.groupBox(node, placed));
+      else if (node.kind === 'task') boxes.appendChild(this.taskBox(node, placed));
+      else this.blockBoxes(node, placed, clusters, boxes);
     }
     append(this.viewport, [clusters, lines, labels, boxes]);
     if (this.selected) this.markSelected(this.selected);
@@ -227,6 +259,20 @@ class TaskGraph {
     rect, svgEl('text', {class: 'name', x: PAD_X, y: 19}, node.label), detail);
     this.drawn.set('g:' + node.group.id, {element, rect, detail, title, node});
     return element;
+  }
+
+  /* A block: its frame, and its tasks in rows, in the group's order. */
+  blockBoxes(node, placed, clusters, boxes) {
+    clusters.appendChild(this.clusterBox(node.group, placed));
+    const left = placed.x - placed.width / 2 + BLOCK_PAD;
+    const top = placed.y - placed.height / 2 + BLOCK_PAD;
+    node.boxes.forEach((box, i) => {
+      const column = i % node.columns;
+      const row = Math.floor(i / node.columns);
+      boxes.appendChild(this.taskBox(box, {width: node.cell, height: BOX_HEIGHT,
+        x: left + column * (node.cell + GRID_GAP) + node.cell / 2,
+        y: top + row * (BOX_HEIGHT + GRID_GAP) + BOX_HEIGHT / 2}));
+    });
   }
 
   /* An unfolded group: a frame round its tasks, with a tab that folds it again. */
@@ -262,7 +308,7 @@ class TaskGraph {
 
   /* Recolour the boxes of the tasks named (their records in this.tasks were updated). */
   update(names) {
-    const ids = new Set(names.map((name) => this.drawnId(name)));
+    const ids = new Set(names.map((name) => this.boxId(name)));
     for (const id of ids) {
       const drawn = this.drawn.get(id);
       if (!drawn) continue;
@@ -280,7 +326,7 @@ class TaskGraph {
   markSelected(name) {
     this.selected = name;
     for (const node of this.svg.querySelectorAll('.selected')) node.classList.remove('selected');
-    const drawn = name && this.drawn.get(this.drawnId(name));
+    const drawn = name && this.drawn.get(this.boxId(name));
     if (drawn) drawn.element.classList.add('selected');
   }
 
@@ -290,6 +336,8 @@ class TaskGraph {
     const {x, y, k} = this.view;
     this.viewport.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
     this.svg.dataset.scale = k.toFixed(4);
+    this.svg.classList.toggle('far', k < FAR);
+    this.svg.classList.toggle('farther', k < FARTHER);
   }
 
   /* Show the whole graph, centred, at most at its natural size. */
