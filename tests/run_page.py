@@ -159,6 +159,19 @@ def check_table(page: Any) -> None:
     assert all(re.fullmatch(r"Feature\(s3-\w+\)", name) for name in names)
 
 
+def check_timeline(page: Any) -> None:
+    """A bar for each task that ran (not those that could not), in the order they started;
+    a click on a bar opens the task."""
+    page.locator("details.timeline > summary").click()
+    bars = page.locator("svg.timeline-chart g.bar")
+    expect(bars).to_have_count(56)
+    names = bars.evaluate_all("bars => bars.map(b => b.dataset.name)")
+    assert names.index("Source(s0)") < names.index("Clean(s0)") < names.index("Feature(s0-mean)")
+    assert "Train(model)" not in names
+    page.locator('svg.timeline-chart g.bar[data-name="Feature(s5-std)"] rect').click()
+    expect(page.locator(".task-panel .task-name")).to_have_text("Feature(s5-std)")
+
+
 def check_output_preview(page: Any) -> str:
     """Source(s0)'s output: its type, shape, dtype and text; returns the download link."""
     page.locator("input.name-filter").fill("Source(s0)")

@@ -139,6 +139,10 @@ def test_the_task_table_sorts_and_filters(opened: Any) -> None:
     run_page.check_table(opened)
 
 
+def test_the_timeline_shows_when_each_task_ran(opened: Any) -> None:
+    run_page.check_timeline(opened)
+
+
 def test_the_output_preview_and_a_file_link_to_the_result(opened: Any, feature_runs) -> None:
     link = run_page.check_output_preview(opened)
     source = next(t for t in embedded(feature_runs[0] / REPORT_FILE)["tasks"] if t["tag"] == "s0")

@@ -107,6 +107,10 @@ def test_the_task_table_sorts_and_filters(run_opened: Any) -> None:
     run_page.check_table(run_opened)
 
 
+def test_the_timeline_shows_when_each_task_ran(run_opened: Any) -> None:
+    run_page.check_timeline(run_opened)
+
+
 def test_the_output_preview_and_its_download(run_opened: Any, server: Served) -> None:
     link = run_page.check_output_preview(run_opened)
     status, body = server.get(link)

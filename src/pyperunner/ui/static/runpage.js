@@ -7,6 +7,9 @@
 
 const TABLE_PAGE = 100;
 const POLL_MS = 700;
+const TIMELINE_ROWS = 1500; /* the most bars the timeline draws, the earliest first */
+const ROW = 20;
+const LABEL_WIDTH = 250;
 
 /* Draw the run page of the run given by the source into main. */
 async function showRun(main, [runId], token) {
@@ -29,6 +32,7 @@ class RunPage {
     }
     this.graph = new TaskGraph(doc.tasks, doc.groups || [], (name) => this.select(name));
     this.table = new TaskTable(doc.tasks, (name) => this.select(name));
+    this.timeline = new Timeline(doc.tasks, (name) => this.select(name));
     this.panel = new TaskPanel(this);
   }
 
@@ -39,6 +43,7 @@ class RunPage {
       this.head,
       el('section', {class: 'run-body'},
         el('div', {class: 'graph-pane'}, this.graph.element),
+        this.timeline.element,
         this.table.element),
       this.panel.element);
     this.graph.render();
@@ -114,6 +119,7 @@ class RunPage {
     if (!names.length && !ended) return;
     this.graph.update(names);
     this.table.render();
+    this.timeline.render();
     this.drawHead();
     if (this.panel.task && names.includes(this.panel.task.name)) this.panel.show(this.panel.task);
   }
@@ -126,6 +132,7 @@ class RunPage {
     Object.assign(this.doc, {...doc, tasks: this.doc.tasks});
     this.graph.update(doc.tasks.map((task) => task.name));
     this.table.render();
+    this.timeline.render();
     this.drawHead();
   }
 }
@@ -145,6 +152,72 @@ function environment(info) {
   return el('details', {class: 'environment'}, el('summary', {}, 'Environment'),
     el('dl', {}, Object.entries(info).map(([term, item]) =>
       [el('dt', {}, term.replace(/_/g, ' ')), el('dd', {}, value(item))])));
+}
+
+// -- the timeline -------------------------------------------------------------------------------
+
+/* When each task ran, one bar a task, so tasks that ran side by side are seen so; drawn when
+ * first unfolded. */
+class Timeline {
+  constructor(tasks, onSelect) {
+    this.tasks = tasks;
+    this.onSelect = onSelect;
+    this.body = el('div', {class: 'timeline-body'});
+    this.element = el('details', {class: 'timeline'},
+      el('summary', {}, el('h2', {}, 'Timeline'), el('span', {class: 'muted small'}, ' when each task ran')),
+      this.body);
+    this.element.addEventListener('toggle', () => this.render());
+  }
+
+  render() {
+    if (!this.element.open) return;
+    const ran = this.tasks.filter((task) => typeof task.started === 'number')
+      .sort((a, b) => a.started - b.started || NATURAL.compare(a.name, b.name));
+    if (!ran.length) {
+      fill(this.body, el('p', {class: 'muted'}, 'No task ran in this run (cached or not started).'));
+      return;
+    }
+    const shown = ran.slice(0, TIMELINE_ROWS);
+    const now = Date.now() / 1000;
+    const end = (task) => task.finished ?? (task.status === 'RUNNING' ? now : task.started);
+    const start = shown[0].started;
+    const span = Math.max(1e-3, ...shown.map((task) => end(task) - start));
+    const width = Math.max(400, this.body.clientWidth - LABEL_WIDTH - 60);
+    const x = (seconds) => LABEL_WIDTH + (seconds - start) / span * width;
+    const step = tickStep(span);
+    const ticks = [];
+    for (let t = 0; t <= span + 1e-9; t += step) {
+      ticks.push(svgEl('g', {class: 'tick'},
+        svgEl('line', {x1: x(start + t), x2: x(start + t), y1: 18, y2: 24 + shown.length * ROW}),
+        svgEl('text', {x: x(start + t), y: 12, 'text-anchor': 'middle'}, fmtDuration(t))));
+    }
+    const bars = shown.map((task, i) => {
+      const y = 24 + i * ROW;
+      const left = x(task.started);
+      const name = task.name.length > 34 ? task.name.slice(0, 33) + '…' : task.name;
+      return svgEl('g', {class: 'bar', 'data-name': task.name, 'data-status': task.status},
+        svgEl('title', {}, `${task.name}\n${STATUS_LABELS[task.status]} · ${fmtDuration(end(task) - task.started)}`),
+        svgEl('text', {class: 'bar-name', x: LABEL_WIDTH - 8, y: y + 14, 'text-anchor': 'end'}, name),
+        svgEl('rect', {x: left, y: y + 3, width: Math.max(2, x(end(task)) - left), height: ROW - 6, rx: 3,
+          fill: STATUS_COLORS[task.status]}));
+    });
+    const svg = svgEl('svg', {class: 'timeline-chart', width: LABEL_WIDTH + width + 40,
+      height: 30 + shown.length * ROW}, ticks, bars);
+    svg.addEventListener('click', (event) => {
+      const bar = event.target.closest('g.bar');
+      if (bar) this.onSelect(bar.dataset.name);
+    });
+    fill(this.body, svg, ran.length > shown.length
+      ? el('p', {class: 'muted small'}, `The first ${fmtCount(shown.length)} of ${fmtCount(ran.length)} tasks that ran.`)
+      : null);
+  }
+}
+
+/* A round step for about eight ticks over span seconds. */
+function tickStep(span) {
+  const rough = span / 8;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= rough);
 }
 
 // -- the table of tasks ----------------------------------------------------------------------------
