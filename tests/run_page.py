@@ -123,6 +123,8 @@ def check_failed_task_panel(page: Any) -> None:
     page.locator(task_box("Feature(s2-max)")).click()
     panel = page.locator(".task-panel")
     expect(panel.locator(".task-name")).to_have_text("Feature(s2-max)")
+    box = page.locator(task_box("Feature(s2-max)")).bounding_box()
+    assert box["x"] + box["width"] <= panel.bounding_box()["x"]  # not hidden by the panel
     expect(panel.locator(".task-error")).to_have_text("ValueError: no max for s2-max")
     trace = panel.locator("pre.traceback")
     expect(trace).to_contain_text("Traceback (most recent call last)")

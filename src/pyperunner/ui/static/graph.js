@@ -330,6 +330,22 @@ class TaskGraph {
     if (drawn) drawn.element.classList.add('selected');
   }
 
+  /* Pan (never zoom) so that a task's box is in the part of the frame the panel leaves free. */
+  reveal(name, panel) {
+    const drawn = name && this.drawn.get(this.boxId(name));
+    if (!drawn) return;
+    const frame = this.svg.getBoundingClientRect();
+    const box = drawn.element.getBoundingClientRect();
+    const cover = panel && !panel.hidden ? Math.max(0, frame.right - panel.getBoundingClientRect().left) : 0;
+    const free = frame.width - cover;
+    const inside = box.left >= frame.left && box.right <= frame.left + free &&
+      box.top >= frame.top && box.bottom <= frame.bottom;
+    if (inside || free < 80) return;
+    this.view.x += frame.left + free / 2 - (box.left + box.right) / 2;
+    this.view.y += frame.top + frame.height / 2 - (box.top + box.bottom) / 2;
+    this.apply();
+  }
+
   // -- pan and zoom ----------------------------------------------------------------------------
 
   apply() {

@@ -81,6 +81,7 @@ class RunPage {
     this.graph.markSelected(name);
     this.table.markSelected(name);
     this.panel.show(task);
+    this.graph.reveal(name, this.panel.element);
   }
 
   // -- live --------------------------------------------------------------------------------------
