@@ -44,7 +44,8 @@ def write_report(
     folder = Path(run_dir)
     doc = run_document(folder, docs, logs=True)
     before, after = _page()
-    data = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).translate(_JSON_ESCAPES)
+    # ASCII: a lone surrogate (a file name that was not UTF-8) is written as its \u escape
+    data = json.dumps(doc, separators=(",", ":")).translate(_JSON_ESCAPES)
     path = folder / REPORT_FILE
     path.write_text(
         f'{before}<script type="application/json" id="{DATA_ID}">{data}</script>\n{after}',
