@@ -6,7 +6,8 @@ crossings, and long edges are routed through invisible waypoints so they do not 
 other boxes. All positions are in inches, from an estimate of the label widths, so boxes keep a
 readable size and never overlap however many tasks there are; the picture grows instead (up to
 a cap, beyond which everything, text included, is scaled down together). The PNG
-(:mod:`.image`) and the HTML report (:mod:`.html`) draw the same layout.
+(:mod:`.image`) draws this layout; the browser pages and ``report.html`` lay theirs out with
+dagre, in the same status colours.
 """
 
 from __future__ import annotations
