@@ -65,6 +65,15 @@ def test_every_run_writes_a_report_carrying_its_run_with_logs(feature_runs, repo
     assert "computing s2-max went wrong" in failed["log"]
 
 
+def test_a_cached_task_shows_the_preview_of_the_run_that_computed_it(feature_runs) -> None:
+    first, second = (
+        {t["name"]: t for t in embedded(run / REPORT_FILE)["tasks"]} for run in feature_runs
+    )
+    assert second["Source(s0)"]["status"] == "CACHED"
+    assert second["Source(s0)"]["preview"] == first["Source(s0)"]["preview"]
+    assert first["Source(s0)"]["preview"]["shape"] == [100, 3]
+
+
 def test_the_report_is_one_file_that_loads_nothing(report: Path) -> None:
     raw = report.read_text(encoding="utf-8")
     assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=", raw)

@@ -34,6 +34,9 @@ _RESULT = re.compile(
     rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n(?:  crc32: (\d+)\n)?$"
 )
 """How :meth:`Store.save` ends every params.yaml; read without parsing the YAML."""
+_PREVIEW = re.compile(rb"\npreview:\n(.*?\n)result:\n", re.DOTALL)
+"""The preview a task's worker put in its record, the last part before the result's: a top-level
+key starts at the start of a line, and strings with line breaks are written escaped."""
 CHECKSUM_LIMIT = 64 * 2**20
 """Results up to this many bytes get a CRC-32 when written, checked whenever they are loaded, so
 a byte changed in place is caught; larger ones are checked by size only (memory-mapped arrays
@@ -408,6 +411,17 @@ class Store:
             if stored_key == key:
                 return mtime
         return None
+
+    def preview(self, name: str, key: str) -> dict[str, Any] | None:
+        """The preview of the result its record keeps (see :mod:`pyperunner.preview`), parsed
+        alone (a run's page shows one for each cached task); None if there is none to read."""
+        try:
+            found = _PREVIEW.search(self._files.read(self._files.at(name, key, PARAMS_FILE)))
+            shown = None if found is None else yamlio.load(b"preview:\n" + found.group(1))
+        except (OSError, ValueError, yamlio.YAMLError):
+            return None
+        shown = shown.get("preview") if isinstance(shown, dict) else None
+        return shown if isinstance(shown, dict) else None
 
     def record(self, name: str, key: str) -> dict[str, Any]:
         """The ``params.yaml`` record stored beside a result."""

@@ -146,7 +146,7 @@ def _task(
         **_run_fields(run),
     }
     if task["preview"] is None and run.status is Status.CACHED and store is not None:
-        task["preview"] = _stored_preview(store, name, key)
+        task["preview"] = store.preview(name, key)  # kept by the run that computed it
     task["result_path"] = _result_path(store, name, key) if run.status.has_output else None
     if folder is not None:
         task["log"] = runfolder.read_task_log(folder, key)[-LOG_LIMIT:]
@@ -181,16 +181,6 @@ def _store(info: Mapping[str, Any]) -> Store | None:
         return Store(root)
     except (ValueError, ImportError, OSError):
         return None
-
-
-def _stored_preview(store: Store, name: str, key: str) -> Any:
-    """The preview kept in a cached result's record, by the run that computed it."""
-    try:
-        record = store.record(name, key)
-    except Exception:  # unreadable or gone: no preview, never an error on the page
-        return None
-    shown = record.get("preview") if isinstance(record, dict) else None
-    return shown if isinstance(shown, dict) else None
 
 
 def _result_path(store: Store | None, name: str, key: str) -> str | None:

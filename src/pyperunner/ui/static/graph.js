@@ -155,7 +155,8 @@ class TaskGraph {
       graph.setEdge(edge.from, edge.to, label);
     }
     dagre.layout(graph);
-    this.size = {width: graph.graph().width || 1, height: graph.graph().height || 1};
+    const {width, height} = graph.graph(); /* -Infinity for a pipeline of no task */
+    this.size = {width: Math.max(1, width) || 1, height: Math.max(1, height) || 1};
     this.draw(graph, nodes, edges);
   }
 
