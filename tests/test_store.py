@@ -607,3 +607,13 @@ def test_a_file_in_place_of_the_entry_folder_is_moved_aside_by_the_next_save(tmp
         store.save(NAME, KEY, [5], RECORD)
     assert store.load(NAME, KEY) == [5]
     assert folder.with_name(f"{KEY}.damaged").read_text() == "not a folder"
+
+
+def test_the_preview_kept_in_a_record_is_read_back_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    shown = {"type": "str", "text": 'two\nlines: "quoted"\nresult:\n', "length": 3}
+    store.save(NAME, KEY, "abc", {**RECORD, "preview": shown})
+    assert store.preview(NAME, KEY) == shown == store.record(NAME, KEY)["preview"]
+    store.save(NAME, "b" * 32, "abc", RECORD)  # made before previews
+    assert store.preview(NAME, "b" * 32) is None
+    assert store.preview(NAME, "c" * 32) is None  # nothing stored
