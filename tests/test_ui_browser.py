@@ -217,6 +217,7 @@ def test_a_running_pipeline_updates_in_place(page: Any, tmp_path: Path) -> None:
         expect(gate).to_have_attribute("data-status", "RUNNING")
         expect(page.locator(".run-head .state")).to_have_text("running")
         page.evaluate("window.notReloaded = true")
+        page.locator("input.name-filter").fill("gate")  # what a user typed stays through updates
         with open(release, "w") as fifo:
             fifo.write("done")
         expect(page.locator('g.task[data-name="After(end)"]')).to_have_attribute(
@@ -225,9 +226,12 @@ def test_a_running_pipeline_updates_in_place(page: Any, tmp_path: Path) -> None:
         expect(gate).to_have_attribute("data-status", "SUCCESS")
         expect(page.locator(".run-head .state")).to_have_text("finished")
         expect(page.locator(".run-head .counts .chip")).to_have_text(["2 success"])
+        expect(page.locator(".task-table tbody tr")).to_have_count(1)
         expect(page.locator('.task-table tr[data-name="Gate(gate)"]')).to_have_attribute(
             "data-status", "SUCCESS"
         )
+        expect(page.locator("input.name-filter")).to_have_value("gate")
+        expect(page.locator("input.name-filter")).to_be_focused()
         assert page.evaluate("window.notReloaded") is True
         assert running.wait(timeout=60) == 0
     finally:

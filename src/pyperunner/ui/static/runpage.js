@@ -115,9 +115,9 @@ class RunPage {
       names.push(name);
     }
     this.doc.journal = changes.journal;
-    const ended = changes.state !== this.doc.state;
+    const stateChanged = changes.state !== this.doc.state;
     this.doc.state = changes.state;
-    if (!names.length && !ended) return;
+    if (!names.length && !stateChanged) return;
     this.graph.update(names);
     this.table.render();
     this.timeline.render();
@@ -243,7 +243,18 @@ class TaskTable {
     this.text = '';
     this.offset = 0;
     this.selected = null;
-    this.element = el('section', {class: 'task-table'});
+    /* the name box is made once, so that live updates never take it from under the typing */
+    const search = el('input', {type: 'search', class: 'name-filter', placeholder: 'Filter tasks by name',
+      'aria-label': 'Filter tasks by name'});
+    search.addEventListener('input', () => {
+      this.text = search.value;
+      this.offset = 0;
+      this.renderBody();
+    });
+    this.filters = el('div', {class: 'status-filters'});
+    this.body = el('div', {class: 'table-body'});
+    this.element = el('section', {class: 'task-table'},
+      el('div', {class: 'table-tools'}, el('h2', {}, 'Tasks'), search, this.filters), this.body);
   }
 
   onlyStatus(status) {
@@ -264,18 +275,10 @@ class TaskTable {
     return shown.sort((a, b) => sign * column.sort(a, b) || NATURAL.compare(a.name, b.name));
   }
 
+  /* The status buttons (with their counts) and the rows. */
   render() {
-    const rows = this.rows();
-    if (this.offset >= rows.length) this.offset = Math.max(0, rows.length - TABLE_PAGE);
     const counts = countStatuses(this.tasks);
-    const search = el('input', {type: 'search', class: 'name-filter', placeholder: 'Filter tasks by name',
-      'aria-label': 'Filter tasks by name', value: this.text});
-    search.addEventListener('input', () => {
-      this.text = search.value;
-      this.offset = 0;
-      this.renderBody();
-    });
-    const filters = el('div', {class: 'status-filters'}, WORST_FIRST.filter((s) => counts[s]).map((status) => {
+    fill(this.filters, WORST_FIRST.filter((s) => counts[s]).map((status) => {
       const toggle = el('button', {type: 'button', class: 'status-filter', 'data-status': status,
         'aria-pressed': String(this.statuses.has(status)), style: `--chip: ${STATUS_COLORS[status]}`},
       `${STATUS_LABELS[status]} ${fmtCount(counts[status])}`);
@@ -287,13 +290,12 @@ class TaskTable {
       });
       return toggle;
     }));
-    this.body = el('div', {class: 'table-body'});
-    fill(this.element,
-      el('div', {class: 'table-tools'}, el('h2', {}, 'Tasks'), search, filters), this.body);
-    this.renderBody(rows);
+    this.renderBody();
   }
 
-  renderBody(rows = this.rows()) {
+  renderBody() {
+    const rows = this.rows();
+    if (this.offset >= rows.length) this.offset = Math.max(0, Math.floor((rows.length - 1) / TABLE_PAGE) * TABLE_PAGE);
     const page = rows.slice(this.offset, this.offset + TABLE_PAGE);
     const head = el('tr', {}, COLUMNS.map((column) => {
       if (!column.sort) return el('th', {}, column.label);
