@@ -14,7 +14,9 @@ tasks -> one gather). For each it prints:
   which the server took so long to send the run document);
 - ``zoom``/``pan``: milliseconds per frame while 30 wheel steps (or 30 drag steps) are applied,
   folded as on open and again with every group expanded (``expand``: how long expanding took);
-- ``sort``: sorting the task table by name, and filtering it by a name, to the next frame.
+- ``sort``: sorting the task table by name, and filtering it by a name, to the next frame;
+- ``runs``: the runs page over 1,000 runs (the feature run's folder linked 1,000 times): its
+  first frame, the next page, and a search, each to the frame that shows the rows.
 
 Run by hand; nothing here is a test. Needs Chromium (``/usr/bin/chromium``) and the test extras.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import subprocess
 import sys
 import tempfile
@@ -143,6 +146,46 @@ def timed(action: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+RUNS_SHOWN = """async ([action, before]) => {
+    const start = performance.now();
+    if (action === 'next') document.querySelector('button.pager-next').click();
+    if (action === 'search') {
+        const input = document.querySelector('input.run-search');
+        input.value = 'features';
+        input.dispatchEvent(new Event('input'));
+    }
+    const rows = () => document.querySelector('table.runs tbody tr');
+    while (!rows() || rows().dataset.run === before) {
+        await new Promise(done => setTimeout(done, 5));
+    }
+    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    return performance.now() - start;
+}"""
+
+
+def many_runs(folder: Path, log: Path, count: int) -> None:
+    """``count`` runs in ``log``, each the files of ``folder`` a listing reads, linked."""
+    for i in range(count):
+        copy = log / f"{folder.name}_{i:06d}"
+        copy.mkdir(parents=True)
+        for name in ("pipeline.yaml", "summary.json", "run.yaml"):
+            os.link(folder / name, copy / name)
+
+
+def measure_runs(browser: Any, url: str) -> dict[str, float]:
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    page.wait_for_selector("table.runs tbody tr")
+    figures = page.evaluate(FIRST_FRAME)
+    first = page.get_attribute("table.runs tbody tr", "data-run")
+    figures["next page"] = page.evaluate(RUNS_SHOWN, ["next", first])
+    second = page.get_attribute("table.runs tbody tr", "data-run")
+    figures["search"] = page.evaluate(RUNS_SHOWN, ["search", second])
+    figures.pop("of which the run document")
+    page.close()
+    return figures
+
+
 def serve(log: Path) -> tuple[subprocess.Popen[str], str]:
     command = [sys.executable, "-c", "from pyperunner.cli import main; main()", "ui", str(log)]
     command += ["--port", "0"]
@@ -187,6 +230,15 @@ def main() -> None:
                         shown = measure_page(browser, address)
                         line = ", ".join(f"{k} {v:.0f}" for k, v in shown.items() if v is not None)
                         print(f"{size:>5} {mode:>6} (ms): {line}")
+                many_runs(folders[min(sizes)], root / "many", 1000)
+                listing, listed = serve(root / "many")
+                try:
+                    shown = measure_runs(browser, listed)
+                finally:
+                    listing.terminate()
+                    listing.wait()
+                line = ", ".join(f"{k} {v:.0f}" for k, v in shown.items() if v is not None)
+                print(f" runs list of 1,000 runs (ms): {line}")
                 browser.close()
         finally:
             server.terminate()
