@@ -23,14 +23,18 @@ import run_page
 from conftest import EVIL, Served, marked_pipeline, run_inline
 from playwright.sync_api import expect
 
+from pyperunner.store import Store
+
 pytest.importorskip("uvicorn")
 
 
 @pytest.fixture(scope="module")
 def server(feature_runs: tuple[Path, Path]) -> Iterator[Served]:
-    """The UI over the feature runs and, newest, the marked run."""
+    """The UI over the feature runs and, newest, the marked run; the store also holds a result
+    no run uses (as one a deleted run made)."""
     root = feature_runs[0].parent.parent
     run_inline(root, marked_pipeline())
+    Store(root / "data").save("Orphan(old)", "0" * 32, list(range(1000)), {})
     served = Served([str(root / "log")], root)
     yield served
     served.stop()
@@ -160,7 +164,13 @@ def test_the_cache_shows_entries_by_task_and_the_runs_using_them(
     assert sorted(used.all_text_contents()) == sorted(run.name for run in feature_runs)
     shared = page.locator('details.cache-task[data-task="Clean(s0)"] tbody tr .run-link')
     expect(shared).to_have_count(2)
-    expect(page.locator(".garbage-total")).to_have_text("0 B in 0 entries")
+    orphan = page.locator('details.cache-task[data-task="Orphan(old)"]')
+    expect(orphan.locator("tbody tr .badge")).to_have_text("gc would remove")
+    expect(orphan.locator("tbody tr")).to_contain_text("none")  # no run uses it
+    expect(page.locator(".garbage-total")).to_contain_text("in 1 entry")
+    page.locator("input.only-garbage").check()
+    expect(page.locator("details.cache-task")).to_have_count(1)
+    expect(page.locator("details.cache-task")).to_have_attribute("data-task", "Orphan(old)")
 
 
 # --------------------------------------------------------------------------- live
