@@ -2,7 +2,8 @@
  * boxes; this file draws them as SVG (one <g class="task" data-name> per task box, one
  * <g class="group" data-group> per group of like tasks), pans (drag) and zooms (wheel, buttons),
  * fits the graph to its frame, folds groups of like tasks into one box when the graph is large and
- * unfolds them on click, and recolours boxes as statuses change. */
+ * unfolds them on click (a large group as a grid of its tasks), and recolours boxes as statuses
+ * change. */
 'use strict';
 
 /* Above this many tasks, each group of like tasks starts as one box. */
@@ -38,7 +39,7 @@ class TaskGraph {
     this.onSelect = onSelect;
     this.selected = null;
     this.view = {x: 0, y: 0, k: 1};
-    this.drawn = new Map(); /* drawn node id -> {element, box, detail, members} */
+    this.drawn = new Map(); /* box id -> {element, rect, detail, title, node} */
     this.measure = document.createElement('canvas').getContext('2d');
     this.element = this.frame();
   }
