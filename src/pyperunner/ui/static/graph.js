@@ -209,9 +209,11 @@ class TaskGraph {
     const clusters = svgEl('g', {class: 'clusters'});
     const lines = svgEl('g', {class: 'edges'});
     const labels = svgEl('g', {class: 'edge-labels'});
+    const tabs = svgEl('g', {class: 'tabs'}); /* over the edges, which may pass a frame's top */
     const boxes = svgEl('g', {class: 'boxes'});
+    const layers = {clusters, tabs, boxes};
     for (const group of this.groups.values()) {
-      if (this.mode(group) === 'open') clusters.appendChild(this.clusterBox(group, graph.node('c:' + group.id)));
+      if (this.mode(group) === 'open') this.clusterBox(group, graph.node('c:' + group.id), layers);
     }
     for (const edge of edges.values()) {
       const placed = graph.edge(edge.from, edge.to);
@@ -228,9 +230,9 @@ class TaskGraph {
       const placed = graph.node(id);
       if (node.kind === 'group') boxes.appendChild(this.groupBox(node, placed));
       else if (node.kind === 'task') boxes.appendChild(this.taskBox(node, placed));
-      else this.blockBoxes(node, placed, clusters, boxes);
+      else this.blockBoxes(node, placed, layers);
     }
-    append(this.viewport, [clusters, lines, labels, boxes]);
+    append(this.viewport, [clusters, lines, labels, tabs, boxes]);
     if (this.selected) this.markSelected(this.selected);
   }
 
@@ -264,31 +266,32 @@ class TaskGraph {
   }
 
   /* A block: its frame, and its tasks in rows, in the group's order. */
-  blockBoxes(node, placed, clusters, boxes) {
-    clusters.appendChild(this.clusterBox(node.group, placed));
+  blockBoxes(node, placed, layers) {
+    this.clusterBox(node.group, placed, layers);
     const left = placed.x - placed.width / 2 + BLOCK_PAD;
     const top = placed.y - placed.height / 2 + BLOCK_PAD;
     node.boxes.forEach((box, i) => {
       const column = i % node.columns;
       const row = Math.floor(i / node.columns);
-      boxes.appendChild(this.taskBox(box, {width: node.cell, height: BOX_HEIGHT,
+      layers.boxes.appendChild(this.taskBox(box, {width: node.cell, height: BOX_HEIGHT,
         x: left + column * (node.cell + GRID_GAP) + node.cell / 2,
         y: top + row * (BOX_HEIGHT + GRID_GAP) + BOX_HEIGHT / 2}));
     });
   }
 
-  /* An unfolded group: a frame round its tasks, with a tab that folds it again. */
-  clusterBox(group, placed) {
+  /* An unfolded group: a frame round its tasks, and a tab on its top that folds it again. */
+  clusterBox(group, placed, layers) {
     const label = `▾ ${this.fitText(group.id, this.fonts.detail)}`;
     const tabWidth = this.textWidth(label, this.fonts.detail) + 16;
     const x = placed.x - placed.width / 2;
     const y = placed.y - placed.height / 2;
-    return svgEl('g', {class: 'group expanded', 'data-group': group.id},
-      svgEl('rect', {class: 'cluster', x, y, width: placed.width, height: placed.height, rx: 10}),
-      svgEl('g', {class: 'group-tab', transform: `translate(${x + 8},${y - TAB_HEIGHT / 2})`, tabindex: 0},
-        svgEl('title', {}, 'Draw this group as one box'),
-        svgEl('rect', {width: tabWidth, height: TAB_HEIGHT, rx: TAB_HEIGHT / 2}),
-        svgEl('text', {x: 8, y: 15}, label)));
+    layers.clusters.appendChild(svgEl('g', {class: 'group expanded', 'data-group': group.id},
+      svgEl('rect', {class: 'cluster', x, y, width: placed.width, height: placed.height, rx: 10})));
+    layers.tabs.appendChild(svgEl('g', {class: 'group-tab', 'data-group': group.id,
+      transform: `translate(${x + 8},${y - TAB_HEIGHT / 2})`, tabindex: 0},
+    svgEl('title', {}, 'Draw this group as one box'),
+    svgEl('rect', {width: tabWidth, height: TAB_HEIGHT, rx: TAB_HEIGHT / 2}),
+    svgEl('text', {x: 8, y: 15}, label)));
   }
 
   // -- folding -----------------------------------------------------------------------------------
@@ -422,7 +425,7 @@ class TaskGraph {
   /* What a click (or Enter) on a part of the graph does. */
   activate(target) {
     const tab = target.closest('.group-tab');
-    if (tab) return this.toggle(tab.closest('.group').dataset.group);
+    if (tab) return this.toggle(tab.dataset.group);
     const task = target.closest('g.task');
     if (task) return this.onSelect(task.dataset.name);
     const group = target.closest('g.group');
