@@ -249,3 +249,8 @@ def test_a_running_pipeline_updates_in_place(page: Any, tmp_path: Path) -> None:
             running.kill()
             running.wait()
         served.stop()
+
+
+def test_a_run_that_is_not_there_says_why(page: Any, server: Served) -> None:
+    page.goto(f"{server.url}#/run/no-such-run")
+    expect(page.locator(".error-box")).to_contain_text("404: no such run")

@@ -185,8 +185,13 @@ function apiSource() {
   const id = encodeURIComponent;
   const get = async (path) => {
     const response = await fetch(path, {headers: {Accept: 'application/json'}});
-    if (!response.ok) throw new Error(`${response.status} ${response.statusText} (${path})`);
-    return response.json();
+    if (response.ok) return response.json();
+    const text = await response.text(); /* why, as text or as {"error": why} */
+    let why = text.trim() || response.statusText;
+    try {
+      why = JSON.parse(text).error || why;
+    } catch (notJson) { /* plain text */ }
+    throw new Error(`${response.status}: ${why} (${path})`);
   };
   return {
     report: false,
