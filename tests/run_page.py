@@ -58,6 +58,10 @@ def check_header(page: Any) -> None:
     expect(chips).to_have_text(["2 failure", "2 can't run", "54 success"])
     colour = chips.first.evaluate("chip => getComputedStyle(chip).getPropertyValue('--chip')")
     assert colour.strip() == STATUS_COLORS[Status.FAILURE]
+    page.locator(".run-head .counts .chip", has_text="2 failure").click()  # those tasks listed
+    expect(page.locator(".task-table tbody tr")).to_have_count(2)
+    page.locator(".run-head .counts .chip", has_text="2 failure").click()  # all again
+    expect(page.locator(".task-table tbody tr")).to_have_count(58)
     page.locator("details.environment > summary").click()
     expect(page.locator("details.environment")).to_contain_text("executor")
 
@@ -69,6 +73,10 @@ def check_fits_on_open(page: Any) -> None:
     expect(page.locator(FEATURES)).to_contain_text("42 tasks")
     expect(page.locator(FEATURES)).to_contain_text("2 failure · 40 success")
     assert page.locator(FEATURES).get_attribute("data-status") == "FAILURE"
+    border = page.locator(f"{FEATURES} rect.box").evaluate(
+        "rect => [getComputedStyle(rect).stroke, parseFloat(getComputedStyle(rect).strokeWidth)]"
+    )
+    assert border[0] == "rgb(178, 24, 43)" and border[1] >= 3  # failures: a thick red border
     assert sorted(b["name"] for b in boxes(page)) == ["Report(final)", "Train(model)"]
     frame = page.locator("svg.graph").bounding_box()
     for box in boxes(page, "g.task, g.group"):

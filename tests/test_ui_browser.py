@@ -225,6 +225,8 @@ def test_a_running_pipeline_updates_in_place(page: Any, tmp_path: Path) -> None:
         page.locator('table.runs tr[data-state="running"] a.run-link').click()
         gate = page.locator('g.task[data-name="Gate(gate)"]')
         expect(gate).to_have_attribute("data-status", "RUNNING")
+        pulse = gate.locator("rect.box").evaluate("rect => getComputedStyle(rect).animationName")
+        assert pulse == "pulse"  # a running task's border pulses
         expect(page.locator(".run-head .state")).to_have_text("running")
         page.evaluate("window.notReloaded = true")
         page.locator("input.name-filter").fill("gate")  # what a user typed stays through updates
