@@ -1,4 +1,5 @@
-"""Shared test helpers: counting task executions across processes without touching task keys."""
+"""Shared test helpers: counting task executions across processes without touching task keys,
+and a realistic wide pipeline for the pictures and ``pyperunner show``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
+
+from pyperunner import Pipeline, Task, run, task
 
 CALLS_ENV = "PYPERUNNER_TEST_CALLS"
 
@@ -98,3 +101,47 @@ def double_fork_sleeper() -> int:
     os.waitpid(middle, 0)
     with os.fdopen(read_end, "rb") as reading:
         return int(reading.read())
+
+
+# -- a wide pipeline -------------------------------------------------------------------------
+
+FEATURES = ("mean", "std", "min", "max", "skew", "kurt")
+FAILING_FEATURES = ("Feature(s2-skew)", "Feature(s5-min)")
+
+
+@task("Source", receives_input=False)
+def source(index: int) -> list[int]:
+    return list(range(index, index + 10))
+
+
+@task("Clean")
+def clean(data: list[Any]) -> list[int]:
+    return sorted(data[0])
+
+
+class Feature(Task):
+    @run
+    def run(self, data: list[Any], kind: str) -> float:
+        if self.name in FAILING_FEATURES:
+            raise ValueError(f"no {kind} for this source")
+        return float(len(data[0]))
+
+
+@task("Train")
+def train(data: list[Any]) -> int:
+    return len(data)
+
+
+@task("Report")
+def report(data: list[Any]) -> str:
+    return f"model of {data[0]} features"
+
+
+def features_pipeline() -> Pipeline:
+    """7 sources, a clean task each, 6 features of each (``Feature(s0-mean)``; two of them
+    fail), one model trained on all 42 features and its report: 58 tasks."""
+    features = []
+    for s in range(7):
+        cleaned = clean(f"s{s}")(source(f"s{s}", index=s))
+        features += [Feature(f"s{s}-{kind}", kind=kind)(cleaned) for kind in FEATURES]
+    return Pipeline("features", [report("final")(train("model")(features))])
