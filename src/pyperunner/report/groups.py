@@ -14,7 +14,7 @@ import collections
 import itertools
 import math
 import re
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ _WORST_FIRST = [
     Status.CACHED,
 ]
 _NAME = re.compile(r"(.+?)\((.*)\)\Z", re.DOTALL)
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,14 @@ class Room:
     widest: float  # where it stays wider than this, all its tasks of one class
     layers: float = math.inf  # more layers than this: chains of like tasks as one box each
 
-    def row(self, boxes: Iterable[tuple[Hashable, Mapping[str, Any]]]) -> float:
-        """The width of ``(node, attributes)`` boxes side by side."""
-        widths = [self.box(node, attrs) for node, attrs in boxes]
-        return sum(widths) + self.gap * max(0, len(widths) - 1)
+    def fits(self, boxes: Iterable[tuple[Hashable, Mapping[str, Any]]], width: float) -> bool:
+        """Whether ``(node, attributes)`` boxes side by side are at most ``width`` wide."""
+        row = -self.gap
+        for node, attrs in boxes:
+            row += self.gap + self.box(node, attrs)
+            if row > width:
+                return False
+        return True
 
 
 PICTURE = Room(
@@ -90,9 +95,10 @@ def grouped(graph: GraphLike, room: Room = PICTURE) -> GraphLike:
             drawn.add_node(node, **graph.nodes[node])
     for head, nodes in groups.items():
         drawn.add_node(head, **_group_attrs(graph, nodes))
-    for u, v in graph.edges:
-        if drawn_as[u] != drawn_as[v]:
-            drawn.add_edge(drawn_as[u], drawn_as[v])
+    edges = dict.fromkeys((drawn_as[u], drawn_as[v]) for u, v in graph.edges)
+    for u, v in edges:  # once each, in the order of the first edge each stands for
+        if u != v:
+            drawn.add_edge(u, v)
     return drawn
 
 
@@ -123,14 +129,14 @@ def _side_by_side(
 ) -> None:
     """Group the like tasks of one layer if it is too wide for ``room`` (its tasks' parents lie
     in earlier layers, so they are grouped already)."""
-    if room.row((node, graph.nodes[node]) for node in layer) <= room.width:
+    if room.fits(((node, graph.nodes[node]) for node in layer), room.width):
         return
 
     def same_parents(node: Hashable) -> frozenset[Hashable]:
         return frozenset(drawn_as[p] for p in graph.predecessors(node))
 
     proposal = _proposal(graph, layer, same_parents, groups)
-    if _row_with(graph, room, layer, proposal) > room.widest:
+    if not room.fits(_boxes_with(graph, layer, proposal), room.widest):
         proposal = _proposal(graph, layer, lambda node: None, groups)
     for head, nodes in proposal.items():
         _group(head, nodes, drawn_as, groups)
@@ -156,14 +162,13 @@ def _proposal(
     return proposal
 
 
-def _row_with(
-    graph: GraphLike, room: Room, layer: list[Hashable], proposal: Mapping[Hashable, list]
-) -> float:
-    """The width of ``layer`` with the groups of ``proposal`` drawn as one box each."""
+def _boxes_with(
+    graph: GraphLike, layer: list[Hashable], proposal: Mapping[Hashable, list]
+) -> Iterator[tuple[Hashable, Mapping[str, Any]]]:
+    """The boxes of ``layer`` with the groups of ``proposal`` drawn as one box each."""
     inside = {node for nodes in proposal.values() for node in nodes}
-    alone = ((node, graph.nodes[node]) for node in layer if node not in inside)
-    heads = ((head, _group_attrs(graph, nodes)) for head, nodes in proposal.items())
-    return room.row(itertools.chain(alone, heads))
+    yield from ((head, _group_attrs(graph, nodes)) for head, nodes in proposal.items())
+    yield from ((node, graph.nodes[node]) for node in layer if node not in inside)
 
 
 def _in_a_row(
@@ -232,7 +237,7 @@ def _group_name(
 def _natural(node: Hashable) -> list[str | int]:
     """A sort key that orders the numbers in names by value: text at even places, numbers at
     odd ones, so any two keys compare."""
-    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", str(node)))]
+    return [int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(str(node)))]
 
 
 def _tag(node: Hashable) -> str:

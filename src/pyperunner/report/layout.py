@@ -117,6 +117,8 @@ class _Dummy:
 def status_of(attrs: Mapping[str, Any]) -> Status:
     """A node's ``status`` attribute as a ``Status`` (NOT_STARTED if missing)."""
     value = attrs.get("status")
+    if isinstance(value, Status):
+        return value
     return Status.NOT_STARTED if value is None else Status(value)
 
 
@@ -173,9 +175,19 @@ def longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
 
     Raises ``ValueError`` naming a cycle if there is one.
     """
+    parents = {node: list(graph.predecessors(node)) for node in graph.nodes}
+    unplaced = {node: len(above) for node, above in parents.items()}
+    ready = [node for node, count in unplaced.items() if count == 0]
     layer: dict[Hashable, int] = {}
-    for node in topological_order(graph):
-        layer[node] = max((layer[p] + 1 for p in graph.predecessors(node)), default=0)
+    for node in ready:  # grows as the last parent of a node is placed
+        layer[node] = max((layer[p] + 1 for p in parents[node]), default=0)
+        for child in graph.successors(node):
+            unplaced[child] -= 1
+            if unplaced[child] == 0:
+                ready.append(child)
+    if len(layer) < len(parents):
+        topological_order(graph)  # raises, naming a cycle
+        raise AssertionError("unreachable")
     return layer
 
 

@@ -52,23 +52,25 @@ def draw_run(
 ) -> str:
     """The drawing of a run's tasks (the entries of its ``pipeline.yaml``, by name), with what
     happened to each (``runs``), at most ``width`` columns wide."""
-    graph = Dag()
-    for name in tasks:
-        run = runs.get(name, TaskRun())
-        graph.add_node(name, status=run.status, duration=run.duration)
-    for name, spec in tasks.items():
-        for parent in spec.get("parents") or []:
-            graph.add_edge(parent, name)
+    unrun = TaskRun()
+    graph = Dag.from_parents(
+        {name: _attrs(runs.get(name, unrun)) for name in tasks},
+        {name: spec.get("parents") or [] for name, spec in tasks.items()},
+    )
     room = Room(lambda node, attrs: len(label(node, attrs)) + BOX_PADDING, BOX_GAP, width, width)
     drawn = grouped(graph, room)
     labels = {node: label(node, drawn.nodes[node]) for node in drawn.nodes}
     layers = _layers(drawn)
-    if all(room.row((node, drawn.nodes[node]) for node in layer) <= width for layer in layers):
+    if all(room.fits(((node, drawn.nodes[node]) for node in layer), width) for layer in layers):
         edges = [(parent, node) for node in drawn.nodes for parent in drawn.predecessors(node)]
         text = draw_ascii(list(drawn.nodes), edges, labels)
         if max(map(len, text.splitlines()), default=0) <= width:
             return text
     return "\n".join(_listed(drawn, layers, labels, width))
+
+
+def _attrs(run: TaskRun) -> dict[str, Any]:
+    return {"status": run.status, "duration": run.duration}
 
 
 def _layers(graph: GraphLike) -> list[list[Hashable]]:
