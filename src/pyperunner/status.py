@@ -60,7 +60,10 @@ class TaskRun:
     def from_dict(cls, doc: Mapping[str, Any]) -> TaskRun:
         """Read back :meth:`to_dict` output; ``ValueError`` naming the field that is not of
         its type (a run file edited by hand)."""
-        values = {k: v for k, v in doc.items() if k in _FIELDS}
+        values = dict(doc)
+        values.pop("duration", None)  # worked out from started and finished
+        if not _FIELDS.issuperset(values):
+            values = {k: v for k, v in values.items() if k in _FIELDS}
         status = values.get("status", Status.NOT_STARTED)
         try:
             values["status"] = _STATUSES[status]

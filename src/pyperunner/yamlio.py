@@ -176,12 +176,16 @@ class _NotOurs(Exception):
     """Not a document as :func:`dump` writes it: PyYAML reads it."""
 
 
+_KEY = r"[A-Za-z][A-Za-z0-9_.()\-/]*"
 _LINE = re.compile(
-    r'^( *)(?:(- )|(-)$)?(?:([A-Za-z][A-Za-z0-9_.()\-/]*|"(?:[^"\\\n]|\\.)*"):(?: (.+))?$|(.+))?$',
+    rf"^( *)(?:({_KEY}: [^\n]+(?:\n\1{_KEY}: [^\n]+)*)$"
+    rf'|(?:(- )|(-)$)?(?:({_KEY}|"(?:[^"\\\n]|\\.)*"):(?: (.+))?$|(.+))?$)',
     re.MULTILINE,
 )
-"""A line of a block-style document: indent, ``- `` (or a lone ``-``), then ``key: value``,
-``key:`` (its value is the block below) or a value."""
+"""A line of a block-style document, or lines ``key: value`` of one indent one after the other
+(their keys plain): the indent, then those lines, or ``- `` (or a lone ``-``) followed by
+``key: value``, ``key:`` (its value is the block below) or a value."""
+_PAIR = re.compile(rf"^ *({_KEY}): (.+)$", re.MULTILINE)
 _ASCII_TEXT = bytes(range(0x20, 0x7F)) + b"\n"
 _SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F]")
 """An escaped surrogate (after an odd number of backslashes): JSON pairs them, YAML does not."""
@@ -205,19 +209,20 @@ def _fast_load(text: str) -> Any:
     if not _plain_text(text):
         raise _NotOurs
     tokens = _LINE.findall(text)
-    if len(tokens) != text.count("\n") + 1:
-        raise _NotOurs
+    lines = len(tokens) + sum(token[1].count("\n") for token in tokens if token[1])
+    if lines != text.count("\n") + 1:
+        raise _NotOurs  # a line matched nothing
     tokens.pop()  # what follows the last line break
     first = tokens[0]
-    if first[0] or not (first[1] or first[2] or first[3]):
+    if first[0] or not (first[1] or first[2] or first[3] or first[4]):
         raise _NotOurs  # indented, or a lone value: not a mapping or list
     known: dict[str, Any] = {}  # scalar -> value, for the values that cannot change
     names: dict[str, str] = {}  # key as written -> key
-    in_list = bool(first[1] or first[2])
+    in_list = bool(first[2] or first[3])
     here: Any = [] if in_list else {}
     root, indent, around = here, 0, []
     waiting = None  # (container, key or None for a list item, indent) of a value below
-    for spaces, dash, lone, key, value, scalar in tokens:
+    for spaces, run, dash, lone, key, value, scalar in tokens:
         at, item = len(spaces), bool(dash or lone)
         if waiting is not None:  # a block as the value of a key or item above
             holder, name, above = waiting
@@ -237,7 +242,14 @@ def _fast_load(text: str) -> Any:
                 here, indent, in_list = around.pop()
             if at != indent or item != in_list:
                 raise _NotOurs
-        if lone:
+        if run:
+            for written, text_value in _PAIR.findall(run):
+                name = names.get(written)
+                if name is None:
+                    name = names[written] = _read_plain(written)
+                found = known.get(text_value, known)
+                here[name] = _read_value(text_value, known) if found is known else found
+        elif lone:
             waiting = (here, None, at)
         elif not key:
             if not (dash and scalar):
@@ -283,7 +295,8 @@ def _read_value(text: str, known: dict[str, Any]) -> Any:
 
 
 def _read_scalar(text: str) -> Any:
-    if text[0] == '"':
+    first = text[0]
+    if first == '"':
         if text.count('"') == 2 and text[-1] == '"' and "\\" not in text:
             return text[1:-1]  # nothing escaped: the text between the quotes
         try:
@@ -292,10 +305,10 @@ def _read_scalar(text: str) -> Any:
             raise _NotOurs from None
         if end == len(text):
             return value
+    elif first.isalpha() and _PLAIN.fullmatch(text):
+        return _WORDS[text] if text in _WORDS else _read_plain(text)
     elif text in _WORDS:
         return _WORDS[text]
-    elif _PLAIN.fullmatch(text):
-        return _read_plain(text)
     elif (number := _NUMBER.fullmatch(text)) is not None and len(text) <= 4000:
         return int(text) if number.group(1) is not None else float(text)
     raise _NotOurs
