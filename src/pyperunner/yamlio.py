@@ -216,8 +216,7 @@ def _fast_load(text: str) -> Any:
     first = tokens[0]
     if first[0] or not (first[1] or first[2] or first[3] or first[4]):
         raise _NotOurs  # indented, or a lone value: not a mapping or list
-    known: dict[str, Any] = {}  # scalar -> value, for the values that cannot change
-    names: dict[str, str] = {}  # key as written -> key
+    known, names = _Values(), _Keys()
     in_list = bool(first[2] or first[3])
     here: Any = [] if in_list else {}
     root, indent, around = here, 0, []
@@ -244,18 +243,13 @@ def _fast_load(text: str) -> Any:
                 raise _NotOurs
         if run:
             for written, text_value in _PAIR.findall(run):
-                name = names.get(written)
-                if name is None:
-                    name = names[written] = _read_plain(written)
-                found = known.get(text_value, known)
-                here[name] = _read_value(text_value, known) if found is known else found
+                here[names[written]] = known[text_value]
         elif lone:
             waiting = (here, None, at)
         elif not key:
             if not (dash and scalar):
                 raise _NotOurs
-            found = known.get(scalar, known)
-            here.append(_read_value(scalar, known) if found is known else found)
+            here.append(known[scalar])
         else:
             target = here
             if dash:  # a mapping that starts on its dash's line
@@ -263,14 +257,10 @@ def _fast_load(text: str) -> Any:
                 here.append(target)
                 around.append((here, indent, in_list))
                 here, indent, in_list = target, at + 2, False
-            name = names.get(key)
-            if name is None:
-                name = names[key] = _read_scalar(key) if key[0] == '"' else _read_plain(key)
             if value:
-                found = known.get(value, known)
-                target[name] = _read_value(value, known) if found is known else found
+                target[names[key]] = known[value]
             else:
-                waiting = (target, name, indent)
+                waiting = (target, names[key], indent)
     if waiting is not None:
         raise _NotOurs
     return root
@@ -286,12 +276,23 @@ def _plain_text(text: str) -> bool:
     return _NON_PRINTABLE.search(text) is None and "\t" not in text and "\r" not in text
 
 
-def _read_value(text: str, known: dict[str, Any]) -> Any:
-    """The value of a scalar not in ``known`` yet (``{}`` and ``[]`` are new each time)."""
-    if text == "{}" or text == "[]":
-        return {} if text == "{}" else []
-    value = known[text] = _read_scalar(text)
-    return value
+class _Values(dict[str, Any]):
+    """Scalar as written -> its value, worked out the first time; ``{}`` and ``[]`` new each
+    time."""
+
+    def __missing__(self, text: str) -> Any:
+        if text == "{}" or text == "[]":
+            return {} if text == "{}" else []
+        value = self[text] = _read_scalar(text)
+        return value
+
+
+class _Keys(dict[str, str]):
+    """Key as written -> the key, worked out the first time."""
+
+    def __missing__(self, written: str) -> str:
+        key = self[written] = _read_scalar(written) if written[0] == '"' else _read_plain(written)
+        return key  # type: ignore[no-any-return]
 
 
 def _read_scalar(text: str) -> Any:

@@ -27,6 +27,7 @@ __all__ = ["DEFAULT_WIDTH", "draw_run", "label", "terminal_width"]
 DEFAULT_WIDTH = 120
 """The columns of a drawing printed to something that is not a terminal (a pipe, a file)."""
 MIN_WIDTH = 20
+"""The fewest columns a drawing is given, whatever the terminal or ``COLUMNS`` says."""
 
 
 def terminal_width(stream: TextIO) -> int:
