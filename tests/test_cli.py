@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -24,9 +25,11 @@ import joblib
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from conftest import Clean, Feature, Source, Train, feature_pipeline
 
-from pyperunner import Pipeline, PipelineError, PipelineResult, StoreError
+from pyperunner import Pipeline, PipelineError, PipelineResult, Runner, StoreError
 from pyperunner.cli import main
+from pyperunner.report.ascii import draw_ascii
 from pyperunner.store import Store
 
 TASKS = """
@@ -442,6 +445,107 @@ def test_show_of_a_folder_without_a_run_is_bad_usage(project: Project) -> None:
     assert "not a run folder" in cli("show", project.data, code=2).output
     saved = cli("show", project.pipeline(), code=2).output  # a pipeline file, not a run
     assert "give a run folder made by pyperunner run" in saved
+
+
+def features_run(tmp_path: Path, pipeline: Pipeline | None = None) -> Path:
+    """The run folder of the wide features pipeline (or of ``pipeline``), run inline."""
+    runner = Runner(tmp_path / "data", tmp_path / "log", executor="inline", console=False)
+    return runner.run(pipeline or feature_pipeline()).run_dir
+
+
+def drawn_lines(output: str) -> list[str]:
+    """The lines ``show`` prints but the failures (messages left whole, as a command in them)."""
+    return [line for line in output.splitlines() if not re.match(r"FAILED |\d+ task\(s\)", line)]
+
+
+def test_show_fits_120_columns_by_drawing_like_tasks_as_one_box(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    output = cli("show", features_run(tmp_path)).output  # not a terminal: 120 columns
+    assert max(map(len, drawn_lines(output))) <= 120  # 1572 when drawn task by task
+    for box in (
+        "Source(s0 ... s6), 7 tasks [7 SUCCESS]",
+        "Clean(s0 ... s6), 7 tasks [7 SUCCESS]",
+        "Feature(s0-len ... s6-sum), 42 tasks [40 SUCCESS, 2 FAILURE]",
+        "Train(model) [CANT_RUN]",
+        "Report(final) [CANT_RUN]",
+    ):
+        assert f"| {box} |" in output
+    assert output.rstrip().splitlines()[-2:] == [
+        "FAILED Feature(s2-max): ValueError: no max for s2-max",
+        "FAILED Feature(s5-std): ValueError: no std for s5-std",
+    ]
+
+
+def test_show_fits_the_columns_asked_for_and_lists_layers_where_boxes_cannot_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = features_run(tmp_path)
+    monkeypatch.setenv("COLUMNS", "250")
+    wide = cli("show", run_dir).output
+    assert max(map(len, drawn_lines(wide))) <= 250
+    assert re.search(r"\| Source\(s3\) \[SUCCESS \d+ m?s\] \|", wide)  # room for each source
+    assert "| Feature(s0-len ... s6-sum), 42 tasks [40 SUCCESS, 2 FAILURE] |" in wide
+    monkeypatch.setenv("COLUMNS", "40")
+    narrow = cli("show", run_dir).output
+    listed = drawn_lines(narrow)[3:]  # after the header (wider: a message) and its blank line
+    assert max(map(len, listed)) <= 40
+    assert listed[listed.index("layer 3:") + 1 :][:3] == [
+        "  Feature(s0-len ... s6-sum), 42 tasks",
+        "    [40 SUCCESS, 2 FAILURE]",
+        "    <- Clean(s0 ... s6), 7 tasks",
+    ]
+    assert narrow.rstrip().endswith("FAILED Feature(s5-std): ValueError: no std for s5-std")
+
+
+def test_show_draws_a_pipeline_that_fits_task_by_task_as_the_run_s_tasks_are(
+    tmp_path: Path,
+) -> None:
+    cleaned = Clean("s0")(Source("s0", rows=10))
+    features = [Feature(f"s0-{kind}", kind=kind)(cleaned) for kind in ("mean", "std")]
+    run_dir = features_run(tmp_path, Pipeline("small", [Train("model")(features)]))
+    output = cli("show", run_dir).output
+    labels = {label.partition(" [")[0]: label for label in re.findall(r"\| (.+?) \|", output)}
+    tasks = yaml.safe_load((run_dir / "pipeline.yaml").read_text())["pipeline"]["tasks"]
+    assert set(labels) == set(tasks) and len(tasks) == 5
+    edges = [(parent, name) for name, spec in tasks.items() for parent in spec["parents"]]
+    assert draw_ascii(list(tasks), edges, labels) in output  # the drawing it always was
+
+
+def test_the_width_is_the_terminal_s_or_columns_or_120(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyperunner.report.terminal import terminal_width
+
+    class Stream:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert terminal_width(Stream(tty=False)) == 120
+    monkeypatch.setenv("COLUMNS", "77")
+    assert terminal_width(Stream(tty=False)) == 77
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((90, 30)))
+    assert terminal_width(Stream(tty=True)) == 90
+
+
+def test_show_result_and_report_of_a_log_folder_use_its_latest_run(project: Project) -> None:
+    run_inline(project.pipeline(fail=True), code=1)
+    latest = run_inline(project.pipeline(factor=3))
+    shown = CliRunner().invoke(main, ["show", str(project.log)])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stderr == f"Using the latest run in {project.log}: {latest.name}\n"
+    assert shown.stdout.startswith(f"Run {latest.name} of pipeline demo")
+    printed = CliRunner().invoke(main, ["result", "log", "Total"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout == "{'count': 3, 'total': 9}\n"  # the output alone, for a pipe
+    assert latest.name in printed.stderr
+    assert cli("report", project.log).stdout.strip() == str(latest / "report.html")
+    (project.root / "empty").mkdir()
+    assert "nor a log folder holding one" in error("show", project.root / "empty")
 
 
 # --------------------------------------------------------------------------- result, report

@@ -12,9 +12,13 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
+from conftest import feature_pipeline
 from PIL import Image
 
+from pyperunner import Runner
+from pyperunner.graph import Dag
 from pyperunner.report.image import STATUS_COLORS, layout_boxes, write_status_png
+from pyperunner.report.layout import compute_layout
 from pyperunner.status import Status
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -395,11 +399,14 @@ def cross_validation(folds: int) -> nx.DiGraph:
     return graph
 
 
-def test_a_pipeline_that_fits_is_drawn_task_by_task() -> None:
+def test_a_pipeline_that_fits_is_drawn_task_by_task_at_full_size(tmp_path: Path) -> None:
     from pyperunner.report.groups import grouped
 
-    graph = cross_validation(20)
-    assert grouped(graph) is graph
+    for graph in (manual_pipeline(), cross_validation(8)):
+        assert grouped(graph) is graph
+        layout = compute_layout(graph, "title")
+        with Image.open(write_status_png(graph, tmp_path / "small.png", "title")) as image:
+            assert image.size == (round(layout.width * 100), round(layout.height * 100))
 
 
 def test_too_wide_a_layer_is_drawn_as_one_box_per_group_of_like_tasks(tmp_path: Path) -> None:
@@ -448,5 +455,77 @@ def test_too_long_a_chain_of_like_tasks_is_drawn_as_one_box() -> None:
     steps = "Step(number-0 ... number-199), 200 tasks"
     assert set(drawn.edges) == {("Load(all)", steps), (steps, "Report(final)")}
     assert drawn.nodes[steps]["detail"] == "1 FAILURE · 199 SUCCESS"
-    short = chain_graph(100)
+    short = chain_graph(10)
     assert grouped(short) is short  # it fits the picture: drawn task by task
+    assert len(grouped(chain_graph(30))) == 1  # 30 layers do not fit a screen's height
+
+
+def test_a_wide_pipeline_fits_a_screen_with_one_box_per_group_of_like_tasks(
+    tmp_path: Path,
+) -> None:
+    from pyperunner.report.groups import grouped
+
+    pipeline = feature_pipeline()
+    runner = Runner(tmp_path / "data", tmp_path / "log", executor="inline", console=False)
+    result = runner.run(pipeline)
+    with Image.open(result.run_dir / "status.png") as image:
+        size = image.size
+    assert max(size) <= 2500  # 8409 x 860 px when drawn task by task
+
+    graph = pipeline.graph()
+    for name, run in result.runs.items():
+        graph.nodes[name].update(status=run.status, duration=run.duration)
+    drawn = grouped(graph)
+    features = {f"Feature(s{s}-len ... s{s}-sum), 6 tasks" for s in range(7)}
+    sources, cleaned = {f"Source(s{s})" for s in range(7)}, {f"Clean(s{s})" for s in range(7)}
+    assert set(drawn.nodes) == sources | cleaned | features | {"Train(model)", "Report(final)"}
+    assert ("Clean(s2)", "Feature(s2-len ... s2-sum), 6 tasks") in set(drawn.edges)
+    for s in range(7):
+        attrs = drawn.nodes[f"Feature(s{s}-len ... s{s}-sum), 6 tasks"]
+        failing = s in (2, 5)
+        assert attrs["status"] is (Status.FAILURE if failing else Status.SUCCESS)
+        assert attrs["detail"] == ("1 FAILURE · 5 SUCCESS" if failing else "6 SUCCESS")
+    layout = compute_layout(drawn, "features")
+    assert size[0] / layout.width >= 80  # pixels per inch: the labels stay readable
+    counts = colour_counts(result.run_dir / "status.png")
+    assert counts[Status.FAILURE] > 2 * counts[Status.CANT_RUN] > 0  # two groups, two tasks
+
+
+def grid_search(datasets: int = 10, settings: int = 50) -> Dag:
+    """Each dataset fitted with each parameter setting, evaluated per dataset; the best kept."""
+    graph = Dag()
+    for d in range(datasets):
+        graph.add_node(f"Dataset(d{d})", status=Status.SUCCESS, duration=0.5)
+        graph.add_node(f"Evaluate(d{d})", status=Status.SUCCESS, duration=1.5)
+        graph.add_edge(f"Evaluate(d{d})", "Best(all)")
+        for p in range(settings):
+            graph.add_node(f"Fit(d{d}-p{p})", status=Status.SUCCESS, duration=30.0)
+            graph.add_edge(f"Dataset(d{d})", f"Fit(d{d}-p{p})")
+            graph.add_edge(f"Fit(d{d}-p{p})", f"Evaluate(d{d})")
+    graph.nodes["Best(all)"].update(status=Status.SUCCESS, duration=0.1)
+    return graph
+
+
+def test_big_pipelines_fit_a_screen_and_only_their_too_wide_layers_are_grouped(
+    tmp_path: Path,
+) -> None:
+    from pyperunner.report.groups import grouped
+
+    grid, fan_out = grid_search(), cross_validation(5000)
+    for graph in (grid, fan_out):
+        with Image.open(write_status_png(graph, tmp_path / "big.png", "big")) as image:
+            assert max(image.size) <= 2500
+    fits = "Fit(d0-p0 ... d9-p49), 500 tasks"  # 50 a dataset would still be too wide
+    datasets = {f"Dataset(d{d})" for d in range(10)}
+    evaluations = {f"Evaluate(d{d})" for d in range(10)}
+    assert set(grouped(grid).nodes) == datasets | evaluations | {fits, "Best(all)"}
+    assert len(grouped(fan_out)) == 4
+
+
+def test_too_many_layers_of_unlike_tasks_are_drawn_smaller_but_readable(tmp_path: Path) -> None:
+    graph = nx.DiGraph()  # two classes in turn: no chain of like tasks to group
+    nx.add_path(graph, [f"Step{i % 2}(number-{i})" for i in range(26)])
+    layout = compute_layout(graph, "deep")
+    with Image.open(write_status_png(graph, tmp_path / "deep.png", "deep")) as image:
+        assert image.height <= 2500 < layout.height * 100
+        assert image.height / layout.height >= 80

@@ -39,7 +39,7 @@ from . import (
     yamlio,
 )
 from .executors import EXECUTORS
-from .report.text import format_bytes, format_duration
+from .report.text import format_bytes, format_counts, format_duration
 from .runfolder import PIPELINE_FILE, RunFolderError, is_going
 from .store import Store
 
@@ -55,16 +55,6 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     UnhashableParameterError,
     RunFolderError,
     yamlio.YAMLError,
-)
-
-STATUS_ORDER = (
-    Status.SUCCESS,
-    Status.CACHED,
-    Status.FAILURE,
-    Status.CANT_RUN,
-    Status.INTERRUPTED,
-    Status.RUNNING,
-    Status.NOT_STARTED,
 )
 
 
@@ -237,10 +227,7 @@ def runs(log_path: str) -> None:
     Example:
         pyperunner runs log/
     """
-    infos = sorted(
-        (list_entry(folder) for folder in run_folders(Path(log_path))),
-        key=lambda info: (info.started or "", modified(info.folder / PIPELINE_FILE)),
-    )
+    infos = in_start_order(run_folders(Path(log_path)))
     if not infos:
         click.echo(f"No runs in {log_path}")
         return
@@ -265,25 +252,22 @@ def runs(log_path: str) -> None:
 def show(run_path: str) -> None:
     """Draw a run's DAG with statuses and durations; list failures.
 
-    RUN is a run folder or the pipeline.yaml in it. Each box reads Name(tag) [STATUS duration].
-    A run with failures still exits with 0: this command only looks.
+    RUN is a run folder, the pipeline.yaml in it, or a log folder (its latest run). Each box
+    reads Name(tag) [STATUS duration]. The drawing is as wide as the terminal at most (COLUMNS,
+    or 120 columns when the output is not a terminal): like tasks of a layer too wide are one
+    box, Name(first ... last), N tasks, and where even that is too wide the tasks are listed
+    layer by layer. A run with failures still exits with 0: this command only looks.
 
     \b
     Example:
         pyperunner show log/my-pipeline_240101T120000
+        pyperunner show log/
     """
+    from .report.terminal import draw_run, terminal_width
+
     run = open_run(Path(run_path))
     info = run_info(run)
-    result = PipelineResult.from_file(run.path)
-    tasks = run.tasks
-    edges = [(parent, name) for name, spec in tasks.items() for parent in spec.get("parents") or []]
-    durations = result.durations
-    labels = {
-        name: f"{name} [{status.value}{duration_suffix(durations.get(name))}]"
-        for name, status in result.statuses.items()
-    }
-    from .report.ascii import draw_ascii
-
+    result = PipelineResult.from_docs(run.path, run.doc, run.outcome)
     started = (info.started or "?").replace("T", " ")
     click.echo(f"Run {info.folder.name} of pipeline {info.pipeline}, started {started}")
     click.echo(f"Took {format_duration(info.duration)}: {info.state}")
@@ -297,7 +281,7 @@ def show(run_path: str) -> None:
     elif run.outcome and run.outcome.get("error"):
         click.echo(f"It could not start: {run.outcome['error']}")
     click.echo()
-    click.echo(draw_ascii(list(tasks), edges, labels))
+    click.echo(draw_run(run.tasks, result.runs, terminal_width(sys.stdout)))
     failed = result.failed
     if failed:
         command = shlex.join(["pyperunner", "result", str(run.folder), next(iter(failed))])
@@ -320,16 +304,19 @@ def show(run_path: str) -> None:
 def result(run_path: str, task_name: str, out: str | None) -> None:
     """Print the output of a task in a run, or save it with --out.
 
-    RUN is a run folder or its pipeline.yaml; TASK is a task name such as 'Train(final)' (the
-    tag may be left out when only one task has that name). Containers are pretty-printed, other
-    values shown with repr. Exits with 1 if the task has no output in that run.
+    RUN is a run folder, its pipeline.yaml, or a log folder (its latest run); TASK is a task
+    name such as 'Train(final)' (the tag may be left out when only one task has that name).
+    Containers are pretty-printed, other values shown with repr. Exits with 1 if the task has
+    no output in that run.
 
     \b
     Example:
         pyperunner result log/my-pipeline_240101T120000 'Evaluate(both)'
         pyperunner result log/my-pipeline_240101T120000 Evaluate --out evaluation.joblib
+        pyperunner result log/ Evaluate
     """
-    pipeline_result = PipelineResult.from_file(open_run(Path(run_path)).path)
+    run = open_run(Path(run_path))
+    pipeline_result = PipelineResult.from_docs(run.path, run.doc, run.outcome)
     name = match_task(task_name, pipeline_result.statuses)
     try:
         value = pipeline_result[name]
@@ -358,8 +345,8 @@ def result(run_path: str, task_name: str, out: str | None) -> None:
 def report(run_path: str) -> None:
     """Write a run's HTML report and print its path.
 
-    RUN is a run folder or its pipeline.yaml. The report (report.html in the run folder, written
-    again if it exists) is one self-contained file.
+    RUN is a run folder, its pipeline.yaml, or a log folder (its latest run). The report
+    (report.html in the run folder, written again if it exists) is one self-contained file.
 
     \b
     Example:
@@ -656,7 +643,17 @@ class RunInfo:
 
 
 def open_run(path: Path) -> RunFiles:
-    """The checked files of a run given as its folder or its pipeline.yaml."""
+    """The checked files of a run given as its folder or its pipeline.yaml, or of the latest run
+    in a log folder (named on stderr, so that the output stays the run's)."""
+    if path.is_dir() and not (path / PIPELINE_FILE).exists():
+        runs = in_start_order(run_folders(path))
+        if not runs:
+            raise BadUsage(
+                f"{path} is not a run folder, nor a log folder holding one; give a run folder "
+                "made by pyperunner run, the pipeline.yaml in it, or the log folder of its runs"
+            )
+        path = runs[-1].folder
+        click.echo(f"Using the latest run in {path.parent}: {path.name}", err=True)
     found = runfolder.pipeline_file(path)
     return RunFiles(found, runfolder.read_pipeline(found), runfolder.read_outcome(found.parent))
 
@@ -701,6 +698,15 @@ def list_entry(folder: Path) -> RunInfo:
         return run_info(dataclasses.replace(run, outcome=runfolder.read_outcome(folder)))
     except RunFolderError as exc:
         return dataclasses.replace(info, problem=f"{exc.path.name}: {exc.problem}")
+
+
+def in_start_order(folders: Iterable[Path]) -> list[RunInfo]:
+    """What each run folder says of its run, the run started first first (runs started in one
+    second in the order their pipeline.yaml was written)."""
+    return sorted(
+        (list_entry(folder) for folder in folders),
+        key=lambda info: (info.started or "", modified(info.folder / PIPELINE_FILE)),
+    )
 
 
 def run_folders(log_path: Path) -> list[Path]:
@@ -783,17 +789,6 @@ def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def format_counts(counts: Mapping[Status, int]) -> str:
-    """``6 SUCCESS, 1 FAILURE``: how many tasks ended in each status."""
-    parts = [f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s)]
-    return ", ".join(parts) or "no tasks"
-
-
-def duration_suffix(seconds: float | None) -> str:
-    """`` 1.2 s`` after a status, or nothing for a task that did not run."""
-    return "" if seconds is None else f" {format_duration(seconds)}"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -62,6 +62,24 @@ class Dag:
         # topological_order's result, kept until a node or an edge is added
         self._order: list[Hashable] | None = None
 
+    @classmethod
+    def from_parents(
+        cls,
+        attrs: Mapping[Hashable, dict[str, Any]],
+        parents: Mapping[Hashable, Iterable[Hashable]],
+    ) -> Dag:
+        """The graph of the nodes of ``attrs``, in its order and with those attributes, and an
+        edge to each from each of its ``parents`` (nodes too): what ``add_node`` and
+        ``add_edge`` build, in a fraction of their time for a graph of thousands of nodes."""
+        dag = cls()
+        dag.nodes = dict(attrs)
+        dag._parents = {node: list(dict.fromkeys(parents.get(node, ()))) for node in dag.nodes}
+        dag._children = {node: {} for node in dag.nodes}
+        for node, above in dag._parents.items():
+            for parent in above:
+                dag._children[parent][node] = None
+        return dag
+
     def add_node(self, node: Hashable, **attrs: Any) -> None:
         """Add ``node`` (if new) and set its attributes."""
         if node not in self.nodes:

@@ -107,6 +107,18 @@ class PipelineResult(Mapping[str, Any]):
         """
         path = runfolder.pipeline_file(Path(fname))
         doc = runfolder.read_pipeline(path, of_run=False)
+        return cls.from_docs(path, doc, runfolder.read_outcome(path.parent), data_path)
+
+    @classmethod
+    def from_docs(
+        cls,
+        path: Path,
+        doc: Mapping[str, Any],
+        outcome: Mapping[str, Any] | None,
+        data_path: str | os.PathLike[str] | None = None,
+    ) -> PipelineResult:
+        """The results of a run from its files read already (``runfolder.read_pipeline`` of
+        ``path``, ``read_outcome`` of its folder), as :meth:`from_file` gives them."""
         root = data_path or (doc.get("run") or {}).get("data_path")
         if not isinstance(root, str | os.PathLike):
             raise runfolder.RunFolderError(
@@ -114,7 +126,6 @@ class PipelineResult(Mapping[str, Any]):
             )
         keys = {name: spec["key"] for name, spec in doc["pipeline"]["tasks"].items()}
         store = Store(root)
-        outcome = runfolder.read_outcome(path.parent)
         if outcome is not None:
             runs = {name: TaskRun.from_dict(r) for name, r in (outcome.get("tasks") or {}).items()}
         else:

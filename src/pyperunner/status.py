@@ -61,9 +61,15 @@ class TaskRun:
     def from_dict(cls, doc: Mapping[str, Any]) -> TaskRun:
         """Read back :meth:`to_dict` output; ``ValueError`` naming the field that is not of
         its type (a run file edited by hand)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in doc.items() if k in fields}
-        values["status"] = Status(values.get("status", Status.NOT_STARTED))
+        values = dict(doc)
+        values.pop("duration", None)  # worked out from started and finished
+        if not _FIELDS.issuperset(values):
+            values = {k: v for k, v in values.items() if k in _FIELDS}
+        status = values.get("status", Status.NOT_STARTED)
+        try:
+            values["status"] = _STATUSES[status]
+        except (KeyError, TypeError):  # not a status: Status says so
+            values["status"] = Status(status)
         for name, kinds in _KINDS.items():
             value = values.get(name)
             if value is not None and (type(value) is bool or not isinstance(value, kinds)):
@@ -71,6 +77,8 @@ class TaskRun:
         return cls(**values)
 
 
+_FIELDS = frozenset(field.name for field in dataclasses.fields(TaskRun))
+_STATUSES = {status.value: status for status in Status}
 _KINDS: dict[str, tuple[type, ...]] = {
     "reason": (str,),
     "error": (str,),

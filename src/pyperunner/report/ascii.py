@@ -13,6 +13,7 @@ turns node names, edges and optional labels into a string.
 from __future__ import annotations
 
 import collections
+import heapq
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,16 +108,15 @@ def _topological_order(count: int, edges: Sequence[tuple[int, int]]) -> list[int
     for parent, child in edges:
         indegree[child] += 1
         children[parent].append(child)
-    ready = [node for node in range(count) if indegree[node] == 0]
+    ready = [node for node in range(count) if indegree[node] == 0]  # ascending: a heap
     order: list[int] = []
     while ready:
-        ready.sort(reverse=True)
-        node = ready.pop()
+        node = heapq.heappop(ready)
         order.append(node)
         for child in children[node]:
             indegree[child] -= 1
             if indegree[child] == 0:
-                ready.append(child)
+                heapq.heappush(ready, child)
     if len(order) != count:
         raise ValueError("the edges contain a cycle")
     return order

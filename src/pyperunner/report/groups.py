@@ -1,22 +1,36 @@
-"""Pictures of very big pipelines: many like tasks drawn as one box.
+"""Drawings of big pipelines: many like tasks drawn as one box, so the drawing fits its room.
 
-A layer of thousands of tasks, or a chain of hundreds, cannot be drawn box by box at a readable
-size. Where a layer does not fit the picture's width, tasks of one class whose parents are the
-same (or stand for the same groups) become one box; where the layers do not fit its height, so
-do chains of tasks of one class. Such a box reads ``Name(first ... last), N tasks``, is coloured
-by its worst status, and its second line counts the statuses.
+A drawing has so much room (a :class:`Room`): ``status.png`` about ``PICTURE_PIXELS`` on its
+longest side, ``pyperunner show`` the terminal's width. Where a layer is too wide for it, tasks
+of one class whose parents are the same (or stand for the same groups) become one box, and where
+the layer stays too wide, all its tasks of one class; where the layers are too many, so do
+chains of tasks of one class. Such a box reads ``Name(first ... last), N tasks``, is coloured by
+its worst status, and its second line counts the statuses. A drawing that fits is left alone.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import math
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ..graph import Dag, GraphLike
 from ..status import Status
-from .layout import fits_height, fits_width, longest_path_layers, node_status
+from .layout import (
+    DPI,
+    H_GAP,
+    MARGIN,
+    PICTURE_PIXELS,
+    READABLE_DPI,
+    box_width,
+    longest_path_layers,
+    most_layers,
+    status_of,
+)
 
 MIN_GROUP = 3
 """The fewest tasks drawn as one box."""
@@ -31,15 +45,46 @@ _WORST_FIRST = [
     Status.CACHED,
 ]
 _NAME = re.compile(r"(.+?)\((.*)\)\Z", re.DOTALL)
+_DIGITS = re.compile(r"(\d+)")
 
 
-def grouped(graph: GraphLike) -> GraphLike:
-    """``graph`` itself where it fits the picture, else a copy in which each group of like
-    tasks is one node: side by side (one class, the same parents, at least ``MIN_GROUP`` of
-    them) where a layer is too wide, one after the other (one class, each the only child of the
-    one before and its only parent) where the layers are too many."""
-    layer_of = longest_path_layers(graph)
-    groups = like_groups(graph, not fits_width(graph, layer_of), not fits_height(layer_of))
+@dataclass(frozen=True)
+class Room:
+    """How much room a drawing has, in its own unit (inches, columns), and how wide it draws
+    the box of a node, given the node and its attributes."""
+
+    box: Callable[[Hashable, Mapping[str, Any]], float]
+    gap: float  # between two boxes of a layer
+    width: float  # a layer wider than this has its like tasks drawn as one box each
+    widest: float  # where it stays wider than this, all its tasks of one class
+    layers: float = math.inf  # more layers than this: chains of like tasks as one box each
+
+    def fits(self, boxes: Iterable[tuple[Hashable, Mapping[str, Any]]], width: float) -> bool:
+        """Whether ``(node, attributes)`` boxes side by side are at most ``width`` wide."""
+        row = -self.gap
+        for node, attrs in boxes:
+            row += self.gap + self.box(node, attrs)
+            if row > width:
+                return False
+        return True
+
+
+PICTURE = Room(
+    box_width,
+    H_GAP,
+    width=PICTURE_PIXELS / DPI - 2 * MARGIN,
+    widest=PICTURE_PIXELS / READABLE_DPI - 2 * MARGIN,
+    layers=most_layers(PICTURE_PIXELS / DPI),
+)
+"""The room of ``status.png`` and of the task graph of ``report.html``: ``PICTURE_PIXELS`` at
+``DPI``, or at ``READABLE_DPI`` if the picture is drawn smaller to fit."""
+
+
+def grouped(graph: GraphLike, room: Room = PICTURE) -> GraphLike:
+    """``graph`` itself where it fits ``room``, else a copy in which each group of like tasks
+    (see :func:`like_groups`) is one node, with the attributes ``status`` (the worst among
+    them), ``counts`` (by status), ``detail`` (the counts in words) and ``tasks``."""
+    groups = like_groups(graph, room)
     if not groups:
         return graph
     drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
@@ -49,53 +94,81 @@ def grouped(graph: GraphLike) -> GraphLike:
         if drawn_as[node] == node:
             drawn.add_node(node, **graph.nodes[node])
     for head, nodes in groups.items():
-        counts = collections.Counter(node_status(graph, node) for node in nodes)
-        worst = next(status for status in _WORST_FIRST if counts[status])
-        detail = " · ".join(f"{counts[s]} {s.value}" for s in _WORST_FIRST if counts[s])
-        drawn.add_node(head, status=worst, detail=detail, tasks=nodes)
-    for u, v in graph.edges:
-        if drawn_as[u] != drawn_as[v]:
-            drawn.add_edge(drawn_as[u], drawn_as[v])
+        drawn.add_node(head, **_group_attrs(graph, nodes))
+    edges = dict.fromkeys((drawn_as[u], drawn_as[v]) for u, v in graph.edges)
+    for u, v in edges:  # once each, in the order of the first edge each stands for
+        if u != v:
+            drawn.add_edge(u, v)
     return drawn
 
 
-def like_groups(
-    graph: GraphLike, side_by_side: bool = True, in_a_row: bool = True
-) -> dict[Hashable, list[Hashable]]:
-    """The groups of like tasks in ``graph``, each by its name (``Name(first ... last), N
-    tasks``): side by side (one class, the same parents, at least ``MIN_GROUP`` of them), then
-    one after the other (one class, each the only child of the one before and its only parent)."""
+def like_groups(graph: GraphLike, room: Room = PICTURE) -> dict[Hashable, list[Hashable]]:
+    """The groups of like tasks ``graph`` needs to fit ``room``, each by its name (``Name(first
+    ... last), N tasks``): in each layer too wide, tasks side by side of one class with the same
+    parents (or parents in the same groups), at least ``MIN_GROUP`` of them, or all those of a
+    class where that is still too wide; then, if the layers are too many, chains of one class
+    (each task the only child of the one before and that one its only parent)."""
     layer_of = longest_path_layers(graph)
     # layer by layer, so that a task's parents come before it
     in_order = sorted(graph.nodes, key=layer_of.__getitem__)
     drawn_as: dict[Hashable, Hashable] = {node: node for node in graph.nodes}
     groups: dict[Hashable, list[Hashable]] = {}
-    if side_by_side:
-        _side_by_side(graph, layer_of, in_order, drawn_as, groups)
-    if in_a_row:
+    for _, layer in itertools.groupby(in_order, key=layer_of.__getitem__):
+        _side_by_side(graph, room, list(layer), drawn_as, groups)
+    if max(layer_of.values(), default=-1) + 1 > room.layers:
         _in_a_row(graph, in_order, drawn_as, groups)
     return groups
 
 
 def _side_by_side(
     graph: GraphLike,
-    layer_of: Mapping[Hashable, int],
-    in_order: list[Hashable],
+    room: Room,
+    layer: list[Hashable],
     drawn_as: dict[Hashable, Hashable],
     groups: dict[Hashable, list[Hashable]],
 ) -> None:
-    """Group the like tasks of each layer: one class, parents that are the same or stand for
-    the same groups (parents lie in earlier layers, so they are placed already)."""
-    for _, layer in itertools.groupby(in_order, key=layer_of.__getitem__):
-        kinds: dict[tuple[str, frozenset[Hashable]], list[Hashable]] = collections.defaultdict(list)
-        for node in layer:
-            match = _NAME.match(str(node))
-            if match is not None:
-                parents = frozenset(drawn_as[p] for p in graph.predecessors(node))
-                kinds[(match.group(1), parents)].append(node)
-        for (name, _), nodes in kinds.items():
-            if len(nodes) >= MIN_GROUP:  # named by the first and last tag: fold-2 before fold-10
-                _group(name, sorted(nodes, key=_natural), graph, drawn_as, groups)
+    """Group the like tasks of one layer if it is too wide for ``room`` (its tasks' parents lie
+    in earlier layers, so they are grouped already)."""
+    if room.fits(((node, graph.nodes[node]) for node in layer), room.width):
+        return
+
+    def same_parents(node: Hashable) -> frozenset[Hashable]:
+        return frozenset(drawn_as[p] for p in graph.predecessors(node))
+
+    proposal = _proposal(graph, layer, same_parents, groups)
+    if not room.fits(_boxes_with(graph, layer, proposal), room.widest):
+        proposal = _proposal(graph, layer, lambda node: None, groups)
+    for head, nodes in proposal.items():
+        _group(head, nodes, drawn_as, groups)
+
+
+def _proposal(
+    graph: GraphLike,
+    layer: list[Hashable],
+    alike: Callable[[Hashable], Hashable],
+    taken: Mapping[Hashable, object],
+) -> dict[Hashable, list[Hashable]]:
+    """The groups of ``layer``'s tasks of one class and the same ``alike(task)``, by name."""
+    kinds: dict[tuple[str, Hashable], list[Hashable]] = collections.defaultdict(list)
+    for node in layer:
+        match = _NAME.match(str(node))
+        if match is not None:
+            kinds[(match.group(1), alike(node))].append(node)
+    proposal: dict[Hashable, list[Hashable]] = {}
+    for (name, _), nodes in kinds.items():
+        if len(nodes) >= MIN_GROUP:  # named by the first and last tag: fold-2 before fold-10
+            nodes = sorted(nodes, key=_natural)
+            proposal[_group_name(name, nodes, graph, taken, proposal)] = nodes
+    return proposal
+
+
+def _boxes_with(
+    graph: GraphLike, layer: list[Hashable], proposal: Mapping[Hashable, list]
+) -> Iterator[tuple[Hashable, Mapping[str, Any]]]:
+    """The boxes of ``layer`` with the groups of ``proposal`` drawn as one box each."""
+    inside = {node for nodes in proposal.values() for node in nodes}
+    yield from ((head, _group_attrs(graph, nodes)) for head, nodes in proposal.items())
+    yield from ((node, graph.nodes[node]) for node in layer if node not in inside)
 
 
 def _in_a_row(
@@ -123,7 +196,7 @@ def _in_a_row(
         chain_of[node] = chain
     for name, nodes in chains:
         if len(nodes) >= MIN_GROUP:
-            _group(name, nodes, graph, drawn_as, groups)
+            _group(_group_name(name, nodes, graph, groups), nodes, drawn_as, groups)
 
 
 def _children(graph: GraphLike, node: Hashable) -> int:
@@ -131,26 +204,32 @@ def _children(graph: GraphLike, node: Hashable) -> int:
 
 
 def _group(
-    name: str,
+    head: Hashable,
     nodes: list[Hashable],
-    graph: GraphLike,
     drawn_as: dict[Hashable, Hashable],
     groups: dict[Hashable, list[Hashable]],
 ) -> None:
-    head = _group_name(name, nodes, graph, groups)
     groups[head] = nodes
     for node in nodes:
         drawn_as[node] = head
 
 
+def _group_attrs(graph: GraphLike, nodes: list[Hashable]) -> dict[str, Any]:
+    """The attributes of the node standing for ``nodes``."""
+    counts = collections.Counter(status_of(graph.nodes[node]) for node in nodes)
+    worst = next(status for status in _WORST_FIRST if counts[status])
+    detail = " · ".join(f"{counts[s]} {s.value}" for s in _WORST_FIRST if counts[s])
+    return {"status": worst, "counts": counts, "detail": detail, "tasks": nodes}
+
+
 def _group_name(
-    name: str, nodes: Sequence[Hashable], graph: GraphLike, taken: dict[Hashable, object]
+    name: str, nodes: Sequence[Hashable], graph: GraphLike, *taken: Mapping[Hashable, object]
 ) -> str:
     """``Name(first ... last), N tasks``, the tags of the first and last task, unique in the
-    picture."""
+    drawing (not a task's name nor in ``taken``)."""
     first, last = (_tag(node) for node in (nodes[0], nodes[-1]))
     head = f"{name}({first} ... {last}), {len(nodes)} tasks"
-    while head in taken or head in graph.nodes:
+    while head in graph.nodes or any(head in names for names in taken):
         head += "'"
     return head
 
@@ -158,7 +237,7 @@ def _group_name(
 def _natural(node: Hashable) -> list[str | int]:
     """A sort key that orders the numbers in names by value: text at even places, numbers at
     odd ones, so any two keys compare."""
-    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", str(node)))]
+    return [int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(str(node)))]
 
 
 def _tag(node: Hashable) -> str:

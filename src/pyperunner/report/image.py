@@ -1,8 +1,7 @@
 """Render a pipeline's task graph as a PNG picture coloured by task status.
 
 The picture is drawn with Pillow alone (no Graphviz, no matplotlib), in the layout of
-:mod:`.layout`, whose inches become pixels at 100 per inch, fewer for pictures that would
-exceed 20 megapixels.
+:mod:`.layout`, whose inches become pixels at the resolution it chooses (``dpi_for``).
 
 Drawing goes straight into an 8-bit palette image, which keeps even a 200-task picture to a
 few tens of milliseconds: shapes are anti-aliased by rasterising them at four times the
@@ -36,17 +35,15 @@ from .layout import (
     Layout,
     compute_layout,
     detail_line,
+    dpi_for,
     layout_boxes,
-    node_status,
+    status_of,
 )
 
 __all__ = ["STATUS_COLORS", "layout_boxes", "write_status_png"]
 
 _EDGE_COLOR = "#555555"
 _BORDER_COLOR = "#444444"
-_MAX_PIXELS = 20_000_000
-_DEFAULT_DPI = 100
-_MIN_DPI = 20
 
 
 # --------------------------------------------------------------------------- palette
@@ -212,12 +209,6 @@ def _fitting_font(text: str, size: float, bold: bool, max_width: float) -> _Font
 
 
 # --------------------------------------------------------------------------- drawing
-
-
-def _dpi_for(width: float, height: float) -> int:
-    """Default pixels per inch, lowered so the PNG stays under the pixel budget."""
-    fit = math.floor(math.sqrt(_MAX_PIXELS / max(width * height, 1e-9)))
-    return max(_MIN_DPI, min(_DEFAULT_DPI, fit))
 
 
 class _Canvas:
@@ -471,12 +462,12 @@ def _draw_tasks(canvas: _Canvas, graph: GraphLike, layout: Layout) -> None:
         right, bottom = canvas.px(x + w, y)
         x0, y0 = round(left), round(top)
         width, height = round(right) - x0, round(bottom) - y0
-        status = node_status(graph, node)
+        status = status_of(graph.nodes[node])
         canvas.box(x0, y0, width, height, status, radius)
         fill = STATUS_COLORS[status]
         room = width - 2 * pad
         centre_x, centre_y = x0 + width / 2, y0 + height / 2
-        name, detail = str(node), detail_line(graph, node)
+        name, detail = str(node), detail_line(graph.nodes[node])
         name_font = _fitting_font(name, NAME_FONT_PT * pt, True, room)
         detail_font = _fitting_font(detail, DETAIL_FONT_PT * pt, False, room)
         canvas.text(name, name_font, centre_x, centre_y - 0.19 * height, fill)
@@ -545,7 +536,7 @@ def write_status_png(
     """
     graph = grouped(graph)  # too big to draw task by task: like tasks as one box
     layout = compute_layout(graph, title)
-    canvas = _render(graph, layout, title, _dpi_for(layout.width, layout.height))
+    canvas = _render(graph, layout, title, dpi_for(layout.width, layout.height))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)

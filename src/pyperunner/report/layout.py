@@ -6,28 +6,35 @@ crossings, and long edges are routed through invisible waypoints so they do not 
 other boxes. All positions are in inches, from an estimate of the label widths, so boxes keep a
 readable size and never overlap however many tasks there are; the picture grows instead (up to
 a cap, beyond which everything, text included, is scaled down together). The PNG
-(:mod:`.image`) draws this layout; the browser pages and ``report.html`` lay theirs out with
-dagre, in the same status colours.
+(:mod:`.image`) draws this layout, of a graph first fitted to a readable size by
+:mod:`.groups`; the browser pages and ``report.html`` lay theirs out with dagre, in the same
+status colours.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..graph import GraphLike, topological_order
 from ..status import Status
 from .text import format_duration
 
 __all__ = [
+    "DPI",
     "LEGEND_LABELS",
+    "PICTURE_PIXELS",
+    "READABLE_DPI",
     "STATUS_COLORS",
     "Layout",
+    "box_width",
     "compute_layout",
-    "fits_height",
-    "fits_width",
+    "dpi_for",
     "layout_boxes",
+    "most_layers",
 ]
 
 #: Face colour of a task box (and its legend entry) for each status.
@@ -51,6 +58,16 @@ LEGEND_LABELS: dict[Status, str] = {
     Status.INTERRUPTED: "interrupted",
 }
 
+DPI = 100
+"""Pixels per inch of ``status.png``."""
+PICTURE_PIXELS = 2500
+"""The longest side a picture should have, in pixels: it then reads on a screen without zooming."""
+READABLE_DPI = 80
+"""The least pixels per inch a picture is lowered to to fit ``PICTURE_PIXELS``: labels stay
+readable."""
+_MAX_PIXELS = 20_000_000
+_MIN_DPI = 20
+
 # Sizes below are in inches (or points where named so) before any down-scaling.
 NAME_FONT_PT = 9.0
 DETAIL_FONT_PT = 8.0
@@ -60,7 +77,7 @@ _CHAR_WIDTH_PER_PT = 0.09 / 9.0  # inches per character per point of font size
 _BOX_PAD_X = 0.15
 _BOX_MIN_WIDTH = 0.9
 _BOX_HEIGHT = 0.55
-_H_GAP = 0.3  # between neighbouring boxes of a layer
+H_GAP = 0.3  # between neighbouring boxes of a layer
 _V_GAP = 0.5  # least gap between layers, room for the arrows
 _V_GAP_PER_SPREAD = 0.06  # extra gap per inch an edge runs sideways, so fans stay legible
 _MAX_V_GAP = 1.5
@@ -98,21 +115,24 @@ class _Dummy:
 # --------------------------------------------------------------------------- labels
 
 
-def node_status(graph: GraphLike, node: Hashable) -> Status:
-    """The node's ``status`` attribute as a ``Status`` (NOT_STARTED if missing)."""
-    value = graph.nodes[node].get("status")
+def status_of(attrs: Mapping[str, Any]) -> Status:
+    """A node's ``status`` attribute as a ``Status`` (NOT_STARTED if missing)."""
+    value = attrs.get("status")
+    if isinstance(value, Status):
+        return value
     return Status.NOT_STARTED if value is None else Status(value)
 
 
-def detail_line(graph: GraphLike, node: Hashable) -> str:
-    """Second line of a box: the status, plus the duration when known (``cached`` if cached);
-    a box standing for a group of tasks says so in its ``detail``."""
-    if "detail" in graph.nodes[node]:
-        return str(graph.nodes[node]["detail"])
-    status = node_status(graph, node)
+def detail_line(attrs: Mapping[str, Any]) -> str:
+    """Second line of the box of a node with attributes ``attrs``: the status, plus the duration
+    when known (``cached`` if cached); a box standing for a group of tasks says so in its
+    ``detail``."""
+    if "detail" in attrs:
+        return str(attrs["detail"])
+    status = status_of(attrs)
     if status is Status.CACHED:
         return "cached"
-    duration = graph.nodes[node].get("duration")
+    duration = attrs.get("duration")
     if duration is None:
         return status.value
     return f"{status.value} · {format_duration(float(duration))}"
@@ -123,11 +143,12 @@ def _text_width(text: str, font_pt: float) -> float:
     return len(text) * _CHAR_WIDTH_PER_PT * font_pt
 
 
-def _box_width(graph: GraphLike, node: Hashable) -> float:
-    """Unscaled box width in inches that fits both label lines."""
+def box_width(node: Hashable, attrs: Mapping[str, Any]) -> float:
+    """Unscaled width in inches of the box of ``node`` (attributes ``attrs``), fitting both label
+    lines."""
     text = max(
         _text_width(str(node), NAME_FONT_PT),
-        _text_width(detail_line(graph, node), DETAIL_FONT_PT),
+        _text_width(detail_line(attrs), DETAIL_FONT_PT),
     )
     return max(_BOX_MIN_WIDTH, text + 2 * _BOX_PAD_X)
 
@@ -144,20 +165,10 @@ def _legend_width() -> float:
 # --------------------------------------------------------------------------- layering
 
 
-def fits_width(graph: GraphLike, layer_of: Mapping[Hashable, int]) -> bool:
-    """Whether every layer's boxes side by side (``layer_of``: see :func:`longest_path_layers`)
-    fit the picture's width cap, so that nothing has to be scaled down to fit."""
-    rows: dict[int, float] = {}
-    for node, index in layer_of.items():
-        rows[index] = rows.get(index, -_H_GAP) + _box_width(graph, node) + _H_GAP
-    return max(rows.values(), default=0.0) + 2 * MARGIN <= _MAX_FIGURE_INCHES
-
-
-def fits_height(layer_of: Mapping[Hashable, int]) -> bool:
-    """Whether the layers one below the other fit the picture's height cap."""
-    depth = max(layer_of.values(), default=-1) + 1
-    content = depth * _BOX_HEIGHT + max(0, depth - 1) * _V_GAP
-    return content + _TITLE_BAND + _LEGEND_BAND + 2 * MARGIN <= _MAX_FIGURE_INCHES
+def most_layers(height: float) -> int:
+    """How many layers, one below the other, fit a picture ``height`` inches high."""
+    content = height - _TITLE_BAND - _LEGEND_BAND - 2 * MARGIN
+    return max(1, math.floor((content + _V_GAP) / (_BOX_HEIGHT + _V_GAP)))
 
 
 def longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
@@ -165,9 +176,19 @@ def longest_path_layers(graph: GraphLike) -> dict[Hashable, int]:
 
     Raises ``ValueError`` naming a cycle if there is one.
     """
+    parents = {node: list(graph.predecessors(node)) for node in graph.nodes}
+    unplaced = {node: len(above) for node, above in parents.items()}
+    ready = [node for node, count in unplaced.items() if count == 0]
     layer: dict[Hashable, int] = {}
-    for node in topological_order(graph):
-        layer[node] = max((layer[p] + 1 for p in graph.predecessors(node)), default=0)
+    for node in ready:  # grows as the last parent of a node is placed
+        layer[node] = max((layer[p] + 1 for p in parents[node]), default=0)
+        for child in graph.successors(node):
+            unplaced[child] -= 1
+            if unplaced[child] == 0:
+                ready.append(child)
+    if len(layer) < len(parents):
+        topological_order(graph)  # raises, naming a cycle
+        raise AssertionError("unreachable")
     return layer
 
 
@@ -232,12 +253,12 @@ def compute_layout(graph: GraphLike, title: str | None) -> Layout:
     layers, up, down = _expand_long_edges(graph, longest_path_layers(graph))
     layers = _barycenter_order(layers, up, down)
 
-    widths = {n: _box_width(graph, n) for n in graph.nodes}
+    widths = {n: box_width(n, graph.nodes[n]) for n in graph.nodes}
 
     def width_of(node: Hashable) -> float:
         return _DUMMY_WIDTH if isinstance(node, _Dummy) else widths[node]
 
-    row_widths = [sum(width_of(n) for n in row) + _H_GAP * (len(row) - 1) for row in layers]
+    row_widths = [sum(width_of(n) for n in row) + H_GAP * (len(row) - 1) for row in layers]
     content_w = max(row_widths, default=0.0)
     title_w = _text_width(title, TITLE_FONT_PT) * 1.15 if title else 0.0
     inner_w = max(content_w, _legend_width(), title_w)
@@ -276,7 +297,7 @@ def _row_x_positions(
         x = MARGIN + (inner_w - row_w) / 2
         for node in row:
             xs[node] = x
-            x += width_of(node) + _H_GAP
+            x += width_of(node) + H_GAP
     return xs
 
 
@@ -324,6 +345,14 @@ def _edge_routes(
         points.append((vx + vw / 2, vy + vh))
         routes[(u, v)] = points
     return routes
+
+
+def dpi_for(width: float, height: float) -> int:
+    """Pixels per inch of a picture ``width`` by ``height`` inches: ``DPI``, lowered to fit
+    ``PICTURE_PIXELS`` while labels stay readable, and further to stay under 20 megapixels."""
+    fit = min(DPI, max(READABLE_DPI, PICTURE_PIXELS / max(width, height, 1e-9)))
+    budget = math.sqrt(_MAX_PIXELS / max(width * height, 1e-9))
+    return max(_MIN_DPI, math.floor(min(fit, budget)))
 
 
 def layout_boxes(

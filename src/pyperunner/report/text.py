@@ -1,6 +1,20 @@
-"""Numbers for people, the same in every report: durations and sizes."""
+"""Numbers for people, the same in every report: durations, sizes and counts of tasks."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..status import Status
+
+STATUS_ORDER = (
+    Status.SUCCESS,
+    Status.CACHED,
+    Status.FAILURE,
+    Status.CANT_RUN,
+    Status.INTERRUPTED,
+    Status.RUNNING,
+    Status.NOT_STARTED,
+)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -30,3 +44,9 @@ def format_bytes(size: int | None) -> str:
         if value < 1024 or unit == "TiB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def format_counts(counts: Mapping[Status, int]) -> str:
+    """``6 SUCCESS, 1 FAILURE``: how many tasks ended in each status."""
+    parts = [f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s)]
+    return ", ".join(parts) or "no tasks"
