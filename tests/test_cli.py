@@ -354,9 +354,18 @@ BAD_OUTCOMES = {  # a change to a run's run.yaml, and what the error must say
 }
 
 
+def made_before_journals(run_dir: Path) -> Path:
+    """``run_dir`` as a run made before runs kept a journal and a summary: its YAML files are
+    what the commands read of it (a journal, once there, is read instead)."""
+    for name in ("events.jsonl", "summary.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    return run_dir
+
+
 def broken_copy(run_dir: Path, name: str, fname: str, change: Callable[[Any], object]) -> Path:
-    """A copy of ``run_dir`` called ``name`` whose file ``fname`` is changed by ``change``."""
-    copy = shutil.copytree(run_dir, run_dir.parent / name)
+    """A copy of ``run_dir`` called ``name``, made before journals, whose file ``fname`` is
+    changed by ``change``."""
+    copy = made_before_journals(shutil.copytree(run_dir, run_dir.parent / name))
     edit_yaml(copy / fname, change)
     return copy
 
@@ -367,10 +376,8 @@ def test_runs_lists_every_run_and_shows_broken_ones_as_unreadable(project: Proje
         broken_copy(good, case, "run.yaml", change)
     not_yaml = shutil.copytree(good, project.log / "not-yaml")
     (not_yaml / "pipeline.yaml").write_text("pipeline: [oops\n")
+    made_before_journals(not_yaml)
     broken_copy(good, "no-tasks", "pipeline.yaml", lambda doc: doc["pipeline"].pop("tasks"))
-    for copy in project.log.iterdir():  # as runs made before summaries: their files are read
-        if copy != good:
-            (copy / "summary.json").unlink()
     lines = cli("runs", project.log).output.splitlines()
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {good.name, *BAD_OUTCOMES, "not-yaml", "no-tasks"}
@@ -389,7 +396,7 @@ def test_runs_lists_every_run_and_shows_broken_ones_as_unreadable(project: Proje
 def test_a_run_with_a_broken_run_yaml_is_a_one_line_error(
     project: Project, command: list[str], case: str
 ) -> None:
-    run_dir = run_inline(project.pipeline())
+    run_dir = made_before_journals(run_inline(project.pipeline()))
     change, problem = BAD_OUTCOMES[case]
     edit_yaml(run_dir / "run.yaml", change)
     (run_dir / "report.html").unlink(missing_ok=True)
@@ -422,6 +429,7 @@ def test_show_of_a_failed_run_exits_0_and_shows_the_failure_and_its_error(
     hinted = shlex.split(lines[-2].partition("for a traceback: ")[2])
     traceback = cli(*hinted[1:], code=1).output  # the command it suggests works
     assert "Traceback" in traceback and 'raise ValueError("asked to fail")' in traceback
+    made_before_journals(run_dir)
     edit_yaml(run_dir / "run.yaml", lambda doc: doc["tasks"]["Scale()"].update(error=None))
     assert cli("show", run_dir).output.rstrip().endswith("FAILED Scale(): no error recorded")
 
@@ -731,7 +739,7 @@ def test_gc_keeps_what_one_run_folder_or_its_pipeline_yaml_uses(project: Project
 
 
 def test_gc_stops_with_a_one_line_error_at_an_unreadable_kept_run(project: Project) -> None:
-    run_dir = run_inline(project.pipeline())
+    run_dir = made_before_journals(run_inline(project.pipeline()))
     edit_yaml(run_dir / "pipeline.yaml", lambda doc: doc["pipeline"].update(tasks=[1]))
     message = error("gc", project.data, "--keep", project.log, "--delete")
     assert f"{run_dir / 'pipeline.yaml'}: its 'tasks' is not a mapping" in message
@@ -744,7 +752,7 @@ def test_gc_stops_at_a_kept_run_whose_pipeline_yaml_was_cut_short(
     project: Project, cut: str
 ) -> None:
     _, new, _ = two_generations(project)
-    path = new / "pipeline.yaml"
+    path = made_before_journals(new) / "pipeline.yaml"
     text = path.read_text()
     second = text.index("\n    ", text.index("    key:")) + 1  # the entry after the first key
     end = text.index("\n  ", second) if cut == "after-a-task" else text.index("    key:", second)
@@ -814,7 +822,7 @@ def test_hand_edited_run_files_of_the_wrong_types_are_bad_usage_naming_them(proj
         ("pipeline.yaml", lambda doc: doc["run"].update(packages=[1])),
     ]:
         broken = project.root / f"broken-{file}-{len(list(project.root.glob('broken-*')))}"
-        shutil.copytree(run_dir, broken)
+        made_before_journals(shutil.copytree(run_dir, broken))
         edit_yaml(broken / file, change)
         for command in (["report", broken], ["show", broken], ["result", broken, "Load()"]):
             assert file in error(*command)
@@ -823,7 +831,7 @@ def test_hand_edited_run_files_of_the_wrong_types_are_bad_usage_naming_them(proj
 def test_a_run_file_that_is_not_utf8_is_named_and_the_other_runs_listed(project: Project):
     good = run_inline(project.pipeline())
     bad = project.log / "bad_run"
-    shutil.copytree(good, bad)
+    made_before_journals(shutil.copytree(good, bad))
     (bad / "pipeline.yaml").write_bytes(b"\xff\xfe not text")
     listed = cli("runs", project.log).output
     assert good.name in listed and "bad_run" in listed
@@ -895,10 +903,9 @@ def test_an_alias_bomb_as_pipeline_file_is_refused_at_once(project: Project, com
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("command", ["report", "show", "runs", "result"])
 def test_an_alias_bomb_as_run_yaml_is_refused_at_once(project: Project, command: str):
-    run_dir = run_inline(project.pipeline())
+    run_dir = made_before_journals(run_inline(project.pipeline()))
     (run_dir / "run.yaml").write_text((run_dir / "run.yaml").read_text() + BOMB)
-    if command == "runs":  # a listing reads summaries, not run.yaml: made before summaries
-        (run_dir / "summary.json").unlink()
+    if command == "runs":
         assert "unreadable run.yaml" in cli("runs", project.log).output
         return
     args = ("Total()",) if command == "result" else ()
@@ -914,3 +921,17 @@ def test_an_alias_bomb_as_params_yaml_makes_its_result_damaged(project: Project)
     params.write_text(BOMB)
     output = cli("explain", path).output
     assert re.search(r"run\s+Load\(\)\s+stored result is damaged", output), output
+
+
+def test_a_journal_is_what_the_commands_read_and_a_hostile_one_is_named(project: Project):
+    run_dir = run_inline(project.pipeline(fail=True), code=1)
+    (run_dir / "run.yaml").write_text("not: [what it was\n")  # the journal is read, not this
+    shown = cli("show", run_dir).output.rstrip()
+    assert shown.endswith("FAILED Scale(): ValueError: asked to fail")
+    journal = run_dir / "events.jsonl"
+    first, *rest = journal.read_text().splitlines(keepends=True)
+    started = json.loads(first)
+    started["pipeline"]["pipeline"]["tasks"]["Load()"]["parents"] = ["Nowhere()"]
+    journal.write_text(json.dumps(started) + "\n" + "".join(rest))
+    problem = "task entry 'Load()' has 'parents' that are not a list of its tasks"
+    assert f"{journal}: {problem}" in error("show", run_dir)

@@ -1055,11 +1055,14 @@ def test_a_task_planned_to_run_but_found_stored_says_both_in_its_record(paths, c
     assert reason.startswith("upstream task Node(a) runs") and "found stored" in reason
 
 
-def test_a_run_whose_runner_left_no_run_yaml_is_read_back_from_the_store_and_log(paths):
+def test_a_run_whose_runner_was_killed_is_read_back_from_its_journal(paths):
     runner = make_runner(paths, executor="inline")
     runner.run(Pipeline("lost", [Node("a")]))
     done = runner.run(Pipeline("lost", [Collect("c")(Node("a")), Collect("d")(Boom("x"))]))
-    (done.run_dir / "run.yaml").unlink()  # as when the runner is killed
+    (done.run_dir / "run.yaml").unlink()  # as when the runner is killed before recording
+    journal = done.run_dir / "events.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(line for line in lines if '"run":"ended"' not in line))
 
     recovered = PipelineResult.from_file(done.run_dir)
 
@@ -1134,6 +1137,7 @@ def test_a_damaged_result_of_a_task_that_runs_anyway_is_still_named(paths, calls
 def test_results_from_a_damaged_run_yaml_name_the_file_and_the_problem(paths, content, problem):
     make_runner(paths, executor="inline").run(Pipeline("p", [Node("a")]))
     run_dir = only_run_dir(paths[1])
+    (run_dir / "events.jsonl").unlink()  # as a run made before journals: run.yaml is read
     (run_dir / "run.yaml").write_text(content)
     with pytest.raises(RunFolderError, match=re.escape(problem)) as refused:
         PipelineResult.from_file(run_dir)
@@ -1144,6 +1148,7 @@ def test_results_from_a_damaged_run_yaml_name_the_file_and_the_problem(paths, co
 def test_results_from_a_pipeline_yaml_that_is_no_mapping_name_the_file(paths):
     make_runner(paths, executor="inline").run(Pipeline("p", [Node("a")]))
     run_dir = only_run_dir(paths[1])
+    (run_dir / "events.jsonl").unlink()
     (run_dir / "pipeline.yaml").write_text("- a list\n")
     with pytest.raises(RunFolderError, match=r"pipeline\.yaml: not a pyperunner pipeline file"):
         PipelineResult.from_file(run_dir)

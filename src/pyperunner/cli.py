@@ -267,7 +267,7 @@ def show(run_path: str) -> None:
 
     run = open_run(Path(run_path))
     info = run_info(run)
-    result = PipelineResult.from_docs(run.path, run.doc, run.outcome)
+    result = PipelineResult.from_run(run)
     started = (info.started or "?").replace("T", " ")
     click.echo(f"Run {info.folder.name} of pipeline {info.pipeline}, started {started}")
     click.echo(f"Took {format_duration(info.duration)}: {info.state}")
@@ -316,7 +316,7 @@ def result(run_path: str, task_name: str, out: str | None) -> None:
         pyperunner result log/ Evaluate
     """
     run = open_run(Path(run_path))
-    pipeline_result = PipelineResult.from_docs(run.path, run.doc, run.outcome)
+    pipeline_result = PipelineResult.from_run(run)
     name = match_task(task_name, pipeline_result.statuses)
     try:
         value = pipeline_result[name]
@@ -601,25 +601,6 @@ def without_keys(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunFiles:
-    """A run's files, checked: pipeline.yaml's ``doc`` and run.yaml's ``outcome`` (or None)."""
-
-    path: Path
-    doc: dict[str, Any]
-    outcome: dict[str, Any] | None
-
-    @property
-    def folder(self) -> Path:
-        """The run folder."""
-        return self.path.parent
-
-    @property
-    def tasks(self) -> dict[str, Any]:
-        """The task entries of pipeline.yaml, by task name."""
-        return self.doc["pipeline"]["tasks"]
-
-
-@dataclasses.dataclass(frozen=True)
 class RunInfo:
     """What a run folder says about its run; ``counts`` (tasks by status) is None while the run
     has no outcome."""
@@ -642,7 +623,7 @@ class RunInfo:
         return format_counts(self.counts)
 
 
-def open_run(path: Path) -> RunFiles:
+def open_run(path: Path) -> runfolder.RunFiles:
     """The checked files of a run given as its folder or its pipeline.yaml, or of the latest run
     in a log folder (named on stderr, so that the output stays the run's)."""
     if path.is_dir() and not (path / PIPELINE_FILE).exists():
@@ -654,11 +635,10 @@ def open_run(path: Path) -> RunFiles:
             )
         path = runs[-1].folder
         click.echo(f"Using the latest run in {path.parent}: {path.name}", err=True)
-    found = runfolder.pipeline_file(path)
-    return RunFiles(found, runfolder.read_pipeline(found), runfolder.read_outcome(found.parent))
+    return runfolder.read_run(path)
 
 
-def run_info(run: RunFiles) -> RunInfo:
+def run_info(run: runfolder.RunFiles) -> RunInfo:
     """Summarise a run: pipeline, start, duration and task statuses."""
     started = run.doc["run"].get("started")
     outcome = run.outcome or {}
@@ -693,9 +673,9 @@ def list_entry(folder: Path) -> RunInfo:
     info = RunInfo(folder, "?", None, None, None)
     path = folder / PIPELINE_FILE
     try:
-        run = RunFiles(path, runfolder.read_pipeline(path), None)
+        run = runfolder.RunFiles(path, runfolder.read_pipeline(path), None)
         info = run_info(run)  # what pipeline.yaml says, kept should run.yaml be broken
-        return run_info(dataclasses.replace(run, outcome=runfolder.read_outcome(folder)))
+        return run_info(runfolder.read_run(folder))
     except RunFolderError as exc:
         return dataclasses.replace(info, problem=f"{exc.path.name}: {exc.problem}")
 
@@ -775,8 +755,8 @@ def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]
     used: set[tuple[str, str]] = set()
     for path, of_run in files:
         try:
-            doc = runfolder.read_pipeline(path, of_run)
-            outcome = runfolder.read_outcome(path.parent) if of_run else None
+            run = runfolder.read_run(path, of_run)
+            doc, outcome = run.doc, run.outcome if of_run else None
         except RunFolderError as exc:
             raise RunFolderError(exc.path, exc.problem, GC_HINT) from exc
         tasks = doc["pipeline"]["tasks"]

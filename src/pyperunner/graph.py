@@ -22,7 +22,7 @@ from .task import Task, TaskDefinitionError, check_name, local_task_class, requi
 
 RUN_FOLDER_SUFFIX = "_yymmddTHHMMSS_ffffff"
 """The most a run folder's name adds to its pipeline's name: the start, to the second, and the
-microseconds for a run that starts in the same second as another (``Runner._make_run_dir``)."""
+microseconds for a run that starts in the same second as another (``runwriter.make_folder``)."""
 
 
 class PipelineError(ValueError):

@@ -105,32 +105,26 @@ class PipelineResult(Mapping[str, Any]):
         record where the data is. A file that is not what pyperunner writes raises
         :class:`~pyperunner.runfolder.RunFolderError` naming it.
         """
-        path = runfolder.pipeline_file(Path(fname))
-        doc = runfolder.read_pipeline(path, of_run=False)
-        return cls.from_docs(path, doc, runfolder.read_outcome(path.parent), data_path)
+        return cls.from_run(runfolder.read_run(Path(fname), of_run=False), data_path)
 
     @classmethod
-    def from_docs(
-        cls,
-        path: Path,
-        doc: Mapping[str, Any],
-        outcome: Mapping[str, Any] | None,
-        data_path: str | os.PathLike[str] | None = None,
+    def from_run(
+        cls, run: runfolder.RunFiles, data_path: str | os.PathLike[str] | None = None
     ) -> PipelineResult:
-        """The results of a run from its files read already (``runfolder.read_pipeline`` of
-        ``path``, ``read_outcome`` of its folder), as :meth:`from_file` gives them."""
-        root = data_path or (doc.get("run") or {}).get("data_path")
+        """The results of a run from its files read already (``runfolder.read_run``)."""
+        root = data_path or (run.doc.get("run") or {}).get("data_path")
         if not isinstance(root, str | os.PathLike):
             raise runfolder.RunFolderError(
-                path, "it does not say where the data is", "pass data_path=... to from_file"
+                run.path, "it does not say where the data is", "pass data_path=... to from_file"
             )
-        keys = {name: spec["key"] for name, spec in doc["pipeline"]["tasks"].items()}
+        keys = {name: spec["key"] for name, spec in run.tasks.items()}
         store = Store(root)
-        if outcome is not None:
-            runs = {name: TaskRun.from_dict(r) for name, r in (outcome.get("tasks") or {}).items()}
+        if run.outcome is not None:
+            tasks = run.outcome.get("tasks") or {}
+            runs = {name: TaskRun.from_dict(record) for name, record in tasks.items()}
         else:
-            runs = runfolder.recovered_runs(path.parent, keys, store)
-        return cls(doc["pipeline"]["name"], store, keys, runs, path.parent)
+            runs = runfolder.recovered_runs(run.folder, keys, store, run.journal)
+        return cls(run.doc["pipeline"]["name"], store, keys, runs, run.folder)
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""A run's folder: its files, written as the run goes (:class:`RunWriter`) and read back checked.
+"""A run's folder: its files, and reading them back checked (:mod:`.runwriter` writes them).
 
 Every run gets ``<log_path>/<pipeline>_<yymmddTHHMMSS>/`` holding:
 
@@ -19,23 +19,18 @@ error deep inside a reader.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
-import datetime as dt
 import graphlib
 import json
-import logging
 import os
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from . import yamlio
 from .graph import cut_short
 from .status import Status, TaskRun
-from .storage import write_atomic
 from .store import Store
 
 PIPELINE_FILE = "pipeline.yaml"
@@ -66,6 +61,47 @@ def pipeline_file(path: Path) -> Path:
     if not found.is_file():
         raise RunFolderError(path, f"not a run folder: it holds no {PIPELINE_FILE}")
     return found
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """A run's files, read and checked: where its ``pipeline.yaml`` is, that document, its outcome
+    as ``run.yaml`` holds it (None while it has none: the run goes on, or its runner was killed)
+    and its journal (None for a run made before journals were kept)."""
+
+    path: Path
+    doc: dict[str, Any]
+    outcome: dict[str, Any] | None
+    journal: Journal | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The run folder."""
+        return self.path.parent
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        """The task entries of the pipeline, by task name."""
+        return self.doc["pipeline"]["tasks"]  # type: ignore[no-any-return]
+
+
+def read_run(path: Path, of_run: bool = True) -> RunFiles:
+    """The run given as its folder or its ``pipeline.yaml``, checked (not ``of_run``: any file
+    ``Pipeline.to_file`` wrote will do). Its documents come from its journal, which is JSON (a
+    20,000-task run reads in well under a second, where PyYAML takes seconds a file), else from
+    ``pipeline.yaml`` and ``run.yaml``."""
+    found = pipeline_file(path)
+    journal = read_journal(found.parent)
+    if journal is None or journal.pipeline is None:
+        return RunFiles(found, read_pipeline(found, of_run), read_outcome(found.parent), journal)
+    problem = _pipeline_problem(journal.pipeline, of_run=True)
+    duration = (journal.end or {}).get("duration")
+    if problem is None and not _number_or_none(duration):
+        problem = f"its duration {duration!r} is not a number"
+    if problem is not None:
+        raise RunFolderError(found.parent / JOURNAL_FILE, problem)
+    outcome = journal.outcome() if journal.ended else None
+    return RunFiles(found, journal.pipeline, outcome, journal)
 
 
 def read_pipeline(path: Path, of_run: bool = True) -> dict[str, Any]:
@@ -148,19 +184,23 @@ def _outcome_problem(doc: Any) -> str | None:
     if not isinstance(tasks, dict):
         return "its 'tasks' is not a mapping of task name to record"
     duration = doc.get("duration")
-    if duration is not None and (type(duration) is bool or not isinstance(duration, (int, float))):
+    if not _number_or_none(duration):
         return f"its duration {duration!r} is not a number"
     for name, record in tasks.items():
         if not isinstance(record, dict):
             return f"the record of task {name!r} is not a mapping"
         status = record.get("status", Status.NOT_STARTED.value)
-        if status not in _STATUS_VALUES:
+        if not isinstance(status, str) or status not in _STATUS_VALUES:
             return f"task {name!r} has the unknown status {status!r}"
         try:
             TaskRun.from_dict(record)
         except ValueError as exc:
             return f"the record of task {name!r}: {exc}"
     return None
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or (type(value) is not bool and isinstance(value, int | float))
 
 
 # -- a run that goes on, or whose runner was killed ------------------------------------------
@@ -208,13 +248,15 @@ def is_going(folder: Path) -> bool:
     return False
 
 
-def recovered_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[str, TaskRun]:
-    """What a run without ``run.yaml`` (still going, or its runner was killed) did so far: the
-    last record its journal holds of each task (one still RUNNING is INTERRUPTED once its runner
-    is gone), CACHED for what it planned to take from the store, else NOT_STARTED. A run made
-    before journals were kept is told by the store alone: a result stored after the run began is
-    SUCCESS, one stored before CACHED."""
-    journal = read_journal(folder)
+def recovered_runs(
+    folder: Path, keys: Mapping[str, str], store: Store, journal: Journal | None = None
+) -> dict[str, TaskRun]:
+    """What a run without an outcome (still going, or its runner was killed) did so far: the
+    last record its journal (read already, or now) holds of each task (one still RUNNING is
+    INTERRUPTED once its runner is gone), CACHED for what it planned to take from the store,
+    else NOT_STARTED. A run made before journals were kept is told by the store alone: a result
+    stored after the run began is SUCCESS, one stored before CACHED."""
+    journal = journal if journal is not None else read_journal(folder)
     if journal is None:
         return _stored_runs(folder, keys, store)
     going = is_going(folder)
@@ -247,13 +289,35 @@ def _stored_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[st
 
 @dataclasses.dataclass
 class Journal:
-    """What a run's ``events.jsonl`` says: the tasks it planned to take from the store, each
-    task's latest record, and whether the run ended."""
+    """What a run's ``events.jsonl`` says: its pipeline document (as in ``pipeline.yaml``), the
+    tasks it planned to take from the store, each task's latest record, and how the run ended
+    (``end``: when, how long, why it could not start, the sizes of the cached results)."""
 
+    pipeline: dict[str, Any] | None = None
     cached: list[str] = dataclasses.field(default_factory=list)
     tasks: dict[str, TaskRun] = dataclasses.field(default_factory=dict)
-    ended: bool = False
+    end: dict[str, Any] | None = None
     size: int = 0  # bytes read: a reader that follows the run goes on from there
+
+    @property
+    def ended(self) -> bool:
+        """Whether the run was recorded (its runner wrote the last line)."""
+        return self.end is not None
+
+    def outcome(self) -> dict[str, Any]:
+        """The run's outcome, as ``run.yaml`` holds it, once the run ended."""
+        assert self.end is not None and self.pipeline is not None
+        sizes = self.end.get("sizes") or {}
+        tasks = {}
+        for name in self.pipeline["pipeline"]["tasks"]:
+            run = self.tasks.get(name)
+            if run is None and name in self.cached:
+                run = TaskRun(Status.CACHED, output_bytes=sizes.get(name))
+            tasks[name] = (run or TaskRun()).to_dict()
+        found = {k: self.end.get(k) for k in ("finished", "duration")}
+        if self.end.get("error") is not None:
+            found["error"] = self.end["error"]
+        return {**found, "tasks": tasks}
 
 
 def read_journal(folder: Path, journal: Journal | None = None) -> Journal | None:
@@ -280,10 +344,12 @@ def _replay(journal: Journal, event: Any) -> None:
     ``AttributeError``) for a line that is not one."""
     if "task" in event:
         journal.tasks[str(event["task"])] = TaskRun.from_dict(event["run"])
+    elif event.get("run") == "started":
+        journal.pipeline = dict(event["pipeline"])
     elif event.get("run") == "planned":
         journal.cached = [str(name) for name in event["cached"]]
     elif event.get("run") == "ended":
-        journal.ended = True
+        journal.end = dict(event)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,144 +407,3 @@ def read_task_log(folder: Path, key: str) -> str:
         return (folder / TASK_LOGS / f"{key}.log").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-
-
-# -- writing a run's folder -------------------------------------------------------------------
-
-
-RUN_STAMP = "%y%m%dT%H%M%S"
-"""How a run folder's name gives its start, after the pipeline's name (``graph`` checks that
-the name fits, see ``RUN_FOLDER_SUFFIX``)."""
-
-
-def make_folder(log_path: Path, pipeline_name: str) -> Path:
-    """A new folder ``<pipeline>_<yymmddTHHMMSS>`` under ``log_path``; a later run in the same
-    second adds ``_<microseconds>``, so that sorting run folders by name sorts them by time."""
-    base = f"{pipeline_name}_{dt.datetime.now():{RUN_STAMP}}"
-    try:
-        log_path.mkdir(parents=True, exist_ok=True)
-        for attempt in range(10_000):
-            path = log_path / (f"{base}_{dt.datetime.now():%f}" if attempt else base)
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            return path
-    except OSError as exc:
-        raise type(exc)(
-            exc.errno,
-            f"cannot create a run folder in {log_path} ({exc.strerror}); give a log_path this "
-            "process can write to",
-        ) from exc
-    raise RuntimeError(f"cannot create a run folder in {log_path}")
-
-
-class RunWriter:
-    """Writes one run's folder while the run goes on: call :meth:`begin` once the pipeline is
-    described, :meth:`planned` once the plan is made, :meth:`changed` on every change of a
-    task's status (a listener), and :meth:`end` with the outcome. Log records of the run's
-    tasks go to :meth:`task_logs`, a logging handler."""
-
-    def __init__(self, folder: Path, keys: Mapping[str, str]) -> None:
-        self.folder = folder
-        self.keys = keys
-        self._journal: IO[str] | None = None
-        self._task_logs = _TaskLogs(folder / TASK_LOGS, keys)
-
-    def begin(self, pipeline_doc: Mapping[str, Any]) -> None:
-        """Write ``pipeline.yaml`` and a summary saying the run goes on; start the journal."""
-        write_atomic(self.folder / PIPELINE_FILE, yamlio.dump(pipeline_doc).encode())
-        started = pipeline_doc["run"]["started"]
-        counts = {Status.NOT_STARTED.value: len(self.keys)}
-        self._summary(pipeline_doc["pipeline"]["name"], started, None, None, counts)
-        self._journal = open(self.folder / JOURNAL_FILE, "a", encoding="utf-8")  # noqa: SIM115
-
-    def planned(self, cached: Iterable[str]) -> None:
-        """Note which tasks the run takes from the store (journal)."""
-        self._write({"run": "planned", "t": time.time(), "cached": list(cached)})
-
-    def changed(self, name: str, run: TaskRun) -> None:
-        """Note a task's new status, with its whole record (journal)."""
-        self._write({"task": name, "t": time.time(), "run": run.to_dict()})
-
-    def task_logs(self) -> logging.Handler:
-        """The handler that writes each task's records to its own log file."""
-        return self._task_logs
-
-    def end(self, pipeline_doc: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
-        """Write ``run.yaml`` and the final summary, and close the journal and task logs."""
-        write_atomic(self.folder / RUN_FILE, yamlio.dump(outcome).encode())
-        counts = collections.Counter(record["status"] for record in outcome["tasks"].values())
-        started = pipeline_doc["run"]["started"]
-        name = pipeline_doc["pipeline"]["name"]
-        duration = outcome["duration"]
-        self._summary(name, started, outcome["finished"], duration, counts, outcome.get("error"))
-        self._write({"run": "ended", "t": time.time()})
-        self.close()
-
-    def close(self) -> None:
-        """Close the journal and the task logs (once the run is recorded, or it failed to)."""
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-        self._task_logs.close()
-
-    def _write(self, event: Mapping[str, Any]) -> None:
-        if self._journal is not None:
-            self._journal.write(json.dumps(event, separators=(",", ":")) + "\n")
-            self._journal.flush()  # followed live by readers
-
-    def _summary(
-        self,
-        name: str,
-        started: str,
-        finished: str | None,
-        duration: float | None,
-        counts: Mapping[str, int],
-        error: str | None = None,
-    ) -> None:
-        doc = {
-            "pipeline": name,
-            "started": started,
-            "finished": finished,
-            "duration": duration,
-            "tasks": len(self.keys),
-            "counts": dict(counts),
-            "error": error,
-        }
-        write_atomic(self.folder / SUMMARY_FILE, json.dumps(doc, indent=1).encode())
-
-
-class _TaskLogs(logging.Handler):
-    """Writes each task's log records to ``<folder>/<key>.log``, keeping a few files open."""
-
-    _OPEN = 32
-
-    def __init__(self, folder: Path, keys: Mapping[str, str]) -> None:
-        super().__init__(logging.DEBUG)
-        self.folder, self.keys = folder, keys
-        self._files: collections.OrderedDict[str, IO[str]] = collections.OrderedDict()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        key = self.keys.get(getattr(record, "task", ""))
-        if key is None:
-            return
-        try:
-            handle = self._files.pop(key, None) or self._open(key)
-            self._files[key] = handle
-            handle.write(self.format(record) + "\n")
-            handle.flush()
-        except Exception:
-            self.handleError(record)
-
-    def _open(self, key: str) -> IO[str]:
-        if len(self._files) >= self._OPEN:
-            self._files.popitem(last=False)[1].close()
-        self.folder.mkdir(exist_ok=True)
-        return open(self.folder / f"{key}.log", "a", encoding="utf-8", errors="backslashreplace")
-
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._files.clear()
-        super().close()

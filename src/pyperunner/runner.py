@@ -31,7 +31,8 @@ from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PipelineResult
-from .runfolder import LOG_FILE, RunWriter
+from .runfolder import LOG_FILE
+from .runwriter import RunWriter, make_folder
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
 from .store import DEFAULT_COMPRESS, EntryState, Store
@@ -131,7 +132,7 @@ class Runner:
             launched, writer = False, None
             try:
                 with preparing(not_started):
-                    run_dir = runfolder.make_folder(self.log_path, pipeline.name)
+                    run_dir = make_folder(self.log_path, pipeline.name)
                     writer = RunWriter(run_dir, keys)
                     stack.callback(writer.close)
                     self.run_dir, self._graph = run_dir, graph  # a signal from here is recorded

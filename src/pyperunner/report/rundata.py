@@ -23,6 +23,7 @@ carries it; the UI fetches each task's log when its panel opens.
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ from ..graph import Dag
 from ..plan import compare_records
 from ..status import Status, TaskRun
 from ..store import Store
-from .groups import like_groups
+from .groups import Room, like_groups
 
+EVERY_GROUP = Room(lambda node, attrs: 1.0, gap=0.0, width=0.0, widest=math.inf, layers=0)
+"""Room for nothing: every group of like tasks is formed (the page folds and unfolds them)."""
 LOG_LIMIT = 50_000
 """Characters of a task's own log a document carries (its end, where errors are)."""
 
@@ -47,19 +50,21 @@ def run_document(
     ``pipeline.yaml`` and ``run.yaml`` documents if in memory (the runner's, as it writes the
     report), ``logs`` adds each task's own log lines."""
     if docs is None:
-        doc = runfolder.read_pipeline(runfolder.pipeline_file(folder))
-        outcome = runfolder.read_outcome(folder)
-    else:
-        doc, outcome = docs
-    specs: Mapping[str, Any] = doc["pipeline"]["tasks"]
-    info = doc.get("run") or {}
+        return _document(runfolder.read_run(folder), logs)
+    doc, outcome = docs
+    path = folder / runfolder.PIPELINE_FILE
+    return _document(runfolder.RunFiles(path, dict(doc), outcome and dict(outcome)), logs)
+
+
+def _document(run: runfolder.RunFiles, logs: bool) -> dict[str, Any]:
+    folder, specs, outcome = run.folder, run.tasks, run.outcome
+    info = run.doc.get("run") or {}
     keys = {name: str(spec["key"]) for name, spec in specs.items()}
     store = _store(info)
     if outcome is not None:
         runs = {n: TaskRun.from_dict(r) for n, r in (outcome.get("tasks") or {}).items()}
     else:
-        runs = runfolder.recovered_runs(folder, keys, store) if store else {}
-    journal = runfolder.read_journal(folder)
+        runs = runfolder.recovered_runs(folder, keys, store, run.journal) if store else {}
     tasks = [
         _task(name, spec, runs.get(name, TaskRun()), store, folder if logs else None)
         for name, spec in specs.items()
@@ -67,7 +72,7 @@ def run_document(
     counts = collections.Counter(task["status"] for task in tasks)
     return {
         "id": folder.name,
-        "pipeline": str(doc["pipeline"]["name"]),
+        "pipeline": str(run.doc["pipeline"]["name"]),
         "state": _state(folder, outcome),
         "started": info.get("started"),
         "finished": (outcome or {}).get("finished"),
@@ -77,7 +82,7 @@ def run_document(
         "environment": dict(info),
         "tasks": tasks,
         "groups": _groups(specs),
-        "journal": journal.size if journal is not None else 0,
+        "journal": run.journal.size if run.journal is not None else _size(folder),
     }
 
 
@@ -95,9 +100,9 @@ def compare_documents(first: Path, second: Path) -> dict[str, Any]:
     """Two runs side by side: the tasks the second added and removed and, for each task both
     have, whether its key changed and why (parameters, which; code; class; upstream), with its
     status, duration and reason in each."""
-    a, b = run_document(first), run_document(second)
-    a_specs = runfolder.read_pipeline(runfolder.pipeline_file(first))["pipeline"]["tasks"]
-    b_specs = runfolder.read_pipeline(runfolder.pipeline_file(second))["pipeline"]["tasks"]
+    a_run, b_run = runfolder.read_run(first), runfolder.read_run(second)
+    a, b = _document(a_run, logs=False), _document(b_run, logs=False)
+    a_specs, b_specs = a_run.tasks, b_run.tasks
     a_tasks = {task["name"]: task for task in a["tasks"]}
     b_tasks = {task["name"]: task for task in b["tasks"]}
     common = []
@@ -172,6 +177,14 @@ _RUN_FIELDS = (
 )
 
 
+def _size(folder: Path) -> int:
+    """How long the run's journal is (where a page that follows the run goes on from)."""
+    try:
+        return (folder / runfolder.JOURNAL_FILE).stat().st_size
+    except OSError:
+        return 0
+
+
 def _store(info: Mapping[str, Any]) -> Store | None:
     """The run's store, if it can be opened here (an fsspec URL may need packages or access)."""
     root = info.get("data_path")
@@ -205,8 +218,8 @@ def _groups(specs: Mapping[str, Any]) -> list[dict[str, Any]]:
         for parent in spec.get("parents") or []:
             graph.add_edge(parent, name)
     groups = []
-    for head, members in like_groups(graph).items():  # a chain's second follows its first
-        chain = members[0] in graph.predecessors(members[1])
+    for head, members in like_groups(graph, EVERY_GROUP).items():
+        chain = members[0] in graph.predecessors(members[1])  # a chain's second follows its first
         kind = "chain" if chain else "side"
         groups.append({"id": str(head), "tasks": [str(m) for m in members], "kind": kind})
     return groups

@@ -107,7 +107,7 @@ class Catalog:
         stamp = path.stat().st_mtime_ns
         known = self._tasks.get(path)
         if known is None or known[0] != stamp:
-            doc = runfolder.read_pipeline(path)
+            doc = runfolder.read_run(run.folder).doc
             keys = {name: str(spec["key"]) for name, spec in doc["pipeline"]["tasks"].items()}
             known = self._tasks[path] = (stamp, keys, doc["run"].get("data_path"))
         return known[1], known[2]
@@ -191,8 +191,8 @@ def _summary(folder: Path) -> Summary | None:
     if summary is not None:
         return summary
     try:
-        doc = runfolder.read_pipeline(folder / runfolder.PIPELINE_FILE)
-        outcome = runfolder.read_outcome(folder)
+        files = runfolder.read_run(folder)
+        doc, outcome = files.doc, files.outcome
     except RunFolderError:
         return None
     counts: dict[str, int] = {}
