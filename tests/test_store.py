@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pyperunner import store as store_module
+from pyperunner import yamlio
 from pyperunner.store import ResultNotStorableError, Store, StoreError
 
 NAME = "Evaluate(both)"
@@ -612,7 +613,7 @@ def test_a_file_in_place_of_the_entry_folder_is_moved_aside_by_the_next_save(tmp
 def test_the_preview_kept_in_a_record_is_read_back_alone(tmp_path: Path) -> None:
     store = Store(tmp_path)
     shown = {"type": "str", "text": 'two\nlines: "quoted"\nresult:\n', "length": 3}
-    store.save(NAME, KEY, "abc", {**RECORD, "preview": shown})
+    store.save(NAME, KEY, "abc", {**RECORD, "preview": yamlio.Flow(shown)})  # as workers do
     assert store.preview(NAME, KEY) == shown == store.record(NAME, KEY)["preview"]
     store.save(NAME, "b" * 32, "abc", RECORD)  # made before previews
     assert store.preview(NAME, "b" * 32) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -56,3 +57,19 @@ def test_long_strings_are_written_like_short_ones() -> None:
     for text in ("plain" * 100, "yes", "a: b\u0085" * 60, "x"):
         doc = {text: [text, {"k": text}]}
         assert yaml.safe_load(yamlio.dump(doc)) == doc
+
+
+flow_values = st.dictionaries(
+    st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.text() | st.lists(st.integers() | st.text()),
+    max_size=5,
+)
+
+
+@settings(max_examples=200)
+@given(flow_values)
+def test_a_flow_mapping_is_one_line_of_json_that_yaml_reads_alike(value: dict[str, Any]) -> None:
+    written = yamlio.dump({"preview": yamlio.Flow(value), "after": 1})
+    line = written.splitlines()[0].removeprefix("preview: ")
+    assert json.loads(line) == value
+    assert yaml.safe_load(written) == {"preview": value, "after": 1}

@@ -407,3 +407,11 @@ def read_task_log(folder: Path, key: str) -> str:
         return (folder / TASK_LOGS / f"{key}.log").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def task_logs_kept(folder: Path) -> set[str]:
+    """The keys of the tasks that logged or printed something in the run (those with a log)."""
+    try:
+        return {name[:-4] for name in os.listdir(folder / TASK_LOGS) if name.endswith(".log")}
+    except OSError:
+        return set()

@@ -28,6 +28,8 @@ from .runfolder import (
 from .status import Status, TaskRun
 from .storage import write_atomic
 
+_JSON = json.JSONEncoder(separators=(",", ":")).encode
+"""A journal line: compact, and one encoder for all (``json.dumps`` makes one a call)."""
 RUN_STAMP = "%y%m%dT%H%M%S"
 """How a run folder's name gives its start, after the pipeline's name (``graph`` checks that
 the name fits, see ``RUN_FOLDER_SUFFIX``)."""
@@ -116,7 +118,7 @@ class RunWriter:
 
     def _write(self, event: Mapping[str, Any]) -> None:
         if self._journal is not None:
-            self._journal.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self._journal.write(_JSON(event) + "\n")
             self._journal.flush()  # followed live by readers
 
     def _summary(

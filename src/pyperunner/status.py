@@ -52,7 +52,7 @@ class TaskRun:
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML-safe form, with the duration spelled out for readers of the file."""
-        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        doc = dict(self.__dict__)
         doc["status"] = self.status.value
         doc["duration"] = self.duration
         return doc

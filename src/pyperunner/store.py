@@ -16,6 +16,7 @@ import enum
 import errno
 import importlib.util
 import io
+import json
 import os
 import pickle
 import re
@@ -34,9 +35,8 @@ _RESULT = re.compile(
     rb"\nresult:\n  file: \S+\n  bytes: (\d+)\n  format: (\w+)\n(?:  crc32: (\d+)\n)?$"
 )
 """How :meth:`Store.save` ends every params.yaml; read without parsing the YAML."""
-_PREVIEW = re.compile(rb"\npreview:\n(.*?\n)result:\n", re.DOTALL)
-"""The preview a task's worker put in its record, the last part before the result's: a top-level
-key starts at the start of a line, and strings with line breaks are written escaped."""
+_PREVIEW = re.compile(rb"\npreview: (\{.*\})\n")
+"""The preview a task's worker put in its record, on one line as JSON (:class:`yamlio.Flow`)."""
 CHECKSUM_LIMIT = 64 * 2**20
 """Results up to this many bytes get a CRC-32 when written, checked whenever they are loaded, so
 a byte changed in place is caught; larger ones are checked by size only (memory-mapped arrays
@@ -417,10 +417,9 @@ class Store:
         alone (a run's page shows one for each cached task); None if there is none to read."""
         try:
             found = _PREVIEW.search(self._files.read(self._files.at(name, key, PARAMS_FILE)))
-            shown = None if found is None else yamlio.load(b"preview:\n" + found.group(1))
-        except (OSError, ValueError, yamlio.YAMLError):
+            shown = None if found is None else json.loads(found.group(1))
+        except (OSError, ValueError):
             return None
-        shown = shown.get("preview") if isinstance(shown, dict) else None
         return shown if isinstance(shown, dict) else None
 
     def record(self, name: str, key: str) -> dict[str, Any]:

@@ -58,6 +58,12 @@ class _NotPlain(Exception):
     pass
 
 
+class Flow(dict):  # type: ignore[type-arg]
+    """A mapping :func:`dump` writes on one line, as JSON (which is YAML's flow style), so that a
+    reader can take it with ``json.loads``: plain data only, no floats (JSON writes ``1e-05``,
+    which YAML 1.1 reads as a string)."""
+
+
 def dump(doc: Any) -> str:
     """Serialize ``doc`` (plain types only) as block-style YAML, keys in insertion order."""
     lines: list[str] = []
@@ -97,9 +103,12 @@ def _block(value: Any, indent: str, lines: list[str]) -> None:
 
 def _entry(head: str, item: Any, deeper: str, key_indent: str | None, lines: list[str]) -> None:
     """``head`` (``key:``, with ``key_indent``, or ``-``) followed by ``item``: on the same line if
-    it is a scalar or empty, else below it (a list under a key is not indented further, as PyYAML
-    writes it)."""
-    if isinstance(item, dict) and item:
+    it is a scalar, empty or a :class:`Flow`, else below it (a list under a key is not indented
+    further, as PyYAML writes it)."""
+    if isinstance(item, Flow):  # what YAML does not take as it is, escaped as in _quoted
+        text = _NON_PRINTABLE.sub(_escaped, json.dumps(item, ensure_ascii=False))
+        lines.append(f"{head} {text}\n")
+    elif isinstance(item, dict) and item:
         if key_indent is None:  # a mapping in a list starts on the dash's line
             first = len(lines)
             _block(item, deeper, lines)
@@ -153,7 +162,11 @@ def _quoted(value: str) -> str:
     except UnicodeEncodeError:  # lone surrogates (undecodable file names): no YAML holds them
         value = value.encode(errors="backslashreplace").decode()
     quoted = json.dumps(value, ensure_ascii=False)  # JSON escapes are YAML's too
-    return _NON_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+    return _NON_PRINTABLE.sub(_escaped, quoted)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
 
 
 _REMEMBERED_LENGTH = 200

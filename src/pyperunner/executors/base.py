@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from .. import preview
+from .. import preview, yamlio
 from ..logs import flush_task_output, task_context
 from ..storage import Hold
 from ..store import EntryState, MissingResult, Store
@@ -131,7 +131,8 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
                     return _inputs_vanished(job, started, vanished)
                 output = job.task.execute(data)
                 shown = preview.describe(output)
-                size = store.save(job.name, job.key, output, {**job.record, "preview": shown})
+                record = {**job.record, "preview": yamlio.Flow(shown)}
+                size = store.save(job.name, job.key, output, record)
                 hold = store.hold(job.name, job.key)  # still under the lock, which gc waits for
         except BaseException as exc:
             if interruptible and isinstance(exc, KeyboardInterrupt):

@@ -65,8 +65,9 @@ def _document(run: runfolder.RunFiles, logs: bool) -> dict[str, Any]:
         runs = {n: TaskRun.from_dict(r) for n, r in (outcome.get("tasks") or {}).items()}
     else:
         runs = runfolder.recovered_runs(folder, keys, store, run.journal) if store else {}
+    logged = runfolder.task_logs_kept(folder) if logs else set()
     tasks = [
-        _task(name, spec, runs.get(name, TaskRun()), store, folder if logs else None)
+        _task(name, spec, runs.get(name, TaskRun()), store, folder if logs else None, logged)
         for name, spec in specs.items()
     ]
     counts = collections.Counter(task["status"] for task in tasks)
@@ -136,7 +137,12 @@ def compare_documents(first: Path, second: Path) -> dict[str, Any]:
 
 
 def _task(
-    name: str, spec: Mapping[str, Any], run: TaskRun, store: Store | None, folder: Path | None
+    name: str,
+    spec: Mapping[str, Any],
+    run: TaskRun,
+    store: Store | None,
+    folder: Path | None,
+    logged: set[str],
 ) -> dict[str, Any]:
     key = str(spec["key"])
     task = {
@@ -153,8 +159,8 @@ def _task(
     if task["preview"] is None and run.status is Status.CACHED and store is not None:
         task["preview"] = store.preview(name, key)  # kept by the run that computed it
     task["result_path"] = _result_path(store, name, key) if run.status.has_output else None
-    if folder is not None:
-        task["log"] = runfolder.read_task_log(folder, key)[-LOG_LIMIT:]
+    if folder is not None:  # the report: each task's log, read where there is one
+        task["log"] = runfolder.read_task_log(folder, key)[-LOG_LIMIT:] if key in logged else ""
     return task
 
 
