@@ -9,7 +9,6 @@ or input (a one-line error saying what to do).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import difflib
 import importlib
 import pprint
@@ -40,7 +39,7 @@ from . import (
 )
 from .executors import EXECUTORS
 from .report.text import format_bytes, format_counts, format_duration
-from .runfolder import PIPELINE_FILE, RunFolderError, is_going
+from .runfolder import PIPELINE_FILE, RunFolderError
 from .store import Store
 
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
@@ -227,19 +226,19 @@ def runs(log_path: str) -> None:
     Example:
         pyperunner runs log/
     """
-    infos = in_start_order(run_folders(Path(log_path)))
-    if not infos:
+    summaries = runfolder.runs_in(Path(log_path))
+    if not summaries:
         click.echo(f"No runs in {log_path}")
         return
     rows = [
         [
-            info.folder.name,
-            info.pipeline,
-            (info.started or "?").replace("T", " "),
-            format_duration(info.duration),
-            info.state,
+            summary.folder.name,
+            summary.pipeline,
+            (summary.started or "?").replace("T", " "),
+            format_duration(summary.duration),
+            state_words(summary),
         ]
-        for info in infos
+        for summary in summaries
     ]
     click.echo(format_table(["RUN", "PIPELINE", "STARTED", "DURATION", "TASKS"], rows))
 
@@ -266,15 +265,15 @@ def show(run_path: str) -> None:
     from .report.terminal import draw_run, terminal_width
 
     run = open_run(Path(run_path))
-    info = run_info(run)
+    summary = runfolder.summary_of(run)
     result = PipelineResult.from_run(run)
-    started = (info.started or "?").replace("T", " ")
-    click.echo(f"Run {info.folder.name} of pipeline {info.pipeline}, started {started}")
-    click.echo(f"Took {format_duration(info.duration)}: {info.state}")
-    if info.counts is None:
+    started = (summary.started or "?").replace("T", " ")
+    click.echo(f"Run {run.folder.name} of pipeline {summary.pipeline}, started {started}")
+    click.echo(f"Took {format_duration(summary.duration)}: {state_words(summary)}")
+    if run.outcome is None:
         click.echo(
             "It is still going: the statuses below are what its journal tells so far."
-            if info.going
+            if summary.state == "running"
             else "Its runner ended without recording the run (killed?): the statuses below are "
             "what its journal tells."
         )
@@ -438,7 +437,10 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
         pyperunner gc data/ --keep log/my-pipeline_240101T120000 --keep pipeline.yml
     """
     delete = not dry_run
-    used, run_count = used_entries([Path(p) for p in keep_paths])
+    try:
+        used, run_count = runfolder.entries_used([Path(p) for p in keep_paths])
+    except RunFolderError as exc:
+        raise RunFolderError(exc.path, exc.problem, GC_HINT) from exc
     if run_count == 0:
         raise BadUsage(
             f"no run folder found under {', '.join(keep_paths)}; refusing to treat every entry as "
@@ -449,7 +451,7 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
         raise BadUsage(f"DATA_PATH {data_path} is not a folder")
     entries = list(store.entries())
     garbage = [entry for entry in entries if entry not in used]
-    sizes = {entry: entry_size(store, *entry) for entry in garbage}
+    sizes = {entry: store.size(*entry) for entry in garbage}
     deleted, skipped = [], []
     for name, key in garbage:
         where = f"{name}/{key}"
@@ -600,34 +602,11 @@ def without_keys(doc: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- run folders
 
 
-@dataclasses.dataclass(frozen=True)
-class RunInfo:
-    """What a run folder says about its run; ``counts`` (tasks by status) is None while the run
-    has no outcome."""
-
-    folder: Path
-    pipeline: str
-    started: str | None
-    duration: float | None
-    counts: Mapping[Status, int] | None
-    problem: str | None = None  # why the folder cannot be read, if it cannot
-    going: bool = False  # its runner still runs it
-
-    @property
-    def state(self) -> str:
-        """``3 SUCCESS``, ``incomplete`` or ``unreadable ...``: the run's tasks in a few words."""
-        if self.problem is not None:
-            return f"unreadable {self.problem}"
-        if self.counts is None:
-            return "still going" if self.going else "incomplete"
-        return format_counts(self.counts)
-
-
 def open_run(path: Path) -> runfolder.RunFiles:
     """The checked files of a run given as its folder or its pipeline.yaml, or of the latest run
     in a log folder (named on stderr, so that the output stays the run's)."""
     if path.is_dir() and not (path / PIPELINE_FILE).exists():
-        runs = in_start_order(run_folders(path))
+        runs = runfolder.runs_in(path)
         if not runs:
             raise BadUsage(
                 f"{path} is not a run folder, nor a log folder holding one; give a run folder "
@@ -636,70 +615,6 @@ def open_run(path: Path) -> runfolder.RunFiles:
         path = runs[-1].folder
         click.echo(f"Using the latest run in {path.parent}: {path.name}", err=True)
     return runfolder.read_run(path)
-
-
-def run_info(run: runfolder.RunFiles) -> RunInfo:
-    """Summarise a run: pipeline, start, duration and task statuses."""
-    started = run.doc["run"].get("started")
-    outcome = run.outcome or {}
-    counts = collections.Counter(
-        Status(record.get("status", Status.NOT_STARTED.value))
-        for record in (outcome.get("tasks") or {}).values()
-    )
-    return RunInfo(
-        folder=run.folder,
-        pipeline=str(run.doc["pipeline"].get("name", "?")),
-        started=None if started is None else str(started),
-        duration=outcome.get("duration"),
-        counts=None if run.outcome is None else counts,
-        going=run.outcome is None and is_going(run.folder),
-    )
-
-
-def list_entry(folder: Path) -> RunInfo:
-    """What a folder under LOG_PATH says of its run: from its small summary, or (a run made
-    before summaries were kept) from its files, a broken one listed with what is wrong."""
-    summary = runfolder.read_summary(folder)
-    if summary is not None:
-        done = summary.finished is not None
-        return RunInfo(
-            folder=folder,
-            pipeline=summary.pipeline,
-            started=summary.started,
-            duration=summary.duration,
-            counts={Status(k): n for k, n in summary.counts.items()} if done else None,
-            going=not done and summary.state == "running",
-        )
-    info = RunInfo(folder, "?", None, None, None)
-    path = folder / PIPELINE_FILE
-    try:
-        run = runfolder.RunFiles(path, runfolder.read_pipeline(path), None)
-        info = run_info(run)  # what pipeline.yaml says, kept should run.yaml be broken
-        return run_info(runfolder.read_run(folder))
-    except RunFolderError as exc:
-        return dataclasses.replace(info, problem=f"{exc.path.name}: {exc.problem}")
-
-
-def in_start_order(folders: Iterable[Path]) -> list[RunInfo]:
-    """What each run folder says of its run, the run started first first (runs started in one
-    second in the order their pipeline.yaml was written)."""
-    return sorted(
-        (list_entry(folder) for folder in folders),
-        key=lambda info: (info.started or "", modified(info.folder / PIPELINE_FILE)),
-    )
-
-
-def run_folders(log_path: Path) -> list[Path]:
-    """The run folders directly under ``log_path`` (those holding a pipeline.yaml)."""
-    return sorted(p.parent for p in log_path.glob(f"*/{PIPELINE_FILE}"))
-
-
-def modified(path: Path) -> int:
-    """When a file was last written (ns), 0 if it is gone: orders runs started in one second."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
 
 
 def first_line(text: str | None) -> str | None:
@@ -727,48 +642,17 @@ def match_task(name: str, names: Iterable[str]) -> str:
     raise BadUsage(f"no task {name!r} in this run; did you mean {', '.join(close)}{more}?")
 
 
-def entry_size(store: Store, name: str, key: str) -> int:
-    """Bytes of one store entry, 0 if it vanishes while measured (another gc, a crash)."""
-    try:
-        return store.size(name, key)
-    except OSError:
-        return 0
-
-
-def kept_files(keep: Path) -> list[tuple[Path, bool]]:
-    """The pipeline files a --keep path stands for (itself, its run's, or every run's in it),
-    each with whether it is known to be a run's (which must say where its data is)."""
-    if keep.is_file():
-        return [(keep, False)]
-    if (keep / PIPELINE_FILE).is_file():
-        return [(keep / PIPELINE_FILE, True)]
-    return [(folder / PIPELINE_FILE, True) for folder in run_folders(keep)]
-
-
-def used_entries(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]:
-    """Every (task name, key) the kept runs use, and how many run or pipeline files were read.
-
-    An unreadable or cut-short pipeline file stops everything: without it we cannot know what it
-    keeps (a run's ``run.yaml`` must not list tasks its ``pipeline.yaml`` lacks).
-    """
-    files = [kept for keep in keep_paths for kept in kept_files(keep)]
-    used: set[tuple[str, str]] = set()
-    for path, of_run in files:
-        try:
-            run = runfolder.read_run(path, of_run)
-            doc, outcome = run.doc, run.outcome if of_run else None
-        except RunFolderError as exc:
-            raise RunFolderError(exc.path, exc.problem, GC_HINT) from exc
-        tasks = doc["pipeline"]["tasks"]
-        missing = sorted(set((outcome or {}).get("tasks") or {}) - set(tasks))
-        if missing:
-            problem = f"it lacks task(s) {missing} that {runfolder.RUN_FILE} lists"
-            raise RunFolderError(path, problem, GC_HINT)
-        used.update((name, spec["key"]) for name, spec in tasks.items())
-    return used, len(files)
-
-
 # --------------------------------------------------------------------------- formatting
+
+
+def state_words(summary: runfolder.Summary) -> str:
+    """``3 SUCCESS``, ``still going``, ``incomplete`` or ``unreadable ...``: a run in a few
+    words."""
+    if summary.problem is not None:
+        return f"unreadable {summary.problem}"
+    if summary.finished is None:
+        return "still going" if summary.state == "running" else "incomplete"
+    return format_counts({Status(k): n for k, n in summary.counts.items()})
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

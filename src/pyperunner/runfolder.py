@@ -24,7 +24,7 @@ import dataclasses
 import graphlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -364,14 +364,105 @@ class Summary:
     counts: Mapping[str, int]
     tasks: int
     error: str | None = None  # why the run could not start
+    problem: str | None = None  # why its files cannot be read (``file: what is wrong``)
 
     @property
     def state(self) -> str:
-        """``running``, ``finished``, ``interrupted`` (stopped by a signal) or ``killed`` (its
-        runner died without recording the run)."""
+        """``running``, ``finished``, ``interrupted`` (stopped by a signal), ``killed`` (its
+        runner died without recording the run) or ``unreadable``."""
+        if self.problem is not None:
+            return "unreadable"
         if self.finished is not None:
             return "interrupted" if self.counts.get(Status.INTERRUPTED.value) else "finished"
         return "running" if is_going(self.folder) else "killed"
+
+
+def summarize(folder: Path) -> Summary:
+    """What a listing shows of the run in ``folder``: its ``summary.json``, else (a run made
+    before summaries were kept) what its files say, else what keeps them from being read."""
+    summary = read_summary(folder)
+    if summary is not None:
+        return summary
+    try:
+        return summary_of(read_run(folder))
+    except RunFolderError as exc:
+        broken = Summary(
+            folder, "?", None, None, None, {}, 0, problem=f"{exc.path.name}: {exc.problem}"
+        )
+    try:  # what pipeline.yaml says, should only run.yaml be broken
+        pipeline = summary_of(
+            RunFiles(folder / PIPELINE_FILE, read_pipeline(folder / PIPELINE_FILE), None)
+        )
+    except RunFolderError:
+        return broken
+    return dataclasses.replace(pipeline, problem=broken.problem)
+
+
+def summary_of(run: RunFiles) -> Summary:
+    """The summary of a run whose files are read already."""
+    outcome = run.outcome or {}
+    counts: dict[str, int] = {}
+    for record in (outcome.get("tasks") or {}).values():
+        status = record.get("status", Status.NOT_STARTED.value)
+        counts[status] = counts.get(status, 0) + 1
+    started = run.doc["run"].get("started") if isinstance(run.doc.get("run"), dict) else None
+    return Summary(
+        folder=run.folder,
+        pipeline=str(run.doc["pipeline"].get("name", "?")),
+        started=_text_or_none(started),
+        finished=_text_or_none(outcome.get("finished")) if run.outcome is not None else None,
+        duration=outcome.get("duration"),
+        counts=counts,
+        tasks=len(run.tasks),
+        error=_text_or_none(outcome.get("error")),
+    )
+
+
+def runs_in(log_path: Path) -> list[Summary]:
+    """The runs directly under ``log_path``, the one started first first (runs started in one
+    second in the order their ``pipeline.yaml`` was written)."""
+    summaries = map(summarize, run_folders(log_path))
+    return sorted(summaries, key=lambda s: (s.started or "", _written(s.folder)))
+
+
+def run_folders(log_path: Path) -> list[Path]:
+    """The run folders directly under ``log_path`` (those holding a pipeline.yaml), by name."""
+    return sorted(path.parent for path in log_path.glob(f"*/{PIPELINE_FILE}"))
+
+
+def _written(folder: Path) -> int:
+    """When a run's ``pipeline.yaml`` was written (ns), 0 if it is gone."""
+    try:
+        return (folder / PIPELINE_FILE).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def kept_pipelines(keep: Path) -> list[tuple[Path, bool]]:
+    """The pipeline files a path to keep stands for (a pipeline file, a run folder, or a log
+    folder and every run in it), each with whether it is known to be a run's."""
+    if keep.is_file():
+        return [(keep, False)]
+    if (keep / PIPELINE_FILE).is_file():
+        return [(keep / PIPELINE_FILE, True)]
+    return [(summary.folder / PIPELINE_FILE, True) for summary in runs_in(keep)]
+
+
+def entries_used(keep_paths: Iterable[Path]) -> tuple[set[tuple[str, str]], int]:
+    """Every (task name, key) the pipelines ``keep_paths`` stand for use, and how many pipeline
+    files that was. One that cannot be read is a :class:`RunFolderError`: without it, what it
+    keeps is unknown (and a run's ``run.yaml`` must not list tasks its pipeline lacks)."""
+    files = [kept for keep in keep_paths for kept in kept_pipelines(keep)]
+    used: set[tuple[str, str]] = set()
+    for path, of_run in files:
+        run = read_run(path, of_run)
+        missing = sorted(
+            set(((run.outcome or {}) if of_run else {}).get("tasks") or {}) - set(run.tasks)
+        )
+        if missing:
+            raise RunFolderError(path, f"it lacks task(s) {missing} that {RUN_FILE} lists")
+        used.update((name, spec["key"]) for name, spec in run.tasks.items())
+    return used, len(files)
 
 
 def read_summary(folder: Path) -> Summary | None:

@@ -372,8 +372,11 @@ class Store:
                 yield name, key
 
     def size(self, name: str, key: str) -> int:
-        """Bytes an entry takes on disk."""
-        return self._files.tree_size(self._files.at(name, key))
+        """Bytes an entry takes on disk; 0 if it vanished while measured (a gc, a crash)."""
+        try:
+            return self._files.tree_size(self._files.at(name, key))
+        except OSError:
+            return 0
 
     def delete(self, name: str, key: str) -> bool:
         """Delete an entry unless a run computes it or may still read it; True if gone.

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +25,15 @@ from ..task import TaskDefinitionError, check_name
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One run the UI knows: its id, folder and summary (None if it has none and its files
-    cannot be read)."""
+    """One run the UI knows: its id, folder and summary."""
 
     id: str
     folder: Path
-    summary: Summary | None
+    summary: Summary
 
     def header(self) -> dict[str, Any]:
         """What the runs page shows of it."""
         summary = self.summary
-        if summary is None:
-            return {
-                "id": self.id,
-                "pipeline": "?",
-                "state": "unreadable",
-                "started": None,
-                "finished": None,
-                "duration": None,
-                "counts": {},
-                "tasks": 0,
-                "error": None,
-            }
         return {
             "id": self.id,
             "pipeline": summary.pipeline,
@@ -57,7 +43,7 @@ class Run:
             "duration": summary.duration,
             "counts": dict(summary.counts),
             "tasks": summary.tasks,
-            "error": summary.error,
+            "error": summary.error or summary.problem,
         }
 
 
@@ -71,18 +57,24 @@ class Catalog:
 
     def runs(self) -> list[Run]:
         """Every run, newest first."""
-        found: dict[str, Run] = {}
+        runs = (Run(run_id, f, runfolder.summarize(f)) for run_id, f in self._folders().items())
+        return sorted(runs, key=_started, reverse=True)
+
+    def run(self, run_id: str) -> Run | None:
+        """The run of this id, if there is one (only its own summary is read)."""
+        folder = self._folders().get(run_id)
+        return None if folder is None else Run(run_id, folder, runfolder.summarize(folder))
+
+    def _folders(self) -> dict[str, Path]:
+        """Every run folder under the log paths, by id."""
+        found: dict[str, Path] = {}
         for log_path in self.log_paths:
-            for folder in _run_folders(log_path):
+            for folder in runfolder.run_folders(log_path):
                 run_id, number = folder.name, 2
                 while run_id in found:
                     run_id, number = f"{folder.name}~{number}", number + 1
-                found[run_id] = Run(run_id, folder, _summary(folder))
-        return sorted(found.values(), key=_started, reverse=True)
-
-    def run(self, run_id: str) -> Run | None:
-        """The run of this id, if there is one."""
-        return next((run for run in self.runs() if run.id == run_id), None)
+                found[run_id] = folder
+        return found
 
     def listing(
         self,
@@ -150,7 +142,7 @@ class Catalog:
                 entry = {
                     "key": key,
                     "data_path": data_path,
-                    "bytes": _size(store, name, key),
+                    "bytes": store.size(name, key),
                     "stored": store.stored_time(name, key),
                     "runs": users.get((name, key), []),
                     "garbage": (name, key) not in users,
@@ -174,45 +166,8 @@ class Catalog:
         return None
 
 
-def _run_folders(log_path: Path) -> Iterator[Path]:
-    try:
-        entries = list(os.scandir(log_path))
-    except OSError:
-        return
-    for entry in entries:
-        folder = Path(entry.path)
-        if entry.is_dir() and (folder / runfolder.PIPELINE_FILE).is_file():
-            yield folder
-
-
-def _summary(folder: Path) -> Summary | None:
-    """The run's summary, or one made from its files for a run made before summaries."""
-    summary = runfolder.read_summary(folder)
-    if summary is not None:
-        return summary
-    try:
-        files = runfolder.read_run(folder)
-        doc, outcome = files.doc, files.outcome
-    except RunFolderError:
-        return None
-    counts: dict[str, int] = {}
-    for record in ((outcome or {}).get("tasks") or {}).values():
-        status = record.get("status", Status.NOT_STARTED.value)
-        counts[status] = counts.get(status, 0) + 1
-    return Summary(
-        folder=folder,
-        pipeline=str(doc["pipeline"]["name"]),
-        started=str(doc["run"].get("started")),
-        finished=(outcome or {}).get("finished"),
-        duration=(outcome or {}).get("duration"),
-        counts=counts,
-        tasks=len(doc["pipeline"]["tasks"]),
-        error=(outcome or {}).get("error"),
-    )
-
-
 def _started(run: Run) -> tuple[str, str]:
-    return (run.summary.started or "" if run.summary is not None else "", run.folder.name)
+    return (run.summary.started or "", run.folder.name)
 
 
 def _matches(header: dict[str, Any], query: str, state: str, failed: bool) -> bool:
@@ -230,10 +185,3 @@ def _safe_name(name: str) -> bool:
     except TaskDefinitionError:
         return False
     return True
-
-
-def _size(store: Store, name: str, key: str) -> int:
-    try:
-        return store.size(name, key)
-    except OSError:
-        return 0
