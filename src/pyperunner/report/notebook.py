@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 MAX_ROWS = 100
 """Rows a table shows; it says how many more there are."""
-MAX_LISTED = 20
-"""Failed tasks a failure summary details, and names a folded list shows per hundred."""
+MAX_DETAILED = 5
+"""Failed tasks a red summary details with their error and frame; it names the others."""
+MAX_NAMES = 200
+"""Names a folded list shows."""
 
 NOTEBOOK = Room(box_width, H_GAP, width=16.0, widest=20.0, layers=most_layers(20.0))
 """The room of a pipeline's graph in a notebook: 1,536 px (96 an inch), which a notebook's width
@@ -63,7 +65,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], total: int, what:
     """A table of the first ``MAX_ROWS`` of ``rows`` (cells are HTML), saying how many of
     ``total`` it leaves out."""
     shown = [row for row, _ in zip(rows, range(MAX_ROWS), strict=False)]
-    cells = "".join(f'<th style="{_CELL}">{escape(h)}</th>' for h in head)
+    cells = "<tr>" + "".join(f'<th style="{_CELL}">{escape(h)}</th>' for h in head) + "</tr>"
     body = "".join(
         f'<tr><td style="{_CELL};white-space:nowrap">{row[0]}</td>'
         + "".join(f'<td style="{_CELL}">{cell}</td>' for cell in row[1:])
@@ -81,9 +83,9 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], total: int, what:
 
 def _folded(summary: str, names: Sequence[str]) -> str:
     """``names`` folded under ``summary``, the first few hundred of them."""
-    shown = ", ".join(escape(name) for name in names[: MAX_LISTED * 10])
-    if len(names) > MAX_LISTED * 10:
-        shown += f", … and {len(names) - MAX_LISTED * 10:,} more"
+    shown = ", ".join(escape(name) for name in names[:MAX_NAMES])
+    if len(names) > MAX_NAMES:
+        shown += f", … and {len(names) - MAX_NAMES:,} more"
     return f"<details><summary>{escape(summary)}</summary><div>{shown}</div></details>"
 
 
@@ -147,9 +149,9 @@ def failures_box(runs: Mapping[str, TaskRun], title: str = "") -> str:
     for name, run in runs.items():
         if not run.status.has_output and run.status is not Status.FAILURE:
             others[run.status].append(name)
-    parts = [_failure(name, run) for name, run in failed[:MAX_LISTED]]
-    if len(failed) > MAX_LISTED:
-        rest = [name for name, _ in failed[MAX_LISTED:]]
+    parts = [_failure(name, run) for name, run in failed[:MAX_DETAILED]]
+    if len(failed) > MAX_DETAILED:
+        rest = [name for name, _ in failed[MAX_DETAILED:]]
         parts.append(_folded(f"… and {len(rest):,} more failed tasks", rest))
     words = {Status.CANT_RUN: "could not run", Status.INTERRUPTED: "were interrupted"}
     for status, names in others.items():
