@@ -70,6 +70,9 @@ class PipelineFailedError(RuntimeError):
             lines.append(f"  report: {result.run_dir / 'report.html'}")
         return lines
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._lines()[0]!r})"
+
     def _render_traceback_(self) -> list[str]:
         """What IPython shows when this goes uncaught: the failures, not pyperunner's frames."""
         head, *rest = self._lines()
