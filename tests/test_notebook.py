@@ -37,7 +37,8 @@ def need(module: str) -> Any:
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """The notebook executed in a fresh folder: each tagged cell's displayed outputs."""
+    """The notebook executed in a fresh folder: each tagged cell's displayed outputs (the
+    cell tagged ``raises-exception`` may fail: its output is the error)."""
     nbformat, nbclient = need("nbformat"), need("nbclient")
     need("ipykernel")
     root = tmp_path_factory.mktemp("notebook")
@@ -68,9 +69,9 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, 
     for cell in notebook.cells:
         for tag in cell.metadata.get("tags", []):
             shown[tag] = [
-                output["data"]
+                output.get("data") or output
                 for output in cell.get("outputs", [])
-                if output["output_type"] in ("execute_result", "display_data")
+                if output["output_type"] in ("execute_result", "display_data", "error")
             ]
     return shown
 
@@ -178,3 +179,16 @@ def test_raise_on_failure_is_caught_and_shows_the_failure(
     assert "✗ pipeline &#x27;sweep&#x27; failed: 38 CACHED, 1 FAILURE, 2 CANT_RUN" in markup
     assert "<b>Fit(d-2-p0.1)</b>: " in markup
     assert escape("ValueError: negative dimensions are not allowed") in markup
+
+
+def test_the_error_left_uncaught_shows_the_failures_not_pyperunners_frames(
+    cells: dict[str, list[dict[str, Any]]],
+) -> None:
+    (error,) = cells["raises-exception"]
+    assert error["ename"] == "PipelineFailedError"
+    shown = [re.sub(r"\x1b\[[\d;]*m", "", line) for line in error["traceback"]]
+    assert shown[0].startswith("PipelineFailedError: pipeline 'sweep' (run sweep_")
+    assert shown[0].endswith("failed: 38 CACHED, 1 FAILURE, 2 CANT_RUN")
+    assert shown[1] == "  Fit(d-2-p0.1): ValueError: negative dimensions are not allowed"
+    assert shown[3] == "        features = np.vander(x, degree + 1)"
+    assert not any("pyperunner" in line and "File" in line for line in shown)
