@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..graph import Dag, PipelineError
@@ -53,7 +54,7 @@ _CELL = "padding:2px 10px 2px 0;text-align:left;vertical-align:top;border-bottom
 # --------------------------------------------------------------------------- pieces
 
 
-def chip(status: Status, text: str) -> str:
+def _chip(status: Status, text: str) -> str:
     """``text`` on a pill of ``status``'s colour (dark text: the colours are light)."""
     return (
         f'<span style="background:{STATUS_COLORS[status]};color:#1a1a1a;border-radius:9px;'
@@ -141,7 +142,7 @@ def _red_box(title: str, body: str) -> str:
     )
 
 
-def failures_box(runs: Mapping[str, TaskRun], title: str = "") -> str:
+def _failures_box(runs: Mapping[str, TaskRun], title: str = "") -> str:
     """The red summary of a run that went wrong: each failed task with its error and frame,
     then the tasks that could not run or did not finish, folded."""
     failed = [(name, run) for name, run in runs.items() if run.status is Status.FAILURE]
@@ -186,8 +187,8 @@ def pipeline_bundle(pipeline: Pipeline) -> dict[str, str]:
             _describe_group(drawn.nodes[head], plan is not None)
     if plan is not None:
         header += (
-            f"<br>plan: {chip(WILL_RUN, f'{len(plan.reasons):,} will run')}"
-            f"{chip(CACHED, f'{len(plan.order) - len(plan.reasons):,} cached')}"
+            f"<br>plan: {_chip(WILL_RUN, f'{len(plan.reasons):,} will run')}"
+            f"{_chip(CACHED, f'{len(plan.order) - len(plan.reasons):,} cached')}"
         )
     svg = draw_svg(drawn, legend=_PLAN_LEGEND if plan is not None else None)
     html = (
@@ -238,7 +239,7 @@ def plan_html(plan: Plan) -> str:
     reasons = collections.Counter(reason.value for reason in plan.reasons.values())
     header = (
         f"Plan{f' for <b>{escape(plan.name)}</b>' if plan.name else ''}: "
-        f"{chip(WILL_RUN, f'{len(to_run):,} will run')}{chip(CACHED, f'{len(cached):,} cached')}"
+        f"{_chip(WILL_RUN, f'{len(to_run):,} will run')}{_chip(CACHED, f'{len(cached):,} cached')}"
         f" of {_plural(len(plan.order), 'task')}"
     )
     if reasons:
@@ -252,62 +253,70 @@ def plan_html(plan: Plan) -> str:
 def result_html(result: PipelineResult) -> str:
     """A run at a glance: counts by status, a red summary of what failed, and its tasks (the
     ones that went wrong first) with status, duration, why they ran, output and error."""
-    runs = {name: result.runs.get(name, TaskRun()) for name in result.task_keys}
+    runs = _in_order(result)
     counts = collections.Counter(run.status for run in runs.values())
     header = f"<b>{escape(result.pipeline_name)}</b>"
     if result.run_dir is not None:
         header += f" · run <code style='{_MONO}'>{escape(result.run_dir.name)}</code>"
-        report = result.run_dir / "report.html"
-        if report.exists():
-            header += (
-                f' · <a href="{escape(report.absolute().as_uri())}" target="_blank">report.html</a>'
-                f" <span style='opacity:.7;{_MONO}'>{escape(report)}</span>"
-            )
+    report = _report(result)
+    if report is not None:
+        header += (
+            f' · <a href="{escape(report.absolute().as_uri())}" target="_blank">report.html</a>'
+            f" <span style='opacity:.7;{_MONO}'>{escape(report)}</span>"
+        )
     chips = "".join(
-        chip(status, f"{counts[status]:,} {status.value}")
+        _chip(status, f"{counts[status]:,} {status.value}")
         for status in WORST_FIRST
         if counts[status]
     )
-    worst_first = {status: index for index, status in enumerate(WORST_FIRST)}
-    order = sorted(runs, key=lambda name: (worst_first[runs[name].status], natural_order(name)))
     rows = (
         [
             escape(name),
-            chip(runs[name].status, runs[name].status.value),
-            escape(format_duration(runs[name].duration)),
-            _short(runs[name].reason),
-            _output(runs[name]),
-            f"<span style='color:{_RED}'>{_short(runs[name].error)}</span>",
+            _chip(run.status, run.status.value),
+            escape(format_duration(run.duration)),
+            _short(run.reason),
+            _output(run),
+            f"<span style='color:{_RED}'>{_short(run.error)}</span>",
         ]
-        for name in order
+        for name, run in runs.items()
     )
     table = _table(
-        ["task", "status", "duration", "why it ran", "output", "error"], rows, len(order), "tasks"
+        ["task", "status", "duration", "why it ran", "output", "error"], rows, len(runs), "tasks"
     )
-    wrong = failures_box({name: runs[name] for name in order}) if not result.ok else ""
+    wrong = _failures_box(runs) if not result.ok else ""
     return f'<div style="{_FRAME}"><div>{header}</div><div>{chips}</div>{wrong}{table}</div>'
 
 
 def failed_html(result: PipelineResult) -> str:
     """``PipelineFailedError``'s display: the run's red summary, and where its report is."""
-    runs = {
-        name: result.runs.get(name, TaskRun())
-        for name in sorted(result.task_keys, key=natural_order)
-    }
+    runs = _in_order(result)
     counts = collections.Counter(run.status for run in runs.values())
     title = f"pipeline {result.pipeline_name!r} failed: {format_counts(counts)}"
-    box = failures_box(runs, title)
+    report = _report(result)
+    where = f"<div>report: {escape(report)}</div>" if report is not None else ""
+    return f'<div style="{_FRAME}">{_failures_box(runs, title)}{where}</div>'
+
+
+def _in_order(result: PipelineResult) -> dict[str, TaskRun]:
+    """Every task's record, the worst status first, then by name (``fold-2`` before
+    ``fold-10``)."""
+    rank = {status: index for index, status in enumerate(WORST_FIRST)}
+    runs = {name: result.runs.get(name, TaskRun()) for name in result.task_keys}
+    return dict(
+        sorted(runs.items(), key=lambda item: (rank[item[1].status], natural_order(item[0])))
+    )
+
+
+def _report(result: PipelineResult) -> Path | None:
+    """The run's ``report.html``, if it has one."""
     report = result.run_dir / "report.html" if result.run_dir is not None else None
-    where = f"<div>report: {escape(report)}</div>" if report is not None and report.exists() else ""
-    return f'<div style="{_FRAME}">{box}{where}</div>'
+    return report if report is not None and report.exists() else None
 
 
-def task_run_html(run: TaskRun, name: str | None = None) -> str:
+def task_run_html(run: TaskRun) -> str:
     """One task's outcome: status, duration, why it ran, its output at a glance; and its error,
     frame and traceback if it failed."""
-    parts = [chip(run.status, run.status.value)]
-    if name:
-        parts.insert(0, f"<b>{escape(name)}</b> ")
+    parts = [_chip(run.status, run.status.value)]
     if run.duration is not None:
         parts.append(f" in {escape(format_duration(run.duration))}")
     if run.reason:

@@ -3,10 +3,9 @@ and the frame of a traceback in the user's own code."""
 
 from __future__ import annotations
 
-import linecache
+import functools
 import os
 import re
-import sysconfig
 from collections.abc import Mapping
 
 from ..status import Status
@@ -74,6 +73,8 @@ def user_frame(traceback: str | None) -> str:
     frame = (mine or frames)[-1]
     match = _FRAME.match("  " + frame[0])
     if len(frame) == 1:
+        import linecache
+
         source = linecache.getline(match["file"], int(match["line"])).strip()
         if source:
             frame.append(f"  {source}")
@@ -81,14 +82,17 @@ def user_frame(traceback: str | None) -> str:
 
 
 _FRAME = re.compile(r'  File "(?P<file>.*)", line (?P<line>\d+)(?:, in .*)?\Z')
-_LIBRARIES = tuple(
-    {
-        os.path.join(os.path.realpath(folder), "")
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if (folder := sysconfig.get_paths().get(key))
-    }
-    | {os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "")}
-)
+
+
+@functools.cache
+def _libraries() -> tuple[str, ...]:
+    """The folders of Python's own modules, of installed packages and of pyperunner."""
+    import sysconfig  # on first use: it is most of this module's import time
+
+    paths = sysconfig.get_paths()
+    folders = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    folders.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return tuple({os.path.join(os.path.realpath(folder), "") for folder in folders if folder})
 
 
 def _is_user_file(path: str) -> bool:
@@ -96,4 +100,4 @@ def _is_user_file(path: str) -> bool:
     pyperunner's."""
     if path.startswith("<frozen ") or "-packages" + os.sep in path:
         return False
-    return not os.path.realpath(path).startswith(_LIBRARIES)
+    return not os.path.realpath(path).startswith(_libraries())
