@@ -3,6 +3,7 @@ driving headless Chromium, the ``pyperunner ui`` server and the runs the pages a
 
 from __future__ import annotations
 
+import html.parser
 import json
 import os
 import shutil
@@ -210,6 +211,39 @@ class Served:
         self.process.send_signal(signal.SIGINT)
         _, errors = self.process.communicate(timeout=30)
         return self.process.returncode, errors
+
+
+# --------------------------------------------------------------------------- notebook displays
+
+
+class _Rows(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def table_rows(markup: str) -> list[list[str]]:
+    """The text of each cell of each row of the tables in ``markup``, as a browser shows it
+    (entities decoded), header rows included."""
+    parser = _Rows()
+    parser.feed(markup)
+    return parser.rows
 
 
 # --------------------------------------------------------------------------- runs to look at

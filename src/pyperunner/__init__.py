@@ -10,7 +10,7 @@ from __future__ import annotations
 from .executors import DaskExecutor, Executor
 from .graph import KeyMismatchError, Pipeline, PipelineError, Sequential
 from .keys import UnhashableParameterError
-from .results import PipelineResult, TaskOutputUnavailableError
+from .results import PipelineFailedError, PipelineResult, TaskOutputUnavailableError
 from .runner import Runner
 from .status import Status, TaskRun
 from .store import ResultNotStorableError, StoreError
@@ -25,6 +25,7 @@ __all__ = [
     "KeyMismatchError",
     "Pipeline",
     "PipelineError",
+    "PipelineFailedError",
     "PipelineResult",
     "ResultNotStorableError",
     "Runner",

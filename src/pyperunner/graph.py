@@ -420,7 +420,20 @@ class Pipeline:
         return cls.from_dict(doc["pipeline"], trust_pickles)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}: {len(self._members)} root task(s)>"
+        tasks = list(_connected(self._members))  # not graph(): a repr must not raise
+        roots = sum(1 for t in tasks if not t.parents)
+        count = f"{len(tasks)} task{'s' * (len(tasks) != 1)}, {roots} root{'s' * (roots != 1)}"
+        return f"<{type(self).__name__} {self.name!r}: {count}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The DAG as SVG, and as HTML under a short header, for notebooks: like tasks drawn as
+        one box where they would not fit, marked with the plan after ``runner.plan``."""
+        from .report.notebook import pipeline_bundle
+
+        return pipeline_bundle(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_mimebundle_()["text/html"]
 
     def __eq__(self, other: object) -> bool:
         """Pipelines are equal when they describe the same run: name, tasks (class, tag,

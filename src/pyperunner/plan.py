@@ -26,18 +26,20 @@ class Reason(str, enum.Enum):
     UPSTREAM = "an upstream task runs"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Plan:
     """The decision for one run: ``reasons`` holds every task that runs; the rest are cached.
 
     ``forced`` are the tasks that must compute even if their result appears in the store while
     the run goes on (another run may compute the same entry meanwhile; the others then reuse it).
+    ``name`` is the pipeline's.
     """
 
     order: tuple[str, ...]
     reasons: Mapping[str, Reason]
     forced: frozenset[str] = frozenset()
     why: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    name: str = ""
 
     @property
     def to_run(self) -> list[str]:
@@ -48,6 +50,19 @@ class Plan:
     def cached(self) -> list[str]:
         """Tasks whose stored result is used, in topological order."""
         return [name for name in self.order if name not in self.reasons]
+
+    def __repr__(self) -> str:
+        name = f" {self.name!r}" if self.name else ""
+        cached = len(self.order) - len(self.reasons)
+        return (
+            f"<Plan{name}: {len(self.reasons)} of {len(self.order)} tasks to run, {cached} cached>"
+        )
+
+    def _repr_html_(self) -> str:
+        """What will run and why, as a table, for notebooks."""
+        from .report.notebook import plan_html
+
+        return plan_html(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +113,8 @@ def make_plan(
             parent in forced for parent in parents
         ):
             forced.add(name)
-    return Plan(order=order, reasons=reasons, forced=frozenset(forced), why=why)
+    name = str(getattr(graph, "name", "") or "")
+    return Plan(order=order, reasons=reasons, forced=frozenset(forced), why=why, name=name)
 
 
 def compare_records(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> Change:

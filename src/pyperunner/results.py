@@ -7,14 +7,19 @@ the store when it is asked for, so holding a result costs no memory. It is rebui
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from . import runfolder
+from .report.text import format_counts, user_frame
 from .status import Status, TaskRun
 from .store import Store
+
+MAX_DETAILED = 50
+"""Failed tasks a ``PipelineFailedError`` details with their error and frame; it names the rest."""
 
 
 class TaskOutputUnavailableError(LookupError):
@@ -29,6 +34,55 @@ class TaskOutputUnavailableError(LookupError):
         super().__init__(message)
         self.name = name
         self.run = run
+
+    def _repr_html_(self) -> str:
+        """Which task has no output and why (its error and frame), for notebooks."""
+        from .report.notebook import unavailable_html
+
+        return unavailable_html(self.name, self.run)
+
+
+class PipelineFailedError(RuntimeError):
+    """A run left tasks without an output; ``PipelineResult.raise_on_failure`` raises it, naming
+    each failed task with its error and the frame of the user's code it failed in."""
+
+    def __init__(self, result: PipelineResult) -> None:
+        self.result = result
+        self.failed = result.failed
+        super().__init__("\n".join(self._lines()))
+
+    def _lines(self) -> list[str]:
+        result = self.result
+        runs = {name: result.runs.get(name, TaskRun()) for name in result.task_keys}
+        counts = collections.Counter(run.status for run in runs.values())
+        run = f" (run {result.run_dir.name})" if result.run_dir is not None else ""
+        lines = [f"pipeline {result.pipeline_name!r}{run} failed: {format_counts(counts)}"]
+        for name, failed in list(self.failed.items())[:MAX_DETAILED]:
+            lines.append(f"  {name}: {failed.error}")
+            lines += [f"      {line}" for line in user_frame(failed.traceback).splitlines()]
+        rest = list(self.failed)[MAX_DETAILED:]
+        if rest:
+            lines.append(f"  and {len(rest)} more failed: {', '.join(rest)}")
+        others = [n for n, r in runs.items() if not r.status.has_output and n not in self.failed]
+        if others:
+            lines.append(f"  without an output because of them: {', '.join(others)}")
+        if result.run_dir is not None and (result.run_dir / "report.html").exists():
+            lines.append(f"  report: {result.run_dir / 'report.html'}")
+        return lines
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._lines()[0]!r})"
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows when this goes uncaught: the failures, not pyperunner's frames."""
+        head, *rest = self._lines()
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {head}", *rest]
+
+    def _repr_html_(self) -> str:
+        """The run's red summary, for notebooks."""
+        from .report.notebook import failed_html
+
+        return failed_html(self.result)
 
 
 class PipelineResult(Mapping[str, Any]):
@@ -91,6 +145,13 @@ class PipelineResult(Mapping[str, Any]):
         """True if every task of the run succeeded or was cached."""
         return all(self.runs.get(n, TaskRun()).status.has_output for n in self.task_keys)
 
+    def raise_on_failure(self) -> PipelineResult:
+        """This result if every task has its output, else raise ``PipelineFailedError`` naming
+        each failed task; so ``runner.run(pipeline).raise_on_failure()`` fails a script."""
+        if not self.ok:
+            raise PipelineFailedError(self)
+        return self
+
     def path(self, name: str) -> Path:
         """Where the output of ``name`` is stored (loadable with ``joblib.load``)."""
         return self.store.result_path(name, self.task_keys[name])
@@ -127,7 +188,12 @@ class PipelineResult(Mapping[str, Any]):
         return cls(run.doc["pipeline"]["name"], store, keys, runs, run.folder)
 
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for status in self.statuses.values():
-            counts[status.value] = counts.get(status.value, 0) + 1
-        return f"<PipelineResult {self.pipeline_name!r} {counts}>"
+        counts = collections.Counter(self.statuses.values())
+        run = f" run {self.run_dir.name}" if self.run_dir is not None else ""
+        return f"<PipelineResult {self.pipeline_name!r}{run}: {format_counts(counts)}>"
+
+    def _repr_html_(self) -> str:
+        """Counts by status, what failed, and a table of tasks, for notebooks."""
+        from .report.notebook import result_html
+
+        return result_html(self)

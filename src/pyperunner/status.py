@@ -29,7 +29,7 @@ class Status(str, enum.Enum):
         return self in (Status.SUCCESS, Status.CACHED)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class TaskRun:
     """What happened to one task in one run, as the run folder stores it."""
 
@@ -49,6 +49,22 @@ class TaskRun:
         if self.started is None or self.finished is None:
             return None
         return self.finished - self.started
+
+    def __repr__(self) -> str:
+        from .report.text import format_duration
+
+        text = f"<TaskRun {self.status.value}"
+        if self.duration is not None:
+            text += f" in {format_duration(self.duration)}"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text + (f": {self.error}>" if self.error else ">")
+
+    def _repr_html_(self) -> str:
+        """Status, duration, why it ran, output; error and the user's frame, for notebooks."""
+        from .report.notebook import task_run_html
+
+        return task_run_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML-safe form, with the duration spelled out for readers of the file."""

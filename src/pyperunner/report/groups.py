@@ -35,7 +35,7 @@ from .layout import (
 MIN_GROUP = 3
 """The fewest tasks drawn as one box."""
 
-_WORST_FIRST = [
+WORST_FIRST = [
     Status.FAILURE,
     Status.INTERRUPTED,
     Status.CANT_RUN,
@@ -44,6 +44,7 @@ _WORST_FIRST = [
     Status.SUCCESS,
     Status.CACHED,
 ]
+"""Statuses from the worst: a group is drawn in its worst, and lists show failures first."""
 _NAME = re.compile(r"(.+?)\((.*)\)\Z", re.DOTALL)
 _DIGITS = re.compile(r"(\d+)")
 
@@ -157,7 +158,7 @@ def _proposal(
     proposal: dict[Hashable, list[Hashable]] = {}
     for (name, _), nodes in kinds.items():
         if len(nodes) >= MIN_GROUP:  # named by the first and last tag: fold-2 before fold-10
-            nodes = sorted(nodes, key=_natural)
+            nodes = sorted(nodes, key=natural_order)
             proposal[_group_name(name, nodes, graph, taken, proposal)] = nodes
     return proposal
 
@@ -217,8 +218,8 @@ def _group(
 def _group_attrs(graph: GraphLike, nodes: list[Hashable]) -> dict[str, Any]:
     """The attributes of the node standing for ``nodes``."""
     counts = collections.Counter(status_of(graph.nodes[node]) for node in nodes)
-    worst = next(status for status in _WORST_FIRST if counts[status])
-    detail = " · ".join(f"{counts[s]} {s.value}" for s in _WORST_FIRST if counts[s])
+    worst = next(status for status in WORST_FIRST if counts[status])
+    detail = " · ".join(f"{counts[s]} {s.value}" for s in WORST_FIRST if counts[s])
     return {"status": worst, "counts": counts, "detail": detail, "tasks": nodes}
 
 
@@ -234,7 +235,7 @@ def _group_name(
     return head
 
 
-def _natural(node: Hashable) -> list[str | int]:
+def natural_order(node: Hashable) -> list[str | int]:
     """A sort key that orders the numbers in names by value: text at even places, numbers at
     odd ones, so any two keys compare."""
     return [int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(str(node)))]

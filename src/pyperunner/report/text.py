@@ -1,7 +1,11 @@
-"""Numbers for people, the same in every report: durations, sizes and counts of tasks."""
+"""Numbers and text for people, the same in every report: durations, sizes, counts of tasks
+and the frame of a traceback in the user's own code."""
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 from collections.abc import Mapping
 
 from ..status import Status
@@ -50,3 +54,50 @@ def format_counts(counts: Mapping[Status, int]) -> str:
     """``6 SUCCESS, 1 FAILURE``: how many tasks ended in each status."""
     parts = [f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s)]
     return ", ".join(parts) or "no tasks"
+
+
+def user_frame(traceback: str | None) -> str:
+    """The lines of ``traceback`` about its last frame in the user's own code, the place to look
+    first; a task's traceback begins at the user's code, so at worst its first frame. A frame
+    without its source line (a notebook cell's code, run in a worker) gets it from this process.
+    """
+    frames: list[list[str]] = []
+    for line in (traceback or "").splitlines():
+        if _FRAME.match(line):
+            frames.append([line[2:]])
+        elif frames and line.startswith("    ") and len(frames[-1]) < 6:
+            frames[-1].append(line[2:])
+    if not frames:
+        return ""
+    mine = [frame for frame in frames if _is_user_file(_FRAME.match("  " + frame[0])["file"])]
+    frame = (mine or frames)[-1]
+    match = _FRAME.match("  " + frame[0])
+    if len(frame) == 1:
+        import linecache
+
+        source = linecache.getline(match["file"], int(match["line"])).strip()
+        if source:
+            frame.append(f"  {source}")
+    return "\n".join(frame)
+
+
+_FRAME = re.compile(r'  File "(?P<file>.*)", line (?P<line>\d+)(?:, in .*)?\Z')
+
+
+@functools.cache
+def _libraries() -> tuple[str, ...]:
+    """The folders of Python's own modules, of installed packages and of pyperunner."""
+    import sysconfig  # on first use: it is most of this module's import time
+
+    paths = sysconfig.get_paths()
+    folders = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    folders.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return tuple({os.path.join(os.path.realpath(folder), "") for folder in folders if folder})
+
+
+def _is_user_file(path: str) -> bool:
+    """Whether ``path`` is the user's code: not Python's, not an installed package's, not
+    pyperunner's."""
+    if path.startswith("<frozen ") or "-packages" + os.sep in path:
+        return False
+    return not os.path.realpath(path).startswith(_libraries())
