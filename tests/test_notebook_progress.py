@@ -24,7 +24,10 @@ EXECUTORS = ["process", "pool", "thread", "inline"]
 
 TASKS = """
 import logging
+import os
+import signal
 import sys
+import time
 {before}
 from pyperunner import Pipeline, Runner, task
 
@@ -42,6 +45,12 @@ def broken(data):
     raise ValueError("marker: broken <on purpose>")
 
 
+@task("Interrupts", receives_input=False)
+def interrupts():
+    os.kill(os.getpid(), signal.SIGINT)  # what the kernel's stop button does
+    time.sleep(60)  # never ends: the signal stops the run
+
+
 def good():
     return Pipeline("good", [chatty("a", n=1), chatty("b", n=2)])
 """
@@ -56,12 +65,19 @@ class _Recording(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
 
+RAISES = "# raises\n"
+"""The start of a cell that is to end in an exception."""
+
+
 def execute(folder: Path, monkeypatch: pytest.MonkeyPatch, *cells: str) -> tuple[Any, dict]:
     """Run ``cells`` in a fresh kernel working in ``folder``; the notebook and its updates."""
     for variable, name in (("IPYTHONDIR", "ipython"), ("JUPYTER_RUNTIME_DIR", "runtime")):
         monkeypatch.setenv(variable, str(folder / name))  # the kernel writes only there
     monkeypatch.setenv("TMPDIR", str(folder))
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    for cell in notebook.cells:
+        if cell.source.startswith(RAISES):
+            cell.metadata["tags"] = ["raises-exception"]
     client = _Recording(
         notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(folder)}}
     )
@@ -134,6 +150,7 @@ def test_progress_settings_and_no_ipywidgets_in_a_notebook(tmp_path, monkeypatch
         'Runner("d2", "log", executor="inline", progress=False).run(good());',
         'Runner("d3", "log", executor="inline", console=False).run(good());',
         'print("marker: a print of the notebook\'s own")',
+        RAISES + 'Runner("d4", "log", executor="inline").run(Pipeline("stop", [interrupts()]));',
     )
     assert "ipywidgets" not in outputs(notebook)
     shown = the_display(notebook.cells[1])
@@ -144,6 +161,8 @@ def test_progress_settings_and_no_ipywidgets_in_a_notebook(tmp_path, monkeypatch
     assert notebook.cells[3].outputs == []  # console=False: quiet
     (printed,) = notebook.cells[4].outputs  # after the runs, prints are the notebook's again
     assert printed.name == "stdout" and printed.text == "marker: a print of the notebook's own\n"
+    stopped, error = notebook.cells[5].outputs  # the kernel's stop button, as a signal
+    assert "Run interrupted" in stopped.data["text/html"] and error.ename == "KeyboardInterrupt"
 
 
 def test_only_an_ipython_kernel_is_a_notebook(monkeypatch):

@@ -210,7 +210,8 @@ class NotebookProgress(RunProgress):
         )
         latest = "the latest below; " if total > len(shown) else ""
         lines = "".join(
-            f'<div style="color:{_LEVEL_COLORS.get(level, "inherit")}">{_text(text)}</div>'
+            f'<div style="color:{_LEVEL_COLORS.get(level, "inherit")}">'
+            f"{_text(_with_cell_names(text))}</div>"
             for level, text in shown
         )
         return (
