@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -43,6 +44,12 @@ def chatty(n):
 @task("Broken")
 def broken(data):
     raise ValueError("marker: broken <on purpose>")
+
+
+@task("Nests", receives_input=False)
+def nests():
+    runner = Runner("nested-data", "nested-log", executor="inline")
+    return runner.run(Pipeline("nested", [chatty("d", n=4)]))["Chatty(d)"]
 
 
 @task("Interrupts", receives_input=False)
@@ -151,6 +158,7 @@ def test_progress_settings_and_no_ipywidgets_in_a_notebook(tmp_path, monkeypatch
         'Runner("d3", "log", executor="inline", console=False).run(good());',
         'print("marker: a print of the notebook\'s own")',
         RAISES + 'Runner("d4", "log", executor="inline").run(Pipeline("stop", [interrupts()]));',
+        'Runner("d5", "log", executor="process").run(Pipeline("outer", [nests()]));',
     )
     assert "ipywidgets" not in outputs(notebook)
     shown = the_display(notebook.cells[1])
@@ -163,6 +171,9 @@ def test_progress_settings_and_no_ipywidgets_in_a_notebook(tmp_path, monkeypatch
     assert printed.name == "stdout" and printed.text == "marker: a print of the notebook's own\n"
     stopped, error = notebook.cells[5].outputs  # the kernel's stop button, as a signal
     assert "Run interrupted" in stopped.data["text/html"] and error.ename == "KeyboardInterrupt"
+    outer = the_display(notebook.cells[6])  # a run in a worker's task is the worker's output
+    assert "1 SUCCESS" in outer and "Stored pipeline parameters in" in outer
+    assert "marker: printed 4" in run_log(tmp_path, "outer")
 
 
 def test_only_an_ipython_kernel_is_a_notebook(monkeypatch):
@@ -176,8 +187,11 @@ def test_only_an_ipython_kernel_is_a_notebook(monkeypatch):
     assert not _in_notebook()
     monkeypatch.setitem(sys.modules, "IPython", ipython(None))  # imported, no shell running
     assert not _in_notebook()
-    monkeypatch.setitem(sys.modules, "IPython", ipython(types.SimpleNamespace(kernel=object())))
+    kernel = types.SimpleNamespace(session=types.SimpleNamespace(pid=os.getpid()))
+    monkeypatch.setitem(sys.modules, "IPython", ipython(types.SimpleNamespace(kernel=kernel)))
     assert _in_notebook()
+    kernel.session.pid += 1  # a worker forked from the kernel: it has the kernel's shell
+    assert not _in_notebook()
     monkeypatch.delitem(sys.modules, "IPython")
     assert not _in_notebook()
 

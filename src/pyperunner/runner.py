@@ -429,11 +429,13 @@ class Runner:
 
 
 def _in_notebook() -> bool:
-    """Whether this runs in an IPython kernel (a notebook), not in a terminal's IPython; looked
-    up only where IPython is imported already, as a kernel has it."""
+    """Whether this is an IPython kernel (a notebook's), not IPython in a terminal, nor a worker
+    process forked from a kernel, which cannot send to the notebook; looked up only where
+    IPython is imported already, as a kernel has it."""
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return getattr(shell, "kernel", None) is not None
+    kernel = getattr(ipython.get_ipython() if ipython is not None else None, "kernel", None)
+    session = getattr(kernel, "session", None)
+    return kernel is not None and getattr(session, "pid", os.getpid()) == os.getpid()
 
 
 def _both(*listeners: Listener) -> Listener:
