@@ -287,6 +287,20 @@ def test_a_failed_run_ends_red_naming_each_failed_task_and_its_error():
     assert "1 error" in html
 
 
+def test_the_summary_of_a_run_with_many_failures_stays_short():
+    progress, shown = view(clock=lambda: 0.0)
+    names = [f"T({i})" for i in range(1000)]
+    with progress:
+        progress.plan(names, [])
+        for name in names:
+            progress.update(name, TaskRun(Status.FAILURE, error="E", traceback=f"at {name}\n"))
+    summary = shown[-1][shown[-1].index("Run failed") :]
+    assert [f"at T({i})" in summary for i in range(6)] == [True] * 5 + [False]
+    assert "and 995 more failed task(s), their errors in the log: T(5), T(6)," in summary
+    assert "T(54), ..." in summary and "T(55)" not in summary
+    assert len(shown[-1]) < 20_000
+
+
 def test_an_interrupted_run_says_so():
     progress, shown = view(clock=lambda: 0.0)
     with pytest.raises(KeyboardInterrupt), progress:

@@ -33,6 +33,8 @@ LOG_LINES = 50
 """How many of the run's latest log records the display keeps (the log file has them all)."""
 TAIL = 4
 """How many of those show, first line only, while the run goes on."""
+NAMED_FAILURES = 50
+"""How many more failed tasks the final summary names, after the first ``SHOWN_FAILURES``."""
 SHOWN_RUNNING = 10
 """How many running tasks the display lists (the longest running); it counts the others."""
 
@@ -248,12 +250,15 @@ class NotebookProgress(RunProgress):
         if not self._ended:
             return ""
         color, _ = self._outcome()
+        failed = list(self._failed().items())
         tasks = "".join(
             f'<div style="margin-top:6px"><b>{_text(name)}</b>: {_text(run.error or "")}</div>'
             f'<pre style="{_PRE};max-height:16em;overflow:auto;opacity:0.85">'
             f"{_text(_with_cell_names(run.traceback or ''))}</pre>"
-            for name, run in self._failed().items()
+            for name, run in failed[:SHOWN_FAILURES]
         )
+        if len(failed) > SHOWN_FAILURES:
+            tasks += f'<div style="margin-top:6px">{_text(_more(failed))}</div>'
         return (
             f'<div style="margin-top:6px;padding:4px 10px;border-left:4px solid {color};'
             f'background:{color}1a"><div style="color:{color};font-weight:bold">'
@@ -266,8 +271,11 @@ class NotebookProgress(RunProgress):
             if not self._ended:
                 counts = format_counts(Counter(self.statuses.values()))
                 return f"{self.title}: {self.done()}/{len(self.to_run)} tasks to run ({counts})"
-            failed = (f"\n  {name}: {run.error}" for name, run in self._failed().items())
-            return self._headline() + "".join(failed)
+            failed = list(self._failed().items())
+            lines = [f"  {name}: {run.error}" for name, run in failed[:SHOWN_FAILURES]]
+            if len(failed) > SHOWN_FAILURES:
+                lines.append(f"  {_more(failed)}")
+            return "\n".join([self._headline(), *lines])
 
 
 class _Lines(logging.Handler):
@@ -305,6 +313,13 @@ def _shares(statuses: dict[str, Status], names: set[str]) -> list[tuple[Status, 
     counts = Counter(statuses[name] for name in names)
     ended = [s for s in STATUS_ORDER if s not in (Status.RUNNING, Status.NOT_STARTED)]
     return [(s, counts[s] / len(names)) for s in ended if counts[s]]
+
+
+def _more(failed: list[tuple[str, TaskRun]]) -> str:
+    """Names the failed tasks after the first ``SHOWN_FAILURES`` (up to ``NAMED_FAILURES``)."""
+    rest = [name for name, _ in failed[SHOWN_FAILURES:]]
+    named = ", ".join(rest[:NAMED_FAILURES]) + (", ..." if len(rest) > NAMED_FAILURES else "")
+    return f"and {len(rest)} more failed task(s), their errors in the log: {named}"
 
 
 def _chip(status: Status, count: int) -> str:
