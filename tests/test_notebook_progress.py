@@ -132,6 +132,9 @@ def test_a_run_in_a_notebook_is_one_display_updated_in_place(tmp_path, monkeypat
     assert "Run finished" in good and "failed" not in good.lower()
     assert "marker: warned 1" in good
     assert "marker: printed 1" in run_log(tmp_path, "good")
+    first = min(tmp_path.glob("log/good_*"))
+    task_logs = "".join(path.read_text() for path in first.glob("tasks/*.log"))
+    assert "marker: printed 1" in task_logs and "marker: warned 2" in task_logs
 
     assert "1 FAILURE" in bad and "1 SUCCESS" in bad
     summary = bad[bad.index("Run failed") :]  # the red summary the display ends with
