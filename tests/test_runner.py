@@ -128,6 +128,15 @@ class Boom(Task):
         raise ZeroDivisionError("kaboom-marker")
 
 
+class Debugs(Task):
+    """Logs at DEBUG, as libraries do."""
+
+    @run
+    def run(self, data):
+        logging.getLogger("somelib").debug("library-debug-marker")
+        return 1
+
+
 class Unpicklable(Task):
     """Returns a lambda, which cannot be stored."""
 
@@ -745,6 +754,28 @@ def test_failure_traceback_in_log_and_result(paths, calls, executor):
     assert "Traceback" in str(info.value)
     with pytest.raises(TaskOutputUnavailableError):
         result["Node(grandchild)"]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_the_whole_traceback_is_in_the_log_file_at_debug_level_only(paths, executor, capsys):
+    """The log file has a failure's whole traceback, pyperunner's frames too, at DEBUG; it takes
+    no other DEBUG record, and the console does not show it."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.DEBUG)  # the user's: libraries' DEBUG records are logged
+    try:
+        make_runner(paths, executor=executor).run(Pipeline("debug", [Boom("x"), Debugs("y")]))
+    finally:
+        root.setLevel(before)
+    text = (only_run_dir(paths[1]) / "pipeline.log").read_text()
+    (debug,) = [line for line in text.splitlines() if " DEBUG " in line]
+    assert "Boom(x)" in debug and "full traceback" in debug
+    whole = text[text.index(debug) :]
+    assert "executors/base.py" in whole and "ZeroDivisionError: kaboom-marker" in whole
+    assert "library-debug-marker" not in text
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: kaboom-marker" in err
+    assert "full traceback" not in err and "executors/base.py" not in err
 
 
 def test_failure_is_recorded_in_run_yaml_and_from_file(paths, calls):

@@ -385,8 +385,27 @@ _level_before = logging.NOTSET
 def handle_forwarded(record: logging.LogRecord) -> None:
     """In the runner: write a record a worker forwarded, as if it had been logged here."""
     logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
+    if getattr(record, FULL_TRACEBACK, False):
+        _to_the_run_log(record)
+    elif logger.isEnabledFor(record.levelno):
         logger.handle(record)
+
+
+def log_full_traceback(name: str, text: str) -> None:
+    """Write ``text``, the whole traceback of task ``name``'s failure, to the run's log file at
+    DEBUG: past the loggers' levels, and past every other handler (the console's too)."""
+    record = logging.getLogger(name).makeRecord(
+        name, logging.DEBUG, __file__, 0, "full traceback:\n%s", (text,), None
+    )
+    setattr(record, FULL_TRACEBACK, True)
+    _to_the_run_log(record)
+
+
+def _to_the_run_log(record: logging.LogRecord) -> None:
+    """Hand ``record`` to the run's log files only, or to the runner from a worker process."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, (_RunLog, ForwardingHandler)):
+            handler.handle(record)
 
 
 _relaying = threading.local()
@@ -492,6 +511,8 @@ TASK_STATUS = "task_status"
 """``extra`` flag of the runner's per-task status lines (started, finished, failed, ...)."""
 ECHOED = "echoed"
 """``extra`` flag of a record whose text a task printed to the terminal itself."""
+FULL_TRACEBACK = "full_traceback"
+"""``extra`` flag of the DEBUG record of a failure's whole traceback, for the log file only."""
 HEADLINE = "headline"
 """``extra`` flag of run-level info lines the console shows even beside a live view (where the
 run's files are)."""
@@ -500,13 +521,14 @@ run's files are)."""
 @contextlib.contextmanager
 def run_logging(
     log_file: Path,
-    console: bool = True,
+    console: bool | logging.Handler = True,
     live: bool = False,
     also: Sequence[logging.Handler] = (),
-) -> Iterator[logging.StreamHandler[TextIO] | None]:
+) -> Iterator[logging.Handler | None]:
     """Log to ``log_file`` (and the console, and the handlers ``also``) for the duration of a
     run, then restore logging; yields the console's handler (None without a console), whose
-    stream a live view takes over.
+    stream a live view takes over. ``console`` may be the handler to use for it (a notebook's
+    view); True is a handler writing to stderr.
 
     With a ``live`` view on the console, the console gets only the run's own warnings, errors
     and headlines: what tasks log and how each task fares, the view shows; the file has all.
@@ -516,7 +538,11 @@ def run_logging(
     for handler in handlers:
         handler.setLevel(logging.INFO)
     if console:
-        console_handler = logging.StreamHandler(real_stream(sys.stderr))
+        console_handler = (
+            console
+            if isinstance(console, logging.Handler)
+            else logging.StreamHandler(real_stream(sys.stderr))
+        )
         console_handler.setLevel(logging.INFO)
         console_handler.addFilter(lambda record: not getattr(record, ECHOED, False))
         handlers.append(console_handler)

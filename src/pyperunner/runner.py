@@ -49,7 +49,8 @@ class Runner:
     ``process_limit`` caps how many tasks run at once (default: the number of CPUs);
     ``executor`` is ``"process"`` (default), ``"thread"``, ``"inline"`` or an ``Executor``;
     ``console=False`` keeps log lines off the console (the run's log file still has them);
-    ``progress`` shows a live view of the run: by default when the console is a terminal;
+    ``progress`` shows a live view of the run: by default when the console is a terminal or a
+    notebook (where the log lines go into the view, folded, also with ``progress=False``);
     ``compress`` is how results are compressed (``joblib.dump``'s argument; default none,
     checked here);
     ``data_path`` may be an fsspec URL (``s3://bucket/cache``), ``storage_options`` then go to
@@ -138,9 +139,22 @@ class Runner:
                     self.run_dir, self._graph = run_dir, graph  # a signal from here is recorded
                     stack.enter_context(runfolder.running(run_dir))
                     pipeline_doc["run"]["run_dir"] = str(run_dir)
-                    live = self._live()
+                    view = self._view()
+                    notebook = None
+                    if view == "notebook":  # its log takes the console's lines from the start
+                        from .report.notebook_progress import NotebookProgress
+
+                        shown = NotebookProgress(
+                            pipeline.name, run_dir / LOG_FILE, live=self.progress is not False
+                        )
+                        notebook = stack.enter_context(shown)
                     console = stack.enter_context(
-                        run_logging(run_dir / LOG_FILE, self.console, live, [writer.task_logs()])
+                        run_logging(
+                            run_dir / LOG_FILE,
+                            self.console if notebook is None else notebook.handler,
+                            view == "terminal",
+                            [writer.task_logs()],
+                        )
                     )
                     writer.begin(pipeline_doc)
                     log.info(
@@ -161,14 +175,17 @@ class Runner:
                         pipeline.summary()
                     pipeline._plan = None  # the boxes of a later summary() are not this run's
                     listener: Listener = _both(_log_change, writer.changed)
-                    if live:  # started after the plan is printed, so it draws below it
+                    if notebook is not None:  # shown after the plan is printed, so below it
+                        notebook.plan(plan.to_run, plan.cached)
+                        listener = _both(listener, notebook.update)
+                    elif view == "terminal":
                         from .report.progress import LiveProgress
 
-                        view = stack.enter_context(LiveProgress(pipeline.name))
-                        view.plan(plan.to_run, plan.cached)
-                        if console is not None:  # lines go above the view, not through it
-                            console.setStream(view.stream)
-                        listener = _both(listener, view.update)
+                        live = stack.enter_context(LiveProgress(pipeline.name))
+                        live.plan(plan.to_run, plan.cached)
+                        if isinstance(console, logging.StreamHandler):  # lines go above the view
+                            console.setStream(live.stream)
+                        listener = _both(listener, live.update)
                     jobs = {  # every task's: a cached one whose result vanishes runs too
                         name: Job(
                             tasks[name],
@@ -357,10 +374,16 @@ class Runner:
             pipeline._plan = plan
         return plan
 
-    def _live(self) -> bool:
-        if not self.console or self.progress is False:
-            return False
-        return bool(self.progress) or sys.stderr.isatty()
+    def _view(self) -> str | None:
+        """The run's view: "notebook" inside a Jupyter kernel (its log lines go there too, also
+        without progress), "terminal" for the live view on a terminal, or None."""
+        if not self.console:
+            return None
+        if _in_notebook():
+            return "notebook"
+        if self.progress is False:
+            return None
+        return "terminal" if self.progress or sys.stderr.isatty() else None
 
     def results(self) -> PipelineResult:
         """The results of the last run of this runner."""
@@ -403,6 +426,16 @@ class Runner:
             "git": _git_state(),
             "packages": _packages(),
         }
+
+
+def _in_notebook() -> bool:
+    """Whether this is an IPython kernel (a notebook's), not IPython in a terminal, nor a worker
+    process forked from a kernel, which cannot send to the notebook; looked up only where
+    IPython is imported already, as a kernel has it."""
+    ipython = sys.modules.get("IPython")
+    kernel = getattr(ipython.get_ipython() if ipython is not None else None, "kernel", None)
+    session = getattr(kernel, "session", None)
+    return kernel is not None and getattr(session, "pid", os.getpid()) == os.getpid()
 
 
 def _both(*listeners: Listener) -> Listener:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import preview, yamlio
-from ..logs import flush_task_output, task_context
+from ..logs import flush_task_output, log_full_traceback, task_context
 from ..storage import Hold
 from ..store import EntryState, MissingResult, Store
 from ..task import Inputs, Task
@@ -164,12 +164,14 @@ def _inputs_vanished(job: Job, started: float, vanished: list[str]) -> Outcome:
 
 def failed(name: str, started: float, exc: BaseException) -> Outcome:
     """The outcome of a task that raised ``exc``, logged with its traceback from the user's own
-    code on: whatever the exception's ``str`` does, and should logging itself fail (a full
-    disk)."""
+    code on (and the whole traceback, at DEBUG, in the run's log file): whatever the exception's
+    ``str`` does, and should logging itself fail (a full disk)."""
     text = "".join(traceback.format_exception(type(exc), exc, _from_user_code(exc)))
     error = f"{type(exc).__name__}: {describe(exc)}"
     with contextlib.suppress(Exception):
         logging.getLogger(name).error("failed: %s\n%s", error, text.rstrip())
+        whole = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        log_full_traceback(name, "".join(whole).rstrip())
     return Outcome(name, started, time.time(), error, text)
 
 

@@ -587,6 +587,9 @@ def _worker_main(
 ) -> None:
     _signal.signal(signal.SIGINT, signal.default_int_handler)  # see _signals_held
     _own_group(0)
+    # What the worker writes goes to its file descriptors, which it logs: not to a notebook,
+    # where a kernel's sys.stdout and sys.stderr would send it in a worker forked from it.
+    sys.stdout, sys.stderr = sys.__stdout__ or sys.stdout, sys.__stderr__ or sys.stderr
     lock = threading.Lock()  # the task's own threads may log while this one reports
 
     def send(message: object) -> None:
