@@ -4,12 +4,15 @@ Makes real runs in a temporary folder (the test suite's feature pipeline twice, 
 parameter changed; the benchmark's grid search; a small ETL pipeline; one run killed and one still
 running, held by a task that waits on a FIFO), serves them with ``pyperunner ui`` and takes
 ``ui-runs.png``, ``ui-run.png``, ``ui-compare.png`` and ``report.png`` with headless Chromium
-(``/usr/bin/chromium``). Needs the test extras; looks best with the Inter font installed.
+(``/usr/bin/chromium``); executes ``examples/notebook.ipynb`` in the ``python3`` kernel and takes
+``notebook.png`` of it as nbconvert's HTML shows it. Needs the test extras; looks best with the
+Inter font installed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -120,7 +123,7 @@ def main() -> None:
         )
         url = server.stdout.readline().split()[2]
         try:
-            shoot(url, first, second)
+            shoot(url, first, second, notebook_page(root))
         finally:
             with open(release, "w") as fifo:
                 fifo.write("done")
@@ -129,7 +132,22 @@ def main() -> None:
             server.wait()
 
 
-def shoot(url: str, first: Path, second: Path) -> None:
+def notebook_page(root: Path) -> Path:
+    """The example notebook, executed in ``root/notebook`` and exported as an HTML page."""
+    import nbclient
+    import nbconvert
+    import nbformat
+
+    work = root / "notebook"
+    work.mkdir()
+    notebook = nbformat.read(HERE.parent / "examples" / "notebook.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, resources={"metadata": {"path": work}}).execute()
+    page = work / "notebook.html"
+    page.write_text(nbconvert.HTMLExporter().from_notebook_node(notebook)[0], encoding="utf-8")
+    return page
+
+
+def shoot(url: str, first: Path, second: Path, notebook: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
@@ -162,6 +180,15 @@ def shoot(url: str, first: Path, second: Path) -> None:
         failed.click()
         page.wait_for_selector(".task-panel pre.traceback")
         page.screenshot(path=IMAGES / "report.png")
+
+        page.set_viewport_size({"width": 1100, "height": 1250})
+        page.route(re.compile(r"^https?://"), lambda route: route.abort())  # offline, as CI
+        page.goto(notebook.as_uri())
+        page.locator(
+            ".jp-Cell", has_text="failed = runner.run(with_typo)"
+        ).scroll_into_view_if_needed()
+        page.evaluate("window.scrollBy(0, -40)")
+        page.screenshot(path=IMAGES / "notebook.png")
         browser.close()
 
 

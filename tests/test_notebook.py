@@ -36,9 +36,9 @@ def need(module: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """The notebook executed in a fresh folder: each tagged cell's displayed outputs (the
-    cell tagged ``raises-exception`` may fail: its output is the error)."""
+def executed(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The notebook executed in a fresh folder (the cell tagged ``raises-exception`` may
+    fail: its output is the error)."""
     nbformat, nbclient = need("nbformat"), need("nbclient")
     need("ipykernel")
     root = tmp_path_factory.mktemp("notebook")
@@ -65,15 +65,55 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, 
         )
         client.execute()
     assert (work / "data").is_dir() and (work / "log").is_dir()  # where the notebook ran
-    shown = {}
-    for cell in notebook.cells:
-        for tag in cell.metadata.get("tags", []):
-            shown[tag] = [
-                output.get("data") or output
-                for output in cell.get("outputs", [])
-                if output["output_type"] in ("execute_result", "display_data", "error")
-            ]
-    return shown
+    return notebook
+
+
+def outputs_by_tag(notebook: Any, *kinds: str) -> dict[str, list[dict[str, Any]]]:
+    """Each tagged cell's outputs of the given kinds: their data (an error as it is)."""
+    return {
+        tag: [
+            output.get("data") or output
+            for output in cell.get("outputs", [])
+            if output["output_type"] in kinds
+        ]
+        for cell in notebook.cells
+        for tag in cell.metadata.get("tags", [])
+    }
+
+
+@pytest.fixture(scope="module")
+def cells(executed: Any) -> dict[str, list[dict[str, Any]]]:
+    """What each tagged cell shows as its value, or the error it ended in."""
+    return outputs_by_tag(executed, "execute_result", "error")
+
+
+@pytest.fixture(scope="module")
+def live(executed: Any) -> dict[str, list[dict[str, Any]]]:
+    """The displays each tagged cell made as it ran: a run's view, updated in place."""
+    return outputs_by_tag(executed, "display_data")
+
+
+def test_no_cell_writes_to_stderr(executed: Any) -> None:
+    streams = [
+        o
+        for cell in executed.cells
+        for o in cell.get("outputs", [])
+        if o["output_type"] == "stream" and o["name"] == "stderr"
+    ]
+    assert not streams
+
+
+def test_each_run_shows_its_live_view_and_a_failed_one_ends_in_red(
+    live: dict[str, list[dict[str, Any]]],
+) -> None:
+    for tag in ("first-run", "cached-rerun", "edited-rerun"):
+        (view,) = live[tag]
+        assert "Run finished" in view["text/html"] and "Run failed" not in view["text/html"]
+    (view,) = live["failed-run"]
+    summary = view["text/html"][view["text/html"].index("Run failed") :]
+    assert "Fit(d-2-p0.1)" in summary
+    assert escape("negative dimensions are not allowed") in summary
+    assert not live["pipeline"] and not live["plan"]  # showing an object is not a run
 
 
 def html_of(cells: dict[str, list[dict[str, Any]]], tag: str) -> str:
@@ -161,6 +201,7 @@ def test_a_failed_task_is_shown_in_red_with_its_error_and_line(
     assert "<b>Fit(d-2-p0.1)</b>: " in box
     assert "ValueError: negative dimensions are not allowed" in box
     assert "features = np.vander(x, degree + 1)" in box  # the notebook's line, not numpy's
+    assert re.search(r"Cell In\[\d+\], line \d+, in fit", box)  # named as IPython names it
     assert "<summary>2 tasks could not run</summary><div>Best(model), Evaluate(d-2-p0.1)" in box
     found = statuses(markup)
     assert list(found.items())[:3] == [
@@ -190,5 +231,34 @@ def test_the_error_left_uncaught_shows_the_failures_not_pyperunners_frames(
     assert shown[0].startswith("PipelineFailedError: pipeline 'sweep' (run sweep_")
     assert shown[0].endswith("failed: 38 CACHED, 1 FAILURE, 2 CANT_RUN")
     assert shown[1] == "  Fit(d-2-p0.1): ValueError: negative dimensions are not allowed"
+    assert re.fullmatch(r"      Cell In\[\d+\], line \d+, in fit", shown[2])
     assert shown[3] == "        features = np.vander(x, degree + 1)"
     assert not any("pyperunner" in line and "File" in line for line in shown)
+
+
+def test_the_notebook_as_html_shows_its_graphs_and_tables_in_a_browser(
+    executed: Any, tmp_path: Path, page: Any
+) -> None:
+    """What a reader of the executed notebook sees once nbconvert made it a page, offline."""
+    exporter = need("nbconvert").HTMLExporter()
+    body, _ = exporter.from_notebook_node(executed)
+    (tmp_path / "notebook.html").write_text(body, encoding="utf-8")
+    page.route(re.compile(r"^https?://"), lambda route: route.abort())  # no network
+    page.goto((tmp_path / "notebook.html").as_uri())
+
+    graphs = page.locator("svg:has(title)")
+    assert graphs.count() >= 2  # the pipeline, then marked with its plan
+    first = graphs.first
+    first.scroll_into_view_if_needed()
+    assert first.is_visible()
+    box = first.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 100
+    assert first.locator("text", has_text="Generate(curve)").count() == 1
+
+    tables = page.locator("table:has(th:text-is('status'))")
+    assert tables.count() >= 4  # each run's result
+    failed = page.locator(".pyperunner-failures").first
+    failed.scroll_into_view_if_needed()
+    assert failed.is_visible() and "Fit(d-2-p0.1)" in failed.inner_text()
+    row = tables.last.locator("tr").nth(1)  # failures first
+    assert row.is_visible() and row.inner_text().split("\t")[:2] == ["Fit(d-2-p0.1)", "FAILURE"]

@@ -20,7 +20,7 @@ from ..status import Status, TaskRun
 from .groups import WORST_FIRST, Room, grouped, natural_order
 from .layout import H_GAP, STATUS_COLORS, box_width, most_layers
 from .svg import draw_svg, escape
-from .text import format_counts, format_duration, user_frame
+from .text import format_counts, format_duration, user_frame, with_cell_names
 
 if TYPE_CHECKING:
     from ..graph import Pipeline
@@ -54,7 +54,7 @@ _CELL = "padding:2px 10px 2px 0;text-align:left;vertical-align:top;border-bottom
 # --------------------------------------------------------------------------- pieces
 
 
-def _chip(status: Status, text: str) -> str:
+def chip(status: Status, text: str) -> str:
     """``text`` on a pill of ``status``'s colour (dark text: the colours are light)."""
     return (
         f'<span style="background:{STATUS_COLORS[status]};color:#1a1a1a;border-radius:9px;'
@@ -127,7 +127,7 @@ def _failure(name: str | None, run: TaskRun, error: bool = True) -> str:
     if run.traceback:
         parts.append(
             f"<details style='margin-left:1.5em'><summary>traceback</summary><pre style='{_MONO};"
-            f"white-space:pre-wrap'>{escape(run.traceback.rstrip())}</pre></details>"
+            f"white-space:pre-wrap'>{escape(with_cell_names(run.traceback.rstrip()))}</pre></details>"
         )
     return "".join(parts) + "</div>"
 
@@ -187,8 +187,8 @@ def pipeline_bundle(pipeline: Pipeline) -> dict[str, str]:
             _describe_group(drawn.nodes[head], plan is not None)
     if plan is not None:
         header += (
-            f"<br>plan: {_chip(WILL_RUN, f'{len(plan.reasons):,} will run')}"
-            f"{_chip(CACHED, f'{len(plan.order) - len(plan.reasons):,} cached')}"
+            f"<br>plan: {chip(WILL_RUN, f'{len(plan.reasons):,} will run')}"
+            f"{chip(CACHED, f'{len(plan.order) - len(plan.reasons):,} cached')}"
         )
     svg = draw_svg(drawn, legend=_PLAN_LEGEND if plan is not None else None)
     html = (
@@ -239,7 +239,7 @@ def plan_html(plan: Plan) -> str:
     reasons = collections.Counter(reason.value for reason in plan.reasons.values())
     header = (
         f"Plan{f' for <b>{escape(plan.name)}</b>' if plan.name else ''}: "
-        f"{_chip(WILL_RUN, f'{len(to_run):,} will run')}{_chip(CACHED, f'{len(cached):,} cached')}"
+        f"{chip(WILL_RUN, f'{len(to_run):,} will run')}{chip(CACHED, f'{len(cached):,} cached')}"
         f" of {_plural(len(plan.order), 'task')}"
     )
     if reasons:
@@ -265,14 +265,14 @@ def result_html(result: PipelineResult) -> str:
             f" <span style='opacity:.7;{_MONO}'>{escape(report)}</span>"
         )
     chips = "".join(
-        _chip(status, f"{counts[status]:,} {status.value}")
+        chip(status, f"{counts[status]:,} {status.value}")
         for status in WORST_FIRST
         if counts[status]
     )
     rows = (
         [
             escape(name),
-            _chip(run.status, run.status.value),
+            chip(run.status, run.status.value),
             escape(format_duration(run.duration)),
             _short(run.reason),
             _output(run),
@@ -316,7 +316,7 @@ def _report(result: PipelineResult) -> Path | None:
 def task_run_html(run: TaskRun) -> str:
     """One task's outcome: status, duration, why it ran, its output at a glance; and its error,
     frame and traceback if it failed."""
-    parts = [_chip(run.status, run.status.value)]
+    parts = [chip(run.status, run.status.value)]
     if run.duration is not None:
         parts.append(f" in {escape(format_duration(run.duration))}")
     if run.reason:

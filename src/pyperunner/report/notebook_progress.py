@@ -10,10 +10,7 @@ ipywidgets. Updates are throttled: a run of thousands of tasks does not flood th
 
 from __future__ import annotations
 
-import html
 import logging
-import re
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -24,8 +21,10 @@ from types import TracebackType
 from ..executors.base import describe
 from ..status import Status, TaskRun
 from .layout import STATUS_COLORS
+from .notebook import chip
 from .progress import SHOWN_FAILURES, RunProgress
-from .text import STATUS_ORDER, format_counts, format_duration
+from .svg import escape
+from .text import STATUS_ORDER, format_counts, format_duration, with_cell_names
 
 INTERVAL = 0.25
 """Seconds at least between two updates of the display (the final one always comes)."""
@@ -142,7 +141,7 @@ class NotebookProgress(RunProgress):
         ):
             return
         self._shown_at, self._dirty = now, False
-        self._publish({"text/html": self.render(), "text/plain": self.render_text()})
+        self._publish({"text/html": self.render(), "text/plain": self.renderescape()})
 
     def render(self) -> str:
         """The display's HTML as it is now."""
@@ -154,7 +153,11 @@ class NotebookProgress(RunProgress):
 
     def _progress(self) -> str:
         counts = Counter(self.statuses.values())
-        chips = "".join(_chip(status, counts[status]) for status in STATUS_ORDER if counts[status])
+        chips = "".join(
+            chip(status, f"{counts[status]} {status.value}")
+            for status in STATUS_ORDER
+            if counts[status]
+        )
         total, done = len(self.to_run), self.done()
         bar = "".join(
             f'<div style="width:{100 * share:.3f}%;background:{STATUS_COLORS[status]}"></div>'
@@ -162,7 +165,7 @@ class NotebookProgress(RunProgress):
         )
         now = self.clock()
         lines = [
-            f"<div><b>{_text(self.title)}</b> {chips}</div>",
+            f"<div><b>{escape(self.title)}</b> {chips}</div>",
             '<div style="display:flex;align-items:center;gap:8px">'
             '<div style="display:flex;width:320px;height:10px;border-radius:3px;overflow:hidden;'
             f'background:rgba(128,128,128,0.25)">{bar}</div>'
@@ -173,7 +176,7 @@ class NotebookProgress(RunProgress):
         for name, since in running[:SHOWN_RUNNING]:
             lines.append(
                 f'<div style="color:{STATUS_COLORS[Status.RUNNING]};{_MONO}">&#9654; '
-                f"{_text(name)} &nbsp;{format_duration(now - since)}</div>"
+                f"{escape(name)} &nbsp;{format_duration(now - since)}</div>"
             )
         if len(running) > SHOWN_RUNNING:
             lines.append(f"<div>&hellip; and {len(running) - SHOWN_RUNNING} more running</div>")
@@ -186,8 +189,8 @@ class NotebookProgress(RunProgress):
                 )
             for name, run in self.failures[-SHOWN_FAILURES:]:
                 lines.append(
-                    f'<div style="color:{_RED};font-weight:bold">&#10007; {_text(name)}: '
-                    f"{_text(run.error or '')}</div>"
+                    f'<div style="color:{_RED};font-weight:bold">&#10007; {escape(name)}: '
+                    f"{escape(run.error or '')}</div>"
                 )
         return "".join(lines)
 
@@ -213,12 +216,12 @@ class NotebookProgress(RunProgress):
         latest = "the latest below; " if total > len(shown) else ""
         lines = "".join(
             f'<div style="color:{_LEVEL_COLORS.get(level, "inherit")}">'
-            f"{_text(_with_cell_names(text))}</div>"
+            f"{escape(with_cell_names(text))}</div>"
             for level, text in shown
         )
         return (
             f'<details{"" if ended else " open"} style="margin-top:4px">'
-            f"<summary>Log: {', '.join(counted)} ({latest}all in {_text(str(self.log_file))})"
+            f"<summary>Log: {', '.join(counted)} ({latest}all in {escape(str(self.log_file))})"
             f'</summary><div style="{_PRE}">{lines}</div></details>'
         )
 
@@ -252,20 +255,20 @@ class NotebookProgress(RunProgress):
         color, _ = self._outcome()
         failed = list(self._failed().items())
         tasks = "".join(
-            f'<div style="margin-top:6px"><b>{_text(name)}</b>: {_text(run.error or "")}</div>'
+            f'<div style="margin-top:6px"><b>{escape(name)}</b>: {escape(run.error or "")}</div>'
             f'<pre style="{_PRE};max-height:16em;overflow:auto;opacity:0.85">'
-            f"{_text(_with_cell_names(run.traceback or ''))}</pre>"
+            f"{escape(with_cell_names(run.traceback or ''))}</pre>"
             for name, run in failed[:SHOWN_FAILURES]
         )
         if len(failed) > SHOWN_FAILURES:
-            tasks += f'<div style="margin-top:6px">{_text(_more(failed))}</div>'
+            tasks += f'<div style="margin-top:6px">{escape(_more(failed))}</div>'
         return (
             f'<div style="margin-top:6px;padding:4px 10px;border-left:4px solid {color};'
             f'background:{color}1a"><div style="color:{color};font-weight:bold">'
-            f"{_text(self._headline())}</div>{tasks}</div>"
+            f"{escape(self._headline())}</div>{tasks}</div>"
         )
 
-    def render_text(self) -> str:
+    def renderescape(self) -> str:
         """The display as plain text, for front ends that show no HTML."""
         with self._lock:
             if not self._ended:
@@ -320,31 +323,3 @@ def _more(failed: list[tuple[str, TaskRun]]) -> str:
     rest = [name for name, _ in failed[SHOWN_FAILURES:]]
     named = ", ".join(rest[:NAMED_FAILURES]) + (", ..." if len(rest) > NAMED_FAILURES else "")
     return f"and {len(rest)} more failed task(s), their errors in the log: {named}"
-
-
-def _chip(status: Status, count: int) -> str:
-    return (
-        f'<span style="background:{STATUS_COLORS[status]};color:#000;border-radius:9px;'
-        f'padding:0 7px;margin-left:4px;font-size:90%;white-space:nowrap">{count} '
-        f"{status.value}</span>"
-    )
-
-
-def _text(value: str) -> str:
-    """``value`` as text in HTML, never as markup."""
-    return html.escape(value, quote=True)
-
-
-def _with_cell_names(traceback: str) -> str:
-    """``traceback`` with each notebook cell's file named as IPython names it: ``Cell In[3]``."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    name_of = getattr(getattr(shell, "compile", None), "format_code_name", None)
-    if name_of is None:
-        return traceback
-
-    def named(match: re.Match[str]) -> str:
-        label = name_of(match[1])
-        return f"{label[0]} {label[1]}" if label else match[0]
-
-    return re.sub(r'File "([^"]+)"', named, traceback)

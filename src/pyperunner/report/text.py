@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from collections.abc import Mapping
 
 from ..status import Status
@@ -59,7 +60,8 @@ def format_counts(counts: Mapping[Status, int]) -> str:
 def user_frame(traceback: str | None) -> str:
     """The lines of ``traceback`` about its last frame in the user's own code, the place to look
     first; a task's traceback begins at the user's code, so at worst its first frame. A frame
-    without its source line (a notebook cell's code, run in a worker) gets it from this process.
+    without its source line (a notebook cell's code, run in a worker) gets it from this process,
+    and a cell's file its name in a notebook.
     """
     frames: list[list[str]] = []
     for line in (traceback or "").splitlines():
@@ -78,7 +80,7 @@ def user_frame(traceback: str | None) -> str:
         source = linecache.getline(match["file"], int(match["line"])).strip()
         if source:
             frame.append(f"  {source}")
-    return "\n".join(frame)
+    return with_cell_names("\n".join(frame))
 
 
 _FRAME = re.compile(r'  File "(?P<file>.*)", line (?P<line>\d+)(?:, in .*)?\Z')
@@ -101,3 +103,19 @@ def _is_user_file(path: str) -> bool:
     if path.startswith("<frozen ") or "-packages" + os.sep in path:
         return False
     return not os.path.realpath(path).startswith(_libraries())
+
+
+def with_cell_names(traceback: str) -> str:
+    """``traceback`` with each notebook cell's file named as IPython names it (``Cell In[3]``)
+    when this process is a kernel; as it is otherwise."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    name_of = getattr(getattr(shell, "compile", None), "format_code_name", None)
+    if name_of is None:
+        return traceback
+
+    def named(match: re.Match[str]) -> str:
+        label = name_of(match[1])
+        return f"{label[0]} {label[1]}" if label else match[0]
+
+    return re.sub(r'File "([^"]+)"', named, traceback)
