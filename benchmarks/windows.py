@@ -192,7 +192,7 @@ def folder_cost(folder: Path, scratch: Path) -> float:
     started = time.perf_counter()
     writer = RunWriter(again, keys)
     writer.begin(files.doc)
-    writer.planned([])
+    writer.planned([], [])
     for name, record in records.items():
         writer.changed(name, record)
     writer.end(files.doc, files.outcome)

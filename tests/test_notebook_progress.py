@@ -18,7 +18,7 @@ import pytest
 from nbclient import NotebookClient
 
 from pyperunner.report.notebook_progress import INTERVAL, NotebookProgress
-from pyperunner.runner import _in_notebook
+from pyperunner.report.observers import in_notebook
 from pyperunner.status import Status, TaskRun
 
 EXECUTORS = ["process", "pool", "thread", "inline"]
@@ -187,16 +187,16 @@ def test_only_an_ipython_kernel_is_a_notebook(monkeypatch):
 
     terminal = types.SimpleNamespace()  # IPython in a terminal: a shell without a kernel
     monkeypatch.setitem(sys.modules, "IPython", ipython(terminal))
-    assert not _in_notebook()
+    assert not in_notebook()
     monkeypatch.setitem(sys.modules, "IPython", ipython(None))  # imported, no shell running
-    assert not _in_notebook()
+    assert not in_notebook()
     kernel = types.SimpleNamespace(session=types.SimpleNamespace(pid=os.getpid()))
     monkeypatch.setitem(sys.modules, "IPython", ipython(types.SimpleNamespace(kernel=kernel)))
-    assert _in_notebook()
+    assert in_notebook()
     kernel.session.pid += 1  # a worker forked from the kernel: it has the kernel's shell
-    assert not _in_notebook()
+    assert not in_notebook()
     monkeypatch.delitem(sys.modules, "IPython")
-    assert not _in_notebook()
+    assert not in_notebook()
 
 
 def test_pyperunner_and_a_run_outside_a_notebook_do_not_import_ipython(tmp_path):

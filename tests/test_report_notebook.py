@@ -32,8 +32,8 @@ from pyperunner import (
 from pyperunner.report.layout import STATUS_COLORS
 from pyperunner.report.notebook import MAX_ROWS
 from pyperunner.report.svg import escape
-from pyperunner.report.text import user_frame
 from pyperunner.store import Store
+from pyperunner.text import user_frame
 
 SVG = "{http://www.w3.org/2000/svg}"
 WILL_RUN, CACHED = STATUS_COLORS[Status.RUNNING], STATUS_COLORS[Status.CACHED]

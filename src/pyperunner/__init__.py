@@ -7,26 +7,30 @@ under a key of the task's parameters, code and whole upstream.
 
 from __future__ import annotations
 
-from .executors import DaskExecutor, Executor
+from ._version import __version__
+from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from .graph import KeyMismatchError, Pipeline, PipelineError, Sequential
 from .keys import UnhashableParameterError
+from .report import wiring
 from .results import PipelineFailedError, PipelineResult, TaskOutputUnavailableError
 from .runner import Runner
 from .status import Status, TaskRun
 from .store import ResultNotStorableError, StoreError
 from .task import Inputs, Task, TaskDefinitionError, TaskError, WiringError, run, task
 
-__version__ = "0.1.0"
+wiring.plug_in()  # the live views, the pictures and the notebook displays: see report/wiring.py
 
 __all__ = [
     "DaskExecutor",
     "Executor",
+    "InlineExecutor",
     "Inputs",
     "KeyMismatchError",
     "Pipeline",
     "PipelineError",
     "PipelineFailedError",
     "PipelineResult",
+    "ProcessExecutor",
     "ResultNotStorableError",
     "Runner",
     "Sequential",
@@ -37,6 +41,7 @@ __all__ = [
     "TaskError",
     "TaskOutputUnavailableError",
     "TaskRun",
+    "ThreadExecutor",
     "UnhashableParameterError",
     "WiringError",
     "__version__",

@@ -38,9 +38,10 @@ from . import (
     yamlio,
 )
 from .executors import EXECUTORS
-from .report.text import format_bytes, format_counts, format_duration
 from .runfolder import PIPELINE_FILE, RunFolderError
+from .status import format_counts
 from .store import Store
+from .text import format_bytes, format_duration
 
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
 

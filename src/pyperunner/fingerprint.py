@@ -451,10 +451,19 @@ def _key(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
-def _is_user_code(obj: Any) -> bool:
-    from .task import Task
+_KEYED_APART: list[type] = []
+"""Classes whose subclasses have code keys of their own (``Task``), so a fingerprint that reaches
+one does not take in its code; ``task.py`` registers ``Task`` with :func:`keyed_apart`."""
 
-    if isinstance(obj, type) and issubclass(obj, Task):
+
+def keyed_apart(cls: type) -> type:
+    """Leave ``cls`` and its subclasses out of every fingerprint (their code is keyed apart)."""
+    _KEYED_APART.append(cls)
+    return cls
+
+
+def _is_user_code(obj: Any) -> bool:
+    if isinstance(obj, type) and issubclass(obj, tuple(_KEYED_APART)):
         return False  # a task's code is tracked in its own key
     if str(getattr(obj, "__module__", "")).partition(".")[0] in sys.stdlib_module_names:
         return False

@@ -16,8 +16,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from pathlib import Path
 from typing import Any, Literal, Protocol, overload
 
-from . import keys, yamlio
-from .storage import write_atomic
+from . import display, keys, yamlio
+from .files import write_atomic
 from .task import Task, TaskDefinitionError, check_name, local_task_class, require_task
 
 RUN_FOLDER_SUFFIX = "_yymmddTHHMMSS_ffffff"
@@ -187,8 +187,8 @@ class Pipeline:
         self._member_ids: set[int] = set()
         self._seen: dict[int, Task] = {}  # tasks found connected when they were added
         self._names: dict[str, Task] = {}
-        self._result: Mapping[str, Any] | None = None
-        self._plan: Any = None  # the runner's last plan for this pipeline, for summary()
+        self._result: Mapping[str, Any] | None = None  # see ran()
+        self._plan: Any = None  # see planned()
         for t in tasks or ():
             self.add(t)
 
@@ -254,6 +254,22 @@ class Pipeline:
     def __len__(self) -> int:
         return len(self.tasks())
 
+    # -- what a runner tells the pipeline ------------------------------------------------------
+
+    def planned(self, plan: Any) -> None:
+        """Remember a runner's ``plan.Plan`` for this pipeline (None forgets it): ``summary()``
+        and the notebook's drawing then mark each task with what the plan does."""
+        self._plan = plan
+
+    @property
+    def last_plan(self) -> Any:
+        """The plan remembered by :meth:`planned`, or None."""
+        return self._plan
+
+    def ran(self, result: Mapping[str, Any]) -> None:
+        """Remember the result of a run of this pipeline, which :meth:`results` returns."""
+        self._result = result
+
     # -- results ------------------------------------------------------------------------------
 
     def results(self) -> Mapping[str, Any]:
@@ -300,13 +316,11 @@ class Pipeline:
 
         After ``runner.plan(pipeline)`` each box says whether the task will run, and why.
         """
-        from .report.ascii import draw_ascii
-
         graph = self.graph()
         if labels is None and self._plan is not None:
             labels = {name: f"{name} [cached]" for name in self._plan.cached}
             labels.update({name: f"{name} [run: {why}]" for name, why in self._plan.why.items()})
-        text = draw_ascii(list(graph.nodes), list(graph.edges), labels)
+        text = display.ascii_drawing(list(graph.nodes), list(graph.edges), labels)
         if not echo:
             return text
         if print_fn is None:
@@ -425,15 +439,13 @@ class Pipeline:
         count = f"{len(tasks)} task{'s' * (len(tasks) != 1)}, {roots} root{'s' * (roots != 1)}"
         return f"<{type(self).__name__} {self.name!r}: {count}>"
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str] | None:
         """The DAG as SVG, and as HTML under a short header, for notebooks: like tasks drawn as
         one box where they would not fit, marked with the plan after ``runner.plan``."""
-        from .report.notebook import pipeline_bundle
+        return display.bundle(self)
 
-        return pipeline_bundle(self)
-
-    def _repr_html_(self) -> str:
-        return self._repr_mimebundle_()["text/html"]
+    def _repr_html_(self) -> str | None:
+        return display.html(self)
 
     def __eq__(self, other: object) -> bool:
         """Pipelines are equal when they describe the same run: name, tasks (class, tag,

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import display
 from .graph import GraphLike, topological_order
 
 _MISSING = object()
@@ -58,11 +59,9 @@ class Plan:
             f"<Plan{name}: {len(self.reasons)} of {len(self.order)} tasks to run, {cached} cached>"
         )
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """What will run and why, as a table, for notebooks."""
-        from .report.notebook import plan_html
-
-        return plan_html(self)
+        return display.html(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import runfolder
-from .report.text import format_counts, user_frame
-from .status import Status, TaskRun
+from . import display, runfolder
+from .status import Status, TaskRun, format_counts
 from .store import Store
+from .text import user_frame
 
 MAX_DETAILED = 50
 """Failed tasks a ``PipelineFailedError`` details with their error and frame; it names the rest."""
@@ -35,11 +35,9 @@ class TaskOutputUnavailableError(LookupError):
         self.name = name
         self.run = run
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """Which task has no output and why (its error and frame), for notebooks."""
-        from .report.notebook import unavailable_html
-
-        return unavailable_html(self.name, self.run)
+        return display.html(self)
 
 
 class PipelineFailedError(RuntimeError):
@@ -78,11 +76,9 @@ class PipelineFailedError(RuntimeError):
         head, *rest = self._lines()
         return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {head}", *rest]
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """The run's red summary, for notebooks."""
-        from .report.notebook import failed_html
-
-        return failed_html(self.result)
+        return display.html(self)
 
 
 class PipelineResult(Mapping[str, Any]):
@@ -192,8 +188,6 @@ class PipelineResult(Mapping[str, Any]):
         run = f" run {self.run_dir.name}" if self.run_dir is not None else ""
         return f"<PipelineResult {self.pipeline_name!r}{run}: {format_counts(counts)}>"
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """Counts by status, what failed, and a table of tasks, for notebooks."""
-        from .report.notebook import result_html
-
-        return result_html(self)
+        return display.html(self)

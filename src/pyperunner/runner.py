@@ -1,8 +1,10 @@
 """The runner: the one object users call to execute a pipeline.
 
-It owns the paths, makes a folder for every run (``<log_path>/<pipeline>_<timestamp>``) with the
-pipeline and its environment in ``pipeline.yaml``, the log, the outcome in ``run.yaml`` and a
-status picture; then it plans the run and hands the plan to the scheduler.
+It owns the paths, makes a folder for every run (``<log_path>/<pipeline>_<timestamp>``), plans
+the run against the store, hands the plan to the scheduler, and tells the run's observers
+(``observers.py``) of every step: the journal that writes the folder (``pipeline.yaml`` with the
+environment, the events, ``run.yaml``), and those the reporting layer adds (live views,
+pictures). It draws nothing itself.
 """
 
 from __future__ import annotations
@@ -10,25 +12,20 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-import functools
-import getpass
 import logging
 import os
-import platform
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from . import runfolder
+from . import environment, runfolder
 from .executors import Executor, Job, make_executor
 from .graph import Dag, Pipeline, PipelineError, graph_keys
 from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
+from .observers import RunObserver, RunSetting, observers_for
 from .plan import Change, Plan, compare_records, make_plan
 from .results import PipelineResult
 from .runfolder import LOG_FILE
@@ -37,8 +34,6 @@ from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
 from .store import DEFAULT_COMPRESS, EntryState, Store
 from .task import Task
-
-STATUS_IMAGE = "status.png"
 
 log = logging.getLogger()
 
@@ -93,6 +88,7 @@ class Runner:
         self.run_dir: Path | None = None
         self._graph: Dag | None = None
         self._result: PipelineResult | None = None
+        self._observers: list[RunObserver] = []  # the last run's
 
     @property
     def data_path(self) -> Path | str:
@@ -113,172 +109,26 @@ class Runner:
         anything runs. On SIGINT, SIGTERM or SIGHUP the run stops its workers, records the run,
         and then raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(128 + signal)``.
         """
-        graph = pipeline.graph()
-        if not graph:
-            raise PipelineError(
-                f"No tasks in pipeline {pipeline.name!r}: add one with pipeline.add(task) "
-                "before running it"
-            )
-        keys = graph_keys(graph)
-        tasks = {name: graph.nodes[name]["task"] for name in graph}
-        pipeline_doc = {"pipeline": pipeline._described(graph, keys), "run": self._run_info()}
-        self.run_dir = None
+        run = _Run(self, pipeline)
+        self.run_dir, self._observers = None, run.observers
         with contextlib.ExitStack() as stack:
-            started = time.time()
-            executor, to_run, restore_signals = make_executor(self.executor), {}, None
-
-            def not_started() -> dict[str, TaskRun]:
-                return {name: TaskRun(Status.NOT_STARTED) for name in graph}
-
-            launched, writer = False, None
             try:
-                with preparing(not_started):
-                    run_dir = make_folder(self.log_path, pipeline.name)
-                    writer = RunWriter(run_dir, keys)
-                    stack.callback(writer.close)
-                    self.run_dir, self._graph = run_dir, graph  # a signal from here is recorded
-                    stack.enter_context(runfolder.running(run_dir))
-                    pipeline_doc["run"]["run_dir"] = str(run_dir)
-                    view = self._view()
-                    notebook = None
-                    if view == "notebook":  # its log takes the console's lines from the start
-                        from .report.notebook_progress import NotebookProgress
-
-                        shown = NotebookProgress(
-                            pipeline.name, run_dir / LOG_FILE, live=self.progress is not False
-                        )
-                        notebook = stack.enter_context(shown)
-                    console = stack.enter_context(
-                        run_logging(
-                            run_dir / LOG_FILE,
-                            self.console if notebook is None else notebook.handler,
-                            view == "terminal",
-                            [writer.task_logs()],
-                        )
-                    )
-                    writer.begin(pipeline_doc)
-                    log.info(
-                        "Stored pipeline parameters in %s",
-                        run_dir / runfolder.PIPELINE_FILE,
-                        extra={HEADLINE: True},
-                    )
-                    records = {name: _record_of(tasks[name], keys) for name in graph}
-                    holds = Holds(self.store, graph, keys)
-                    stack.callback(holds.close)
-                    plan = self._plan(graph, tasks, keys, records, force_reload, pipeline, holds)
-                    holds.start(plan)
-                    writer.planned(plan.cached)
-                    log.info(
-                        "Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached)
-                    )
-                    if show_execution_plan:
-                        pipeline.summary()
-                    pipeline._plan = None  # the boxes of a later summary() are not this run's
-                    listener: Listener = _both(_log_change, writer.changed)
-                    if notebook is not None:  # shown after the plan is printed, so below it
-                        notebook.plan(plan.to_run, plan.cached)
-                        listener = _both(listener, notebook.update)
-                    elif view == "terminal":
-                        from .report.progress import LiveProgress
-
-                        live = stack.enter_context(LiveProgress(pipeline.name))
-                        live.plan(plan.to_run, plan.cached)
-                        if isinstance(console, logging.StreamHandler):  # lines go above the view
-                            console.setStream(live.stream)
-                        listener = _both(listener, live.update)
-                    jobs = {  # every task's: a cached one whose result vanishes runs too
-                        name: Job(
-                            tasks[name],
-                            keys[name],
-                            _inputs(tasks[name], keys),
-                            records[name],
-                            reuse=name not in plan.forced,
-                        )
-                        for name in graph
-                    }
-                    to_run = {name: jobs[name] for name in plan.to_run}
-                    started = time.time()
-                    if to_run:
-                        executor.start(self.store, self.process_limit, to_run)
-                workers = executor.capacity(self.process_limit)
-                launched = True
-                runs = run_plan(graph, plan, jobs, executor, workers, holds, listener, fail_fast)
+                with preparing(run.not_started):
+                    run.open_folder(stack)
+                    run.start_logging(stack)
+                    plan = run.make_plan(stack, force_reload, show_execution_plan)
+                    run.start_executor(plan)
+                runs = run.execute(plan, fail_fast)
             except RunInterrupted as interrupted:
-                restore_signals = interrupted.restore_signals
-                if writer is not None:  # else it stopped before there was a run to record
-                    self._record(writer, pipeline, pipeline_doc, keys, interrupted.runs, started)
-                    log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
-                if interrupted.signum == signal.SIGINT:
-                    raise KeyboardInterrupt from None
-                raise SystemExit(128 + interrupted.signum) from None
+                run.interrupted(interrupted)
             except Exception as exc:
-                if writer is not None and not launched:  # recorded as a run that never began
-                    error = f"{type(exc).__name__}: {exc}"
-                    log.error("The run could not start: %s", error)
-                    with contextlib.suppress(Exception):  # best effort: exc is what to tell
-                        self._record(
-                            writer, pipeline, pipeline_doc, keys, not_started(), started, error
-                        )
+                run.could_not_start(exc)
                 raise
             finally:
-                executor.shutdown()  # idempotent; releases what an executor holds (a client)
-                if to_run:
-                    self.store.sync()  # the run's results survive a power cut from here on
-                if restore_signals is not None:
-                    restore_signals()
-            self._record(writer, pipeline, pipeline_doc, keys, runs, started)
+                run.release()
+            run.record(runs)
         assert self._result is not None
         return self._result
-
-    def _record(
-        self,
-        writer: RunWriter,
-        pipeline: Pipeline,
-        pipeline_doc: Mapping[str, Any],
-        keys: Mapping[str, str],
-        runs: Mapping[str, TaskRun],
-        started: float,
-        error: str | None = None,
-    ) -> None:
-        """Keep the run's results and write its outcome (run.yaml and the summary through
-        ``writer``, the pictures, the last log lines); ``error`` says why a run never began."""
-        assert self.run_dir is not None
-        run_dir = self.run_dir
-        self._result = PipelineResult(pipeline.name, self.store, keys, runs, run_dir)
-        pipeline._result = self._result
-        for name, run in runs.items():
-            if run.status is Status.CACHED and run.output_bytes is None:
-                run.output_bytes = self.store.result_size(name, keys[name])
-        doc = {
-            "finished": dt.datetime.now().isoformat(timespec="seconds"),
-            "duration": round(time.time() - started, 3),
-            "tasks": {name: run.to_dict() for name, run in runs.items()},
-        }
-        if error is not None:
-            doc["error"] = error
-        writer.end(pipeline_doc, doc)
-        try:  # pictures must never fail a run that computed everything
-            from .report.html import write_report
-
-            self.write_status_image(STATUS_IMAGE)
-            write_report(run_dir, (pipeline_doc, doc))
-        except Exception as exc:
-            log.warning("could not draw the run's pictures: %s", exc)
-        counts = collections.Counter(run.status.value for run in runs.values())
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        failed = self._result.failed
-        for name, run in failed.items():  # beside a live view, which lists them itself
-            log.error("Failed: %s: %s", name, run.error, extra={TASK_STATUS: True})
-        if Status.INTERRUPTED.value in counts:
-            log.warning("Pipeline stopped before the end (%s)", summary)
-        elif failed:
-            log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
-        elif Status.NOT_STARTED.value in counts:
-            log.warning("Pipeline stopped before the end (%s)", summary)
-        else:
-            log.info(
-                "Pipeline finished successfully (%s) in %.1f s", summary, time.time() - started
-            )
 
     def plan(self, pipeline: Pipeline, force_reload: bool = False) -> Plan:
         """Decide, without running anything, which tasks a run would execute and why.
@@ -289,7 +139,9 @@ class Runner:
         keys = graph_keys(graph)
         tasks = {name: graph.nodes[name]["task"] for name in graph}
         records = {name: _record_of(tasks[name], keys) for name in graph}
-        return self._plan(graph, tasks, keys, records, force_reload, pipeline, dry=True)
+        plan = self._plan(graph, tasks, keys, records, force_reload, dry=True)
+        pipeline.planned(plan)
+        return plan
 
     def _plan(
         self,
@@ -298,7 +150,6 @@ class Runner:
         keys: Mapping[str, str],
         records: Mapping[str, Mapping[str, Any]],
         force_reload: bool,
-        pipeline: Pipeline | None = None,
         holds: Holds | None = None,
         dry: bool = False,
     ) -> Plan:
@@ -369,21 +220,7 @@ class Runner:
                 if problem is not None:
                     found_damaged(name, problem)
             if not vanished and not any(problems.values()):
-                break
-        if pipeline is not None:
-            pipeline._plan = plan
-        return plan
-
-    def _view(self) -> str | None:
-        """The run's view: "notebook" inside a Jupyter kernel (its log lines go there too, also
-        without progress), "terminal" for the live view on a terminal, or None."""
-        if not self.console:
-            return None
-        if _in_notebook():
-            return "notebook"
-        if self.progress is False:
-            return None
-        return "terminal" if self.progress or sys.stderr.isatty() else None
+                return plan
 
     def results(self) -> PipelineResult:
         """The results of the last run of this runner."""
@@ -391,24 +228,20 @@ class Runner:
             raise RuntimeError("this runner has not run a pipeline yet: call run(pipeline) first")
         return self._result
 
-    def write_status_image(self, fname: str | os.PathLike[str] = STATUS_IMAGE) -> Path:
-        """Draw the last run's DAG coloured by status as PNG; a relative name goes in its folder."""
-        from .report.image import write_status_png
+    def write_status_image(self, fname: str | os.PathLike[str] = "status.png") -> Path:
+        """Draw the last run's DAG coloured by status as PNG; a relative name goes in its folder.
 
+        The drawing is the run's observers' (the reporting layer's pictures)."""
         if self._graph is None or self._result is None or self.run_dir is None:
             raise RuntimeError("nothing to draw yet: call run(pipeline) first")
-        graph = self._graph.copy()
-        for name, run in self._result.runs.items():
-            graph.nodes[name]["status"] = run.status
-            graph.nodes[name]["duration"] = run.duration
-        return write_status_png(graph, self.run_dir / fname, title=self._result.pipeline_name)
-
-    # -- internals ----------------------------------------------------------------------------
+        for observer in self._observers:
+            drawn = observer.status_picture(self._graph, self._result.runs, self.run_dir / fname)
+            if drawn is not None:
+                return drawn
+        raise RuntimeError("none of the last run's observers draws pictures")
 
     def _run_info(self) -> dict[str, Any]:
         """What a run's ``pipeline.yaml`` tells of where and how it ran (``run_dir`` set later)."""
-        from . import __version__
-
         return {
             "started": dt.datetime.now().isoformat(timespec="seconds"),
             "data_path": str(self.store.root),
@@ -416,29 +249,196 @@ class Runner:
             "run_dir": None,
             "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
             "process_limit": self.process_limit,
-            "host": socket.gethostname(),
-            "user": _user(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-            "argv": list(sys.argv),
-            "cwd": os.getcwd(),
-            "pyperunner": __version__,
-            "git": _git_state(),
-            "packages": _packages(),
+            **environment.describe(),
         }
 
 
-def _in_notebook() -> bool:
-    """Whether this is an IPython kernel (a notebook's), not IPython in a terminal, nor a worker
-    process forked from a kernel, which cannot send to the notebook; looked up only where
-    IPython is imported already, as a kernel has it."""
-    ipython = sys.modules.get("IPython")
-    kernel = getattr(ipython.get_ipython() if ipython is not None else None, "kernel", None)
-    session = getattr(kernel, "session", None)
-    return kernel is not None and getattr(session, "pid", os.getpid()) == os.getpid()
+class _Run:
+    """One run of a pipeline by a runner, as the sequence of steps ``Runner.run`` calls: open its
+    folder (journal and observers), start logging, plan, start the executor, execute, record.
+    It holds what the steps share; what the run leaves behind it gives back to the runner."""
+
+    def __init__(self, runner: Runner, pipeline: Pipeline) -> None:
+        graph = pipeline.graph()
+        if not graph:
+            raise PipelineError(
+                f"No tasks in pipeline {pipeline.name!r}: add one with pipeline.add(task) "
+                "before running it"
+            )
+        self.runner, self.store, self.pipeline, self.graph = runner, runner.store, pipeline, graph
+        self.keys = graph_keys(graph)
+        self.tasks = {name: graph.nodes[name]["task"] for name in graph}
+        self.records = {name: _record_of(self.tasks[name], self.keys) for name in graph}
+        self.doc = {"pipeline": pipeline._described(graph, self.keys), "run": runner._run_info()}
+        self.observers: list[RunObserver] = []  # the journal first; told of every step
+        self.executor = make_executor(runner.executor)
+        self.jobs: dict[str, Job] = {}
+        self.to_run: dict[str, Job] = {}
+        self.holds: Holds | None = None
+        self.console: logging.Handler | None = None
+        self.started = time.time()
+        self.launched = False
+        self.restore_signals: Callable[[], None] | None = None
+
+    def not_started(self) -> dict[str, TaskRun]:
+        """Every task's record before anything ran."""
+        return {name: TaskRun(Status.NOT_STARTED) for name in self.graph}
+
+    def open_folder(self, stack: contextlib.ExitStack) -> None:
+        """Make the run's folder, its journal, and its observers (which ``stack`` closes)."""
+        runner = self.runner
+        run_dir = make_folder(runner.log_path, self.pipeline.name)
+        self.observers.append(stack.enter_context(RunWriter(run_dir, self.keys)))
+        runner.run_dir, runner._graph = run_dir, self.graph  # a signal from here is recorded
+        stack.enter_context(runfolder.running(run_dir))
+        self.doc["run"]["run_dir"] = str(run_dir)
+        setting = RunSetting(
+            self.pipeline.name, run_dir, self.graph, runner.console, runner.progress
+        )
+        for observer in observers_for(setting):
+            self.observers.append(stack.enter_context(observer))
+
+    def start_logging(self, stack: contextlib.ExitStack) -> None:
+        """Log to the run's folder, the console (or the view that takes its lines) and the
+        observers' handlers; write ``pipeline.yaml``."""
+        assert self.runner.run_dir is not None
+        taken = [o.console for o in self.observers if o.console is not None]
+        self.console = stack.enter_context(
+            run_logging(
+                self.runner.run_dir / LOG_FILE,
+                taken[0] if taken else self.runner.console,
+                any(o.live for o in self.observers),
+                [handler for o in self.observers for handler in o.handlers()],
+            )
+        )
+        for observer in self.observers:
+            observer.begin(self.doc)
+        where = self.runner.run_dir / runfolder.PIPELINE_FILE
+        log.info("Stored pipeline parameters in %s", where, extra={HEADLINE: True})
+
+    def make_plan(
+        self, stack: contextlib.ExitStack, force_reload: bool, show_execution_plan: bool
+    ) -> Plan:
+        """Plan the run, holding the cached results it reads, and tell the observers."""
+        self.holds = Holds(self.store, self.graph, self.keys)
+        stack.callback(self.holds.close)
+        plan = self.runner._plan(
+            self.graph, self.tasks, self.keys, self.records, force_reload, self.holds
+        )
+        self.holds.start(plan)
+        log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
+        if show_execution_plan:
+            self.pipeline.planned(plan)
+            self.pipeline.summary()
+        self.pipeline.planned(None)  # the boxes of a later summary() are not this run's
+        for observer in self.observers:  # after the plan is printed, so a view comes below it
+            observer.planned(plan.to_run, plan.cached, self.console)
+        return plan
+
+    def start_executor(self, plan: Plan) -> None:
+        """Make every task's job (a cached one whose result vanishes runs too) and start the
+        executor with those to run."""
+        self.jobs = {
+            name: Job(
+                task,
+                self.keys[name],
+                _inputs(task, self.keys),
+                self.records[name],
+                reuse=name not in plan.forced,
+            )
+            for name, task in self.tasks.items()
+        }
+        self.to_run = {name: self.jobs[name] for name in plan.to_run}
+        self.started = time.time()
+        if self.to_run:
+            self.executor.start(self.store, self.runner.process_limit, self.to_run)
+
+    def execute(self, plan: Plan, fail_fast: bool) -> dict[str, TaskRun]:
+        """Run the plan's tasks; every task's record at the end."""
+        workers = self.executor.capacity(self.runner.process_limit)
+        self.launched = True
+        listeners = [_log_change, *(observer.changed for observer in self.observers)]
+        assert self.holds is not None
+        return run_plan(
+            self.graph,
+            plan,
+            self.jobs,
+            self.executor,
+            workers,
+            self.holds,
+            _all(listeners),
+            fail_fast,
+        )
+
+    def interrupted(self, interrupted: RunInterrupted) -> NoReturn:
+        """Record a run a signal stopped, then raise what the signal means."""
+        self.restore_signals = interrupted.restore_signals
+        if self.observers:  # else it stopped before there was a run to record
+            self.record(interrupted.runs)
+            log.error("Run interrupted by %s", signal.Signals(interrupted.signum).name)
+        if interrupted.signum == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise SystemExit(128 + interrupted.signum) from None
+
+    def could_not_start(self, exc: Exception) -> None:
+        """Record a run that failed before its tasks were launched as one that never began."""
+        if self.observers and not self.launched:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("The run could not start: %s", error)
+            with contextlib.suppress(Exception):  # best effort: exc is what to tell
+                self.record(self.not_started(), error)
+
+    def release(self) -> None:
+        """Shut the executor down, put what the run stored on disk, restore the signals."""
+        self.executor.shutdown()  # idempotent; releases what an executor holds (a client)
+        if self.to_run:
+            self.store.sync()  # the run's results survive a power cut from here on
+        if self.restore_signals is not None:
+            self.restore_signals()
+
+    def record(self, runs: Mapping[str, TaskRun], error: str | None = None) -> None:
+        """Keep the run's results, tell the observers its outcome (``run.yaml``), and log it;
+        ``error`` says why a run never began."""
+        runner = self.runner
+        assert runner.run_dir is not None
+        result = PipelineResult(self.pipeline.name, self.store, self.keys, runs, runner.run_dir)
+        runner._result = result
+        self.pipeline.ran(result)
+        for name, run in runs.items():
+            if run.status is Status.CACHED and run.output_bytes is None:
+                run.output_bytes = self.store.result_size(name, self.keys[name])
+        outcome = {
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+            "duration": round(time.time() - self.started, 3),
+            "tasks": {name: run.to_dict() for name, run in runs.items()},
+        }
+        if error is not None:
+            outcome["error"] = error
+        for observer in self.observers:
+            observer.end(self.doc, outcome)
+        _log_outcome(result, time.time() - self.started)
 
 
-def _both(*listeners: Listener) -> Listener:
+def _log_outcome(result: PipelineResult, duration: float) -> None:
+    """The run's last log lines: what failed, and how the run ended."""
+    counts = collections.Counter(run.status.value for run in result.runs.values())
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    failed = result.failed
+    for name, run in failed.items():  # beside a live view, which lists them itself
+        log.error("Failed: %s: %s", name, run.error, extra={TASK_STATUS: True})
+    if Status.INTERRUPTED.value in counts:
+        log.warning("Pipeline stopped before the end (%s)", summary)
+    elif failed:
+        log.error("Pipeline finished with failures in %s (%s)", ", ".join(failed), summary)
+    elif Status.NOT_STARTED.value in counts:
+        log.warning("Pipeline stopped before the end (%s)", summary)
+    else:
+        log.info("Pipeline finished successfully (%s) in %.1f s", summary, duration)
+
+
+def _all(listeners: Sequence[Listener]) -> Listener:
+    """One listener telling each of ``listeners`` in turn."""
+
     def notify(name: str, run: TaskRun) -> None:
         for listener in listeners:
             listener(name, run)
@@ -487,54 +487,3 @@ def _plain(value: Any) -> Any:
     from .keys import encode
 
     return encode(value, for_key=False)
-
-
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return None
-
-
-def _git_state() -> dict[str, Any] | None:
-    main = sys.modules.get("__main__")
-    where = Path(getattr(main, "__file__", None) or os.getcwd()).absolute()
-    folder = where if where.is_dir() else where.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-
-
-@functools.cache
-def _packages() -> dict[str, str]:
-    """Installed distributions and their versions, read from the ``*.dist-info`` folder names.
-
-    Much faster than parsing every distribution's metadata; cached, as installs do not change
-    under a running interpreter in any way a run should record twice.
-    """
-    found: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for name in names:
-            if name.endswith(".dist-info"):
-                project, _, version = name[: -len(".dist-info")].rpartition("-")
-                found.setdefault(project.replace("_", "-"), version)
-    return dict(sorted(found.items(), key=lambda item: item[0].lower()))

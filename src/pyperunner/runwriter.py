@@ -13,11 +13,13 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from . import yamlio
+from .files import write_atomic
+from .observers import RunObserver
 from .runfolder import (
     JOURNAL_FILE,
     PIPELINE_FILE,
@@ -26,7 +28,6 @@ from .runfolder import (
     TASK_LOGS,
 )
 from .status import Status, TaskRun
-from .storage import write_atomic
 
 _JSON = json.JSONEncoder(separators=(",", ":")).encode
 """A journal line: compact, and one encoder for all (``json.dumps`` makes one a call)."""
@@ -57,11 +58,11 @@ def make_folder(log_path: Path, pipeline_name: str) -> Path:
     raise RuntimeError(f"cannot create a run folder in {log_path}")
 
 
-class RunWriter:
-    """Writes one run's folder while the run goes on: call :meth:`begin` once the pipeline is
-    described, :meth:`planned` once the plan is made, :meth:`changed` on every change of a
-    task's status (a listener), and :meth:`end` with the outcome. Log records of the run's
-    tasks go to :meth:`task_logs`, a logging handler."""
+class RunWriter(RunObserver):
+    """Writes one run's folder while the run goes on, as the run's first observer: call
+    :meth:`begin` once the pipeline is described, :meth:`planned` once the plan is made,
+    :meth:`changed` on every change of a task's status (a listener), and :meth:`end` with the
+    outcome. Log records of the run's tasks go to its :meth:`handlers`."""
 
     def __init__(self, folder: Path, keys: Mapping[str, str]) -> None:
         self.folder = folder
@@ -79,7 +80,9 @@ class RunWriter:
         self._journal = open(self.folder / JOURNAL_FILE, "a", encoding="utf-8")  # noqa: SIM115
         self._write({"run": "started", "t": time.time(), "pipeline": pipeline_doc})
 
-    def planned(self, cached: Iterable[str]) -> None:
+    def planned(
+        self, to_run: Sequence[str], cached: Sequence[str], console: logging.Handler | None = None
+    ) -> None:
         """Note which tasks the run takes from the store (journal)."""
         self._write({"run": "planned", "t": time.time(), "cached": list(cached)})
 
@@ -88,9 +91,9 @@ class RunWriter:
         self._changed.add(name)
         self._write({"task": name, "t": time.time(), "run": run.to_dict()})
 
-    def task_logs(self) -> logging.Handler:
+    def handlers(self) -> Sequence[logging.Handler]:
         """The handler that writes each task's records to its own log file."""
-        return self._task_logs
+        return (self._task_logs,)
 
     def end(self, pipeline_doc: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
         """Write ``run.yaml`` and the final summary, and close the journal and task logs."""

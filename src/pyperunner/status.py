@@ -11,6 +11,9 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from . import display
+from .text import format_duration
+
 
 class Status(str, enum.Enum):
     """State of one task in one run; the value is what run folders and reports show."""
@@ -51,8 +54,6 @@ class TaskRun:
         return self.finished - self.started
 
     def __repr__(self) -> str:
-        from .report.text import format_duration
-
         text = f"<TaskRun {self.status.value}"
         if self.duration is not None:
             text += f" in {format_duration(self.duration)}"
@@ -60,11 +61,9 @@ class TaskRun:
             text += f" ({self.reason})"
         return text + (f": {self.error}>" if self.error else ">")
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """Status, duration, why it ran, output; error and the user's frame, for notebooks."""
-        from .report.notebook import task_run_html
-
-        return task_run_html(self)
+        return display.html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML-safe form, with the duration spelled out for readers of the file."""
@@ -111,3 +110,20 @@ _KIND_NAMES = {
     (int,): "a whole number",
     (dict,): "a mapping",
 }
+
+STATUS_ORDER = (
+    Status.SUCCESS,
+    Status.CACHED,
+    Status.FAILURE,
+    Status.CANT_RUN,
+    Status.INTERRUPTED,
+    Status.RUNNING,
+    Status.NOT_STARTED,
+)
+"""The order statuses are listed in, in counts and legends: how tasks ended first."""
+
+
+def format_counts(counts: Mapping[Status, int]) -> str:
+    """``6 SUCCESS, 1 FAILURE``: how many tasks ended in each status."""
+    parts = [f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s)]
+    return ", ".join(parts) or "no tasks"

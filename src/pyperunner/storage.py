@@ -18,8 +18,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
-import itertools
-import logging
 import os
 import pickle
 import shutil
@@ -31,12 +29,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from .files import TMP_SUFFIX, temporary_file, write_atomic
+from .files import make_folder as _make_folder
+from .files import replace as _replace
+
 LOCK_FILE = ".lock"
 LOCK_MODE = 0o644
 """Permissions of a new lock file."""
-TMP_SUFFIX = ".tmp"
-DAMAGED_SUFFIX = ".damaged"
-"""What is not trusted is renamed with this suffix: kept to look at, but no longer used."""
 STALE_AFTER = 24 * 3600.0
 """Seconds after which a temporary file on a store without locks counts as a leftover: no lock
 tells whether its writer still runs, so only temporaries that old are removed."""
@@ -141,7 +140,7 @@ class LocalFiles:
     @staticmethod
     def stage(folder: Path, name: str) -> Staged:
         _make_folder(folder)
-        fd, tmp = _temporary_file(folder, name)
+        fd, tmp = temporary_file(folder, name)
         return Staged(
             os.fdopen(fd, "wb"),
             publish=lambda: _replace(tmp, folder / name),
@@ -613,78 +612,3 @@ def _syncfs(fd: int) -> None:
     except (OSError, AttributeError):
         pass
     os.sync()
-
-
-_unique = itertools.count()
-
-
-def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
-    """A new temporary file in ``folder`` for ``name``, with the modes a plain new file gets
-    (``open`` applies the umask; not ``mkstemp``'s 0600: a shared store is read by others)."""
-    while True:
-        tmp = f"{folder}/.{name}.{os.getpid()}-{next(_unique)}{TMP_SUFFIX}"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
-        except FileExistsError:  # left by an earlier process with this pid
-            continue
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file renamed over it: readers see the old file or the
-    new one, never a part (a crash leaves only the temporary file)."""
-    fd, tmp = _temporary_file(path.parent, path.name)
-    try:
-        try:
-            rest = memoryview(data)
-            while rest:
-                rest = rest[os.write(fd, rest) :]
-        finally:
-            os.close(fd)
-        _replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is not None:
-            raise
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc  # full disk
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _replace(tmp: str, path: Path) -> None:
-    """Rename ``tmp`` over ``path``; a folder in the file's place is moved aside first."""
-    try:
-        os.replace(tmp, path)
-    except IsADirectoryError:
-        _move_aside(path)
-        os.replace(tmp, path)
-
-
-def _make_folder(folder: Path) -> None:
-    """Make ``folder`` (and its parents) if missing; a file in its place is moved aside."""
-    try:
-        os.mkdir(folder)  # one call where only the folder itself is new or it exists
-        return
-    except FileNotFoundError:
-        os.makedirs(folder.parent, exist_ok=True)
-    except FileExistsError:
-        if os.path.isdir(folder):
-            return
-        _move_aside(folder)
-    try:
-        os.mkdir(folder)
-    except FileExistsError:  # made meanwhile by another run
-        if not os.path.isdir(folder):
-            raise
-
-
-def _move_aside(path: Path) -> None:
-    """Rename what is at ``path`` to ``<path>.damaged`` (replacing an earlier one): kept to look
-    at, but out of the store's way."""
-    aside = path.with_name(path.name + DAMAGED_SUFFIX)
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside)
-    else:
-        aside.unlink(missing_ok=True)
-    os.replace(path, aside)
-    logging.getLogger().warning("Moved %s aside to %s: it was in the way of the store", path, aside)

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import yamlio
-from .storage import DAMAGED_SUFFIX, Hold, Location, files_for
+from .files import DAMAGED_SUFFIX
+from .storage import Hold, Location, files_for
 
 RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"

@@ -126,6 +126,7 @@ class Inputs(list):  # type: ignore[type-arg]
         return (Inputs, (list(zip(self.names, self, strict=True)),))
 
 
+@fingerprint.keyed_apart
 class Task:
     """Base class of all tasks; subclass it and decorate ``run`` with ``@run``.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..graph import GraphLike, topological_order
 from ..status import Status
-from .text import format_duration
+from ..text import format_duration
 
 __all__ = [
     "DPI",

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..graph import Dag, PipelineError
 from ..plan import Plan, Reason
-from ..status import Status, TaskRun
+from ..status import Status, TaskRun, format_counts
+from ..text import format_duration, user_frame, with_cell_names
 from .groups import WORST_FIRST, Room, grouped, natural_order
 from .layout import H_GAP, STATUS_COLORS, box_width, most_layers
 from .svg import draw_svg, escape
-from .text import format_counts, format_duration, user_frame, with_cell_names
 
 if TYPE_CHECKING:
     from ..graph import Pipeline
@@ -176,7 +176,7 @@ def pipeline_bundle(pipeline: Pipeline) -> dict[str, str]:
         return {"text/plain": repr(pipeline), "text/html": f'<div style="{_FRAME}">{error}</div>'}
     roots = sum(1 for name in graph if next(graph.predecessors(name), None) is None)
     header += f" · {_plural(len(graph), 'task')} · {_plural(roots, 'root')}"
-    plan = pipeline._plan
+    plan = pipeline.last_plan
     if plan is not None and set(plan.order) != set(graph.nodes):
         plan = None  # tasks were added or renamed since
     marked = _marked(graph, plan)

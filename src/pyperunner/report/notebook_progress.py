@@ -19,12 +19,12 @@ from pathlib import Path
 from types import TracebackType
 
 from ..executors.base import describe
-from ..status import Status, TaskRun
+from ..status import STATUS_ORDER, Status, TaskRun, format_counts
+from ..text import format_duration, with_cell_names
 from .layout import STATUS_COLORS
 from .notebook import chip
 from .progress import SHOWN_FAILURES, RunProgress
 from .svg import escape
-from .text import STATUS_ORDER, format_counts, format_duration, with_cell_names
 
 INTERVAL = 0.25
 """Seconds at least between two updates of the display (the final one always comes)."""

@@ -16,11 +16,11 @@ from collections.abc import Hashable, Mapping
 from typing import Any, TextIO
 
 from ..graph import Dag, GraphLike
-from ..status import TaskRun
+from ..status import TaskRun, format_counts
+from ..text import format_duration
 from .ascii import BOX_GAP, BOX_PADDING, draw_ascii
 from .groups import Room, grouped
 from .layout import longest_path_layers, status_of
-from .text import format_counts, format_duration
 
 __all__ = ["DEFAULT_WIDTH", "draw_run", "label", "terminal_width"]
 

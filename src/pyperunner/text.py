@@ -1,5 +1,6 @@
-"""Numbers and text for people, the same in every report: durations, sizes, counts of tasks
-and the frame of a traceback in the user's own code."""
+"""Numbers and text for people, the same in every message and report: durations, sizes and the
+frame of a traceback in the user's own code (counts of tasks by status: ``status.format_counts``).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +8,6 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Mapping
-
-from ..status import Status
-
-STATUS_ORDER = (
-    Status.SUCCESS,
-    Status.CACHED,
-    Status.FAILURE,
-    Status.CANT_RUN,
-    Status.INTERRUPTED,
-    Status.RUNNING,
-    Status.NOT_STARTED,
-)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -49,12 +37,6 @@ def format_bytes(size: int | None) -> str:
         if value < 1024 or unit == "TiB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
-
-
-def format_counts(counts: Mapping[Status, int]) -> str:
-    """``6 SUCCESS, 1 FAILURE``: how many tasks ended in each status."""
-    parts = [f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts.get(s)]
-    return ", ".join(parts) or "no tasks"
 
 
 def user_frame(traceback: str | None) -> str:
