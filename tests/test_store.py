@@ -121,38 +121,7 @@ def test_relative_root_is_resolved_once(tmp_path: Path, monkeypatch: pytest.Monk
     assert (tmp_path / "data" / NAME / KEY / "result.dump.gz").is_file()
 
 
-# -- atomic writes --------------------------------------------------------------------------------
-
-
-def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-
-    store.save(NAME, KEY, {"a": 1}, RECORD)
-    store.save(NAME, KEY, {"a": 2}, RECORD)
-    store.save("Other(x)", KEY, [0] * 100, {})
-
-    assert leftover_temporaries(tmp_path) == []
-
-
-def test_result_is_written_to_a_temporary_in_the_same_folder_then_renamed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    renames: list[tuple[Path, Path]] = []
-    real_replace = os.replace
-
-    def spy(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        renames.append((Path(src), Path(dst)))
-        real_replace(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", spy)
-    Store(tmp_path).save(NAME, KEY, [1, 2, 3], RECORD)
-
-    final = tmp_path / NAME / KEY / "result.dump.gz"
-    into_result = [(src, dst) for src, dst in renames if dst == final]
-    assert len(into_result) == 1
-    src, dst = into_result[0]
-    assert src.parent == dst.parent
-    assert src != dst
+# -- overwriting ----------------------------------------------------------------------------------
 
 
 def test_overwriting_an_entry_replaces_the_value(tmp_path: Path) -> None:
@@ -163,49 +132,6 @@ def test_overwriting_an_entry_replaces_the_value(tmp_path: Path) -> None:
 
     assert store.load(NAME, KEY) == "new"
     assert store.record(NAME, KEY)["params"] == {"wait": 2}
-    assert leftover_temporaries(tmp_path) == []
-
-
-class DiskFullError(OSError):
-    """Stands in for a write that dies halfway."""
-
-
-def test_a_write_that_fails_halfway_keeps_the_previous_result_intact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(tmp_path)
-    store.save(NAME, KEY, "old", RECORD)
-    real_dump = joblib.dump
-
-    def dies_halfway(value: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
-        target.write(b"\x1f\x8b partial gzip data")
-        raise DiskFullError("no space left on device")
-
-    monkeypatch.setattr(joblib, "dump", dies_halfway)
-    with pytest.raises(OSError, match="no space left"):
-        store.save(NAME, KEY, np.arange(3), RECORD)  # an array: written by joblib
-    monkeypatch.setattr(joblib, "dump", real_dump)
-
-    assert store.has(NAME, KEY)
-    assert store.load(NAME, KEY) == "old"
-    assert leftover_temporaries(tmp_path) == []
-
-
-def test_a_write_that_fails_halfway_leaves_no_entry_that_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(tmp_path)
-
-    def dies_halfway(value: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
-        target.write(b"\x1f\x8b partial gzip data")
-        raise DiskFullError("no space left on device")
-
-    monkeypatch.setattr(joblib, "dump", dies_halfway)
-    with pytest.raises(OSError):
-        store.save(NAME, KEY, np.arange(3), RECORD)
-
-    assert not store.has(NAME, KEY)
-    assert not (tmp_path / NAME / KEY / "result.dump.gz").exists()
     assert leftover_temporaries(tmp_path) == []
 
 
@@ -374,25 +300,6 @@ def test_compressed_results_still_load(tmp_path: Path) -> None:
     assert (tmp_path / NAME / KEY / "result.dump.gz").read_bytes()[:2] == b"\x1f\x8b"
 
 
-# -- entries a run still reads ---------------------------------------------------------------------
-
-
-def test_an_entry_held_for_reading_is_not_deleted_until_released(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    store.save(NAME, KEY, "value", RECORD)
-    held = store.hold(NAME, KEY)
-    assert held is not None
-    with held:
-        assert not store.delete(NAME, KEY)
-        assert store.load(NAME, KEY) == "value"
-    assert store.delete(NAME, KEY)
-    assert not store.entry(NAME, KEY).exists()
-
-
-def test_holding_a_missing_entry_says_so(tmp_path: Path) -> None:
-    assert Store(tmp_path).hold(NAME, KEY) is None
-
-
 def test_a_damaged_entry_without_its_record_is_not_trusted(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.save(NAME, KEY, "value", RECORD)
@@ -504,16 +411,6 @@ def test_a_value_whose_pickling_fails_in_any_way_is_not_storable(tmp_path):
         Store(tmp_path).save(NAME, KEY, Refuses(), RECORD)
 
 
-def test_stored_files_are_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    store.save(NAME, KEY, "value", RECORD)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    for name in ("result.dump.gz", "params.yaml"):
-        mode = (store.entry(NAME, KEY) / name).stat().st_mode & 0o777
-        assert mode == 0o666 & ~mask, oct(mode)
-
-
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_array_subclasses_come_back_as_they_were(tmp_path: Path) -> None:
     store = Store(tmp_path)
@@ -582,32 +479,6 @@ def test_a_changed_class_name_in_a_plain_result_is_damage_not_missing_code(tmp_p
     path.write_bytes(path.read_bytes().replace(b"allocate_lock", b"bllocate_lock"))
     with pytest.raises(StoreError, match=r"damaged.*CRC-32.*moved aside"):
         store.load(NAME, KEY)
-
-
-def test_a_folder_in_place_of_the_result_or_record_is_moved_aside_by_the_next_save(tmp_path):
-    store = Store(tmp_path)
-    store.save(NAME, KEY, [1, 2], RECORD)
-    for name in ("result.dump.gz", "params.yaml"):
-        path = store.entry(NAME, KEY) / name
-        path.unlink()
-        path.mkdir()
-        (path / "inside").write_text("kept")
-        assert not store.has(NAME, KEY)
-        store.save(NAME, KEY, [3, 4], RECORD)
-        assert store.load(NAME, KEY) == [3, 4]
-        assert (path.parent / f"{name}.damaged" / "inside").read_text() == "kept"
-
-
-def test_a_file_in_place_of_the_entry_folder_is_moved_aside_by_the_next_save(tmp_path):
-    store = Store(tmp_path)
-    folder = store.entry(NAME, KEY)
-    folder.parent.mkdir(parents=True)
-    folder.write_text("not a folder")
-    assert not store.has(NAME, KEY)
-    with store.lock(NAME, KEY):
-        store.save(NAME, KEY, [5], RECORD)
-    assert store.load(NAME, KEY) == [5]
-    assert folder.with_name(f"{KEY}.damaged").read_text() == "not a folder"
 
 
 def test_the_preview_kept_in_a_record_is_read_back_alone(tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Tests for ``pyperunner.store.Store`` on fsspec URLs, on real fsspec filesystems.
+"""The storage backends (``pyperunner.storage``), through the ``Store`` that uses them: a local
+folder (``LocalFiles``: atomic writes, holds, permissions, what is in the way moved aside), and
+fsspec URLs (``FsspecFiles``) on real fsspec filesystems.
 
 The store's contract on ``memory://`` (an object store's behaviour: whole writes, no renames, no
 locks), runs of a pipeline on it, and runs whose workers are other processes (forked by the process
@@ -130,6 +132,11 @@ def all_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
+def leftover_temporaries(root: Path) -> list[Path]:
+    expected = {"result.dump.gz", "params.yaml"}
+    return [p for p in all_files(root) if p.name not in expected]
+
+
 def plain(value: Any) -> Any:
     """``value`` with numpy arrays as lists, so results compare with ``==``."""
     if isinstance(value, np.ndarray):
@@ -137,6 +144,135 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
+
+
+# --------------------------------------------------------------------------- a local folder
+
+
+class DiskFullError(OSError):
+    """Stands in for a write that dies halfway."""
+
+
+def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    store.save(NAME, KEY, {"a": 1}, RECORD)
+    store.save(NAME, KEY, {"a": 2}, RECORD)
+    store.save("Other(x)", KEY, [0] * 100, {})
+
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_result_is_written_to_a_temporary_in_the_same_folder_then_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def spy(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        renames.append((Path(src), Path(dst)))
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", spy)
+    Store(tmp_path).save(NAME, KEY, [1, 2, 3], RECORD)
+
+    final = tmp_path / NAME / KEY / "result.dump.gz"
+    into_result = [(src, dst) for src, dst in renames if dst == final]
+    assert len(into_result) == 1
+    src, dst = into_result[0]
+    assert src.parent == dst.parent
+    assert src != dst
+
+
+def test_a_write_that_fails_halfway_keeps_the_previous_result_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "old", RECORD)
+    real_dump = joblib.dump
+
+    def dies_halfway(value: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        target.write(b"\x1f\x8b partial gzip data")
+        raise DiskFullError("no space left on device")
+
+    monkeypatch.setattr(joblib, "dump", dies_halfway)
+    with pytest.raises(OSError, match="no space left"):
+        store.save(NAME, KEY, np.arange(3), RECORD)  # an array: written by joblib
+    monkeypatch.setattr(joblib, "dump", real_dump)
+
+    assert store.has(NAME, KEY)
+    assert store.load(NAME, KEY) == "old"
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_a_write_that_fails_halfway_leaves_no_entry_that_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+
+    def dies_halfway(value: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        target.write(b"\x1f\x8b partial gzip data")
+        raise DiskFullError("no space left on device")
+
+    monkeypatch.setattr(joblib, "dump", dies_halfway)
+    with pytest.raises(OSError):
+        store.save(NAME, KEY, np.arange(3), RECORD)
+
+    assert not store.has(NAME, KEY)
+    assert not (tmp_path / NAME / KEY / "result.dump.gz").exists()
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_an_entry_held_for_reading_is_not_deleted_until_released(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "value", RECORD)
+    held = store.hold(NAME, KEY)
+    assert held is not None
+    with held:
+        assert not store.delete(NAME, KEY)
+        assert store.load(NAME, KEY) == "value"
+    assert store.delete(NAME, KEY)
+    assert not store.entry(NAME, KEY).exists()
+
+
+def test_holding_a_missing_entry_says_so(tmp_path: Path) -> None:
+    assert Store(tmp_path).hold(NAME, KEY) is None
+
+
+def test_stored_files_are_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(NAME, KEY, "value", RECORD)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("result.dump.gz", "params.yaml"):
+        mode = (store.entry(NAME, KEY) / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~mask, oct(mode)
+
+
+def test_a_folder_in_place_of_the_result_or_record_is_moved_aside_by_the_next_save(tmp_path):
+    store = Store(tmp_path)
+    store.save(NAME, KEY, [1, 2], RECORD)
+    for name in ("result.dump.gz", "params.yaml"):
+        path = store.entry(NAME, KEY) / name
+        path.unlink()
+        path.mkdir()
+        (path / "inside").write_text("kept")
+        assert not store.has(NAME, KEY)
+        store.save(NAME, KEY, [3, 4], RECORD)
+        assert store.load(NAME, KEY) == [3, 4]
+        assert (path.parent / f"{name}.damaged" / "inside").read_text() == "kept"
+
+
+def test_a_file_in_place_of_the_entry_folder_is_moved_aside_by_the_next_save(tmp_path):
+    store = Store(tmp_path)
+    folder = store.entry(NAME, KEY)
+    folder.parent.mkdir(parents=True)
+    folder.write_text("not a folder")
+    assert not store.has(NAME, KEY)
+    with store.lock(NAME, KEY):
+        store.save(NAME, KEY, [5], RECORD)
+    assert store.load(NAME, KEY) == [5]
+    assert folder.with_name(f"{KEY}.damaged").read_text() == "not a folder"
 
 
 # --------------------------------------------------------------------------- store contract
