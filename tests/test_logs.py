@@ -1,8 +1,12 @@
-"""A task's output is logged once and never blocks it (``pyperunner.logs`` with the executors):
-a console handler the task adds, as many libraries do on import, and a run inside a task."""
+"""The run's log (``pyperunner.logs``): ``run_logging`` alone (records to ``pipeline.log`` in one
+line format, a task's records and prints under its name, each task's own log, what the console
+shows beside a live view, logging put back afterwards); and with the executors, a task's output
+logged once and never blocking it: a console handler the task adds, as many libraries do on
+import, and a run inside a task."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -13,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from pyperunner import Pipeline, Runner, Status, task
+from pyperunner.logs import ECHOED, HEADLINE, TASK_STATUS, run_logging, task_context
+from pyperunner.runwriter import RunWriter
 
 EXECUTORS = ["process", "pool", "thread", "inline"]
 FILLER = "x" * 100  # a few hundred such lines fill a pipe
@@ -115,3 +121,87 @@ def test_a_task_may_run_a_pipeline_with_a_runner_of_its_own(tmp_path, monkeypatc
     # wrote; in the runner's process, each run keeps its lines to its own log
     in_worker = executor in ("process", "pool")
     assert numbered(log, "inner-line") == ({i: 2 for i in range(MANY)} if in_worker else {})
+
+
+# --------------------------------------------------------------------------- run_logging alone
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?P<level>[A-Z]+) +(?P<process>\S+) +(?P<task>\S+) +"
+    r"(?P<message>.*)$"
+)
+log = logging.getLogger()
+
+
+def lines_of(path: Path) -> list[dict[str, str]]:
+    parsed = [LINE.match(line) for line in path.read_text().splitlines()]
+    assert all(parsed), path.read_text()
+    return [match.groupdict() for match in parsed if match]
+
+
+def test_records_go_to_the_log_file_in_one_format_and_logging_is_put_back(tmp_path):
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with run_logging(tmp_path / "pipeline.log", console=False) as console:
+        assert console is None
+        log.info("the run's own line")
+        log.debug("too detailed for the log")
+        logging.getLogger("library").warning("a library's warning")
+    assert root.handlers == handlers and root.level == level
+    log.info("after the run")
+    assert [
+        (line["level"], line["task"], line["message"])
+        for line in lines_of(tmp_path / "pipeline.log")
+    ] == [
+        ("INFO", "root", "the run's own line"),
+        ("WARNING", "library", "a library's warning"),
+    ]
+
+
+def test_what_a_task_logs_and_prints_is_logged_under_its_name_and_in_its_own_log(tmp_path):
+    writer = RunWriter(tmp_path, {"Node(a)": "a" * 32})
+    with run_logging(tmp_path / "pipeline.log", console=False, also=writer.handlers()):
+        with task_context("Node(a)"):
+            log.warning("logged by the task")
+            print("printed by the task")
+        log.info("the runner's")
+    writer.close()
+    lines = [(line["task"], line["message"]) for line in lines_of(tmp_path / "pipeline.log")]
+    assert lines == [
+        ("Node(a)", "logged by the task"),
+        ("Node(a)", "printed by the task"),
+        ("root", "the runner's"),
+    ]
+    own = (tmp_path / "tasks" / f"{'a' * 32}.log").read_text()
+    assert "logged by the task" in own and "printed by the task" in own
+    assert "the runner's" not in own
+
+
+def console_lines(tmp_path: Path, live: bool) -> list[str]:
+    """What a console shows of a run's records, beside a live view or not."""
+    shown = io.StringIO()
+    with run_logging(tmp_path / "pipeline.log", logging.StreamHandler(shown), live):
+        log.info("plain info")
+        log.info("headline", extra={HEADLINE: True})
+        log.warning("the run's warning")
+        log.error("Task X failed", extra={TASK_STATUS: True})
+        log.info("echoed by a task", extra={ECHOED: True})
+        with task_context("Node(a)"):
+            log.warning("a task's warning")
+    assert len(lines_of(tmp_path / "pipeline.log")) == 6  # the file has everything
+    return [line.split(maxsplit=5)[-1] for line in shown.getvalue().splitlines()]
+
+
+def test_the_console_shows_every_line_but_those_a_task_printed_there_itself(tmp_path):
+    assert console_lines(tmp_path, live=False) == [
+        "plain info",
+        "headline",
+        "the run's warning",
+        "Task X failed",
+        "a task's warning",
+    ]
+
+
+def test_beside_a_live_view_the_console_shows_only_the_runs_headlines_warnings_and_errors(
+    tmp_path,
+):
+    assert console_lines(tmp_path, live=True) == ["headline", "the run's warning"]
