@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -276,16 +275,14 @@ def test_diamond_is_printed() -> None:
     assert boxes["a"].bottom < boxes["b"].top and boxes["c"].bottom < boxes["d"].top
 
 
-def test_two_hundred_nodes_draw_quickly() -> None:
+def test_two_hundred_nodes_draw_every_box() -> None:
+    """How fast: ``benchmarks/drawings.py``."""
     rng = random.Random(7)
     nodes = [f"task_{index}" for index in range(200)]
     edges = [
         (nodes[i], nodes[j]) for i in range(200) for j in range(i + 1, 200) if rng.random() < 0.02
     ]
-    start = time.perf_counter()
     drawing = draw_ascii(nodes, edges)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0
     assert sorted(box.label for box in parse_boxes(drawing)) == sorted(nodes)
 
 

@@ -6,7 +6,6 @@ import itertools
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import networkx as nx
@@ -277,21 +276,17 @@ def test_empty_graph_and_missing_attributes(tmp_path: Path) -> None:
     assert counts[Status.NOT_STARTED] > 10 * counts[Status.SUCCESS]
 
 
-def test_sixty_tasks_render_quickly(tmp_path: Path) -> None:
-    write_status_png(four_tasks(), tmp_path / "warm-up.png")  # font loading
-    start = time.perf_counter()
-    write_status_png(layered_graph(), tmp_path / "sixty.png", title="sixty tasks")
-    assert time.perf_counter() - start < 0.5
+def test_sixty_tasks_render(tmp_path: Path) -> None:
+    """How fast: ``benchmarks/drawings.py``."""
+    out = write_status_png(layered_graph(), tmp_path / "sixty.png", title="sixty tasks")
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_two_hundred_task_chain_renders_quickly(tmp_path: Path) -> None:
-    # A complexity guard, generous on purpose: it takes some 50 ms on a developer machine.
+def test_two_hundred_task_chain_renders_one_row_per_task(tmp_path: Path) -> None:
+    """How fast: ``benchmarks/drawings.py``."""
     graph = nx.DiGraph()  # of two classes in turn, so that no part of it is drawn as a group
     nx.add_path(graph, [f"Step{i % 2}(number-{i})" for i in range(200)])
-    write_status_png(four_tasks(), tmp_path / "warm-up.png")
-    start = time.perf_counter()
     out = write_status_png(graph, tmp_path / "chain.png", title="200 tasks")
-    assert time.perf_counter() - start < 0.5
     with Image.open(out) as image:
         assert image.format == "PNG"
         assert image.height > 20 * image.width  # a tall picture, one row per task
