@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("store", {"storage", "store"}),
     ("planning", {"plan", "holds", "runfolder"}),
     ("execution", {"executors", "scheduler"}),
-    ("runner", {"observers", "runwriter", "results", "environment", "runner"}),
+    ("runner", {"observers", "runwriter", "results", "environment", "garbage", "runner"}),
     ("reporting", {"report", "ui"}),
     ("interface", {"", "cli"}),
 ]

@@ -1,9 +1,11 @@
 """The ``pyperunner`` command: run a saved pipeline, and look at runs, results and the cache.
 
-It works only through the public API (``Pipeline``, ``Runner``, ``PipelineResult``, the store) and
-the files a run leaves in its folder (``pipeline.yaml``, ``run.yaml``, ``report.html``), so every
-answer it gives can also be had from Python. Exit codes: 0 success, 1 a task failed, 2 bad usage
-or input (a one-line error saying what to do).
+It is glue: it parses arguments, calls the module that owns each answer, and prints. It uses the
+public API (``Pipeline``, ``Runner``, ``PipelineResult``), the readers of run folders
+(``runfolder``), the store and its garbage (``store.Store``, ``garbage``), the text formats
+(``text``, ``status.format_counts``), and for their commands ``report.terminal``,
+``report.html`` and ``ui.server``; so every answer it gives can also be had from Python. Exit
+codes: 0 success, 1 a task failed, 2 bad usage or input (a one-line error saying what to do).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from . import (
     UnhashableParameterError,
     WiringError,
     __version__,
+    garbage,
     runfolder,
     yamlio,
 )
@@ -45,7 +48,6 @@ from .text import format_bytes, format_duration
 
 PRINT_LIMIT = 20_000  # characters of a task's output `result` prints before cutting it short
 
-GC_HINT = "fix or remove it, then run gc again"
 T = TypeVar("T")
 # What the library raises for a pipeline file or task that is not as it should be: exit 2.
 INPUT_ERRORS: tuple[type[Exception], ...] = (
@@ -437,50 +439,38 @@ def gc(data_path: str, keep_paths: tuple[str, ...], dry_run: bool) -> None:
         pyperunner gc data/ --keep log/ --delete
         pyperunner gc data/ --keep log/my-pipeline_240101T120000 --keep pipeline.yml
     """
-    delete = not dry_run
     try:
-        used, run_count = runfolder.entries_used([Path(p) for p in keep_paths])
-    except RunFolderError as exc:
-        raise RunFolderError(exc.path, exc.problem, GC_HINT) from exc
-    if run_count == 0:
-        raise BadUsage(
-            f"no run folder found under {', '.join(keep_paths)}; refusing to treat every entry as "
-            "garbage (pass the log folder of the runs to keep)"
-        )
+        used, runs = garbage.used_by(Path(p) for p in keep_paths)
+    except garbage.NothingKeptError as exc:
+        raise BadUsage(str(exc)) from exc
     store = from_options(lambda: Store(data_path))
     if isinstance(store.root, Path) and not store.root.is_dir():
         raise BadUsage(f"DATA_PATH {data_path} is not a folder")
-    entries = list(store.entries())
-    garbage = [entry for entry in entries if entry not in used]
-    sizes = {entry: store.size(*entry) for entry in garbage}
-    deleted, skipped = [], []
-    for name, key in garbage:
-        where = f"{name}/{key}"
-        if not delete:
-            click.echo(f"would delete  {where}  {format_bytes(sizes[name, key])}")
-        elif store.delete(name, key):
-            deleted.append((name, key))
-            click.echo(f"deleted       {where}  {format_bytes(sizes[name, key])}")
-        else:
-            skipped.append((name, key))
-            click.echo(f"skipped       {where}  (locked: in use by a run)")
-    kept = f"kept {len(entries) - len(garbage)} entries used by {run_count} run(s)"
-    kept_entries = [entry for entry in entries if entry in used]
-    if delete:  # kept entries lose what interrupted writes left in them
-        swept = sum(len(store.sweep(name, key)) for name, key in kept_entries)
-        if swept:
-            click.echo(f"removed {swept} temporary file(s) left by interrupted writes")
-        freed = format_bytes(sum(sizes[entry] for entry in deleted))
-        click.echo(
-            f"Deleted {len(deleted)} entries ({freed}), skipped {len(skipped)} locked; {kept}"
-        )
-    else:
-        if leftovers := sum(len(store.leftovers(name, key)) for name, key in kept_entries):
+    found = garbage.find_garbage(store, used, runs)
+    sizes = found.garbage
+    kept = f"kept {len(found.kept)} entries used by {found.runs} run(s)"
+    if dry_run:
+        for name, key in sizes:
+            click.echo(f"would delete  {name}/{key}  {format_bytes(sizes[name, key])}")
+        if leftovers := found.leftovers():
             click.echo(f"would remove {leftovers} temporary file(s) left by interrupted writes")
         total = format_bytes(sum(sizes.values()))
-        click.echo(f"Would delete {len(garbage)} entries ({total}); {kept}")
-        if garbage:
+        click.echo(f"Would delete {len(sizes)} entries ({total}); {kept}")
+        if sizes:
             click.echo("Run again with --delete to delete them.")
+        return
+    deleted, skipped = [], []
+    for (name, key), gone in found.delete():
+        if gone:
+            deleted.append((name, key))
+            click.echo(f"deleted       {name}/{key}  {format_bytes(sizes[name, key])}")
+        else:
+            skipped.append((name, key))
+            click.echo(f"skipped       {name}/{key}  (locked: in use by a run)")
+    if swept := found.sweep():  # kept entries lose what interrupted writes left in them
+        click.echo(f"removed {swept} temporary file(s) left by interrupted writes")
+    freed = format_bytes(sum(sizes[entry] for entry in deleted))
+    click.echo(f"Deleted {len(deleted)} entries ({freed}), skipped {len(skipped)} locked; {kept}")
 
 
 # --------------------------------------------------------------------------- ui
