@@ -1,4 +1,8 @@
-"""Planning: which tasks of a pipeline must run, and why; a pure function of its inputs.
+"""Planning: which tasks of a pipeline must run, and why.
+
+:func:`make_plan` is a pure function of the graph and of what it is told about each task;
+:func:`plan_with_store` asks a store those questions (cached? damaged? changed since?), holding
+the cached results a run will read.
 
 A task runs when it has no cached result, when it was created with ``reload=True``, when the run
 uses ``force_reload``, or when any task upstream of it runs. Everything else is CACHED and is not
@@ -9,11 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import display
 from .graph import GraphLike, topological_order
+from .store import EntryState, Store
+from .task import Task
+
+log = logging.getLogger()
 
 _MISSING = object()
 
@@ -141,3 +150,82 @@ def compare_records(current: Mapping[str, Any], previous: Mapping[str, Any] | No
     if list(old_parents) != list(new_parents) and not upstream:
         upstream = ["(parents rewired)"]
     return Change(tuple(own), tuple(upstream))
+
+
+def plan_with_store(
+    store: Store,
+    graph: GraphLike,
+    tasks: Mapping[str, Task],
+    keys: Mapping[str, str],
+    records: Mapping[str, Mapping[str, Any]],
+    force_reload: bool,
+    hold: Callable[[str], bool] | None = None,
+    dry: bool = False,
+) -> Plan:
+    """What must run and why, asking ``store`` what is cached and how it differs from what was
+    stored before; ``dry`` (a plan only looked at) changes nothing in the store:
+    leftovers stay, and a damaged result is reported but not moved aside.
+
+    With ``hold`` (``holds.Holds.take``), every cached result a task of the run will read is
+    held, so gc cannot delete it from here on; one that is gone by then counts as not cached
+    after all.
+    """
+    damaged: dict[str, str] = {}
+    verified: set[str] = set()
+    gone: set[str] = set()
+
+    def found_damaged(name: str, problem: str) -> None:
+        if name not in damaged:
+            log.warning("Cached result of %s is damaged (%s); computing it again", name, problem)
+            damaged[name] = problem
+
+    def is_cached(name: str) -> bool:
+        if name in damaged or name in gone:  # damaged by its checksum, or deleted since
+            return False
+        state, problem = store.check(name, keys[name])
+        if state is EntryState.DAMAGED:
+            found_damaged(name, problem)
+        elif state is EntryState.OK and not dry:
+            for leftover in store.sweep(name, keys[name]):
+                log.info("Removed %s, left by an interrupted write", leftover)
+        return state is EntryState.OK
+
+    def changes(name: str) -> Change:
+        if name in damaged:
+            return Change((f"stored result is damaged ({damaged[name]})",))
+        aside = store.damaged_copy(name, keys[name])
+        if aside is not None and not store.has(name, keys[name]):
+            return Change((f"stored result is damaged (it was moved aside to {aside})",))
+        previous = store.latest_record(name, except_key=keys[name])
+        return compare_records(records[name], previous)
+
+    while True:  # until every cached result this run will read is held and checked
+        plan = make_plan(
+            graph,
+            is_cached=is_cached,
+            reload=lambda name: tasks[name].reload,
+            force_reload=force_reload,
+            changes=changes,
+        )
+        to_read = {
+            name
+            for name in plan.cached
+            if any(child in plan.reasons for child in graph.successors(name))
+        }
+        vanished = set() if hold is None else {n for n in to_read if not hold(n)}
+        for name in vanished:
+            log.warning(
+                "The stored result of %s vanished while the run was planned; computing it again",
+                name,
+            )
+        gone |= vanished
+        problems = {
+            name: store.verify(name, keys[name], set_aside=not dry)
+            for name in to_read - verified - gone
+        }
+        verified |= to_read
+        for name, problem in problems.items():
+            if problem is not None:
+                found_damaged(name, problem)
+        if not vanished and not any(problems.values()):
+            return plan

@@ -26,13 +26,13 @@ from .graph import Dag, Pipeline, PipelineError, graph_keys
 from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .observers import RunObserver, RunSetting, observers_for
-from .plan import Change, Plan, compare_records, make_plan
+from .plan import Plan, plan_with_store
 from .results import PipelineResult
 from .runfolder import LOG_FILE
 from .runwriter import RunWriter, make_folder
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
-from .store import DEFAULT_COMPRESS, EntryState, Store
+from .store import DEFAULT_COMPRESS, Store
 from .task import Task
 
 log = logging.getLogger()
@@ -150,77 +150,12 @@ class Runner:
         keys: Mapping[str, str],
         records: Mapping[str, Mapping[str, Any]],
         force_reload: bool,
-        holds: Holds | None = None,
+        hold: Callable[[str], bool] | None = None,
         dry: bool = False,
     ) -> Plan:
-        """What must run and why; ``dry`` (a plan only looked at) changes nothing in the store:
-        leftovers stay, and a damaged result is reported but not moved aside.
-
-        With ``holds``, every cached result a task of the run will read is held, so gc cannot
-        delete it from here on; one that is gone by then counts as not cached after all.
-        """
-        damaged: dict[str, str] = {}
-        verified: set[str] = set()
-        gone: set[str] = set()
-
-        def found_damaged(name: str, problem: str) -> None:
-            if name not in damaged:
-                log.warning(
-                    "Cached result of %s is damaged (%s); computing it again", name, problem
-                )
-                damaged[name] = problem
-
-        def is_cached(name: str) -> bool:
-            if name in damaged or name in gone:  # damaged by its checksum, or deleted since
-                return False
-            state, problem = self.store.check(name, keys[name])
-            if state is EntryState.DAMAGED:
-                found_damaged(name, problem)
-            elif state is EntryState.OK and not dry:
-                for leftover in self.store.sweep(name, keys[name]):
-                    log.info("Removed %s, left by an interrupted write", leftover)
-            return state is EntryState.OK
-
-        def changes(name: str) -> Change:
-            if name in damaged:
-                return Change((f"stored result is damaged ({damaged[name]})",))
-            aside = self.store.damaged_copy(name, keys[name])
-            if aside is not None and not self.store.has(name, keys[name]):
-                return Change((f"stored result is damaged (it was moved aside to {aside})",))
-            previous = self.store.latest_record(name, except_key=keys[name])
-            return compare_records(records[name], previous)
-
-        while True:  # until every cached result this run will read is held and checked
-            plan = make_plan(
-                graph,
-                is_cached=is_cached,
-                reload=lambda name: tasks[name].reload,
-                force_reload=force_reload,
-                changes=changes,
-            )
-            to_read = {
-                name
-                for name in plan.cached
-                if any(child in plan.reasons for child in graph.successors(name))
-            }
-            vanished = set() if holds is None else {n for n in to_read if not holds.take(n)}
-            for name in vanished:
-                log.warning(
-                    "The stored result of %s vanished while the run was planned; computing it "
-                    "again",
-                    name,
-                )
-            gone |= vanished
-            problems = {
-                name: self.store.verify(name, keys[name], set_aside=not dry)
-                for name in to_read - verified - gone
-            }
-            verified |= to_read
-            for name, problem in problems.items():
-                if problem is not None:
-                    found_damaged(name, problem)
-            if not vanished and not any(problems.values()):
-                return plan
+        """The plan against this runner's store (``plan.plan_with_store``): the one step both
+        :meth:`plan` and a run take to decide."""
+        return plan_with_store(self.store, graph, tasks, keys, records, force_reload, hold, dry)
 
     def results(self) -> PipelineResult:
         """The results of the last run of this runner."""
@@ -323,7 +258,7 @@ class _Run:
         self.holds = Holds(self.store, self.graph, self.keys)
         stack.callback(self.holds.close)
         plan = self.runner._plan(
-            self.graph, self.tasks, self.keys, self.records, force_reload, self.holds
+            self.graph, self.tasks, self.keys, self.records, force_reload, self.holds.take
         )
         self.holds.start(plan)
         log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
