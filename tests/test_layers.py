@@ -6,6 +6,8 @@ import that runs only sometimes (lazily, or under ``TYPE_CHECKING``) counts too.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,21 @@ def test_the_check_finds_a_cycle_and_an_upward_import():
     finally:
         IMPORTS.clear()
         IMPORTS.update(saved)
+
+
+def test_importing_the_package_plugs_in_the_reporting_layer_without_importing_the_drawings():
+    """``import pyperunner`` registers the views and drawings but imports none of the modules
+    that draw, nor Dask; the executors the guide constructs are exported."""
+    code = (
+        "import sys, pyperunner\n"
+        "from pyperunner import observers\n"
+        "print(len(observers.FACTORIES), sorted(m for m in sys.modules if m.startswith("
+        "('pyperunner.report.', 'dask', 'distributed', 'rich', 'PIL', 'networkx'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(" ", 1) == [
+        "2",
+        "['pyperunner.report.observers', 'pyperunner.report.wiring']\n",
+    ]
+    for name in ("ProcessExecutor", "ThreadExecutor", "InlineExecutor", "DaskExecutor"):
+        assert name in pyperunner.__all__ and getattr(pyperunner, name).__name__ == name

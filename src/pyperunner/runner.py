@@ -136,9 +136,7 @@ class Runner:
         The pipeline remembers the plan, so ``pipeline.summary()`` then marks each task.
         """
         graph = pipeline.graph()
-        keys = graph_keys(graph)
-        tasks = {name: graph.nodes[name]["task"] for name in graph}
-        records = {name: _record_of(tasks[name], keys) for name in graph}
+        keys, tasks, records = _tasks_of(graph)
         plan = self._plan(graph, tasks, keys, records, force_reload, dry=True)
         pipeline.planned(plan)
         return plan
@@ -201,9 +199,7 @@ class _Run:
                 "before running it"
             )
         self.runner, self.store, self.pipeline, self.graph = runner, runner.store, pipeline, graph
-        self.keys = graph_keys(graph)
-        self.tasks = {name: graph.nodes[name]["task"] for name in graph}
-        self.records = {name: _record_of(self.tasks[name], self.keys) for name in graph}
+        self.keys, self.tasks, self.records = _tasks_of(graph)
         self.doc = {"pipeline": pipeline._described(graph, self.keys), "run": runner._run_info()}
         self.observers: list[RunObserver] = []  # the journal first; told of every step
         self.executor = make_executor(runner.executor)
@@ -400,6 +396,15 @@ def _log_change(name: str, run: TaskRun) -> None:
 
 def _inputs(task: Task, keys: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((p.name, keys[p.name]) for p in task.parents)
+
+
+def _tasks_of(
+    graph: Dag,
+) -> tuple[dict[str, str], dict[str, Task], dict[str, dict[str, Any]]]:
+    """Every task's key, the task itself, and its record (see :func:`_record_of`), by name."""
+    keys = graph_keys(graph)
+    tasks = {name: graph.nodes[name]["task"] for name in graph}
+    return keys, tasks, {name: _record_of(task, keys) for name, task in tasks.items()}
 
 
 def _record_of(task: Task, keys: Mapping[str, str]) -> dict[str, Any]:
