@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("model", {"task", "graph", "status"}),
-    ("store", {"storage", "store"}),
+    ("store", {"storage", "storage_fsspec", "store"}),
     ("planning", {"plan", "holds", "runfolder"}),
     ("execution", {"executors", "scheduler"}),
     ("runner", {"observers", "runwriter", "results", "environment", "garbage", "runner"}),

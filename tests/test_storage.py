@@ -35,7 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from pyperunner import Pipeline, Runner, Status, Task, run, task
-from pyperunner.storage import FSSPEC_HINT, STALE_AFTER
+from pyperunner.storage_fsspec import FSSPEC_HINT, STALE_AFTER
 from pyperunner.store import EntryState, ResultNotStorableError, Store, StoreError
 
 NAME = "Evaluate(both)"

@@ -28,7 +28,8 @@ from typing import Any
 
 from . import yamlio
 from .files import DAMAGED_SUFFIX
-from .storage import Hold, Location, files_for
+from .storage import Hold, Location
+from .storage_fsspec import files_for
 
 RESULT_FILE = "result.dump.gz"
 PARAMS_FILE = "params.yaml"
@@ -207,7 +208,7 @@ class Store:
         """Remove leftovers of interrupted writes in an entry; call it holding the entry's lock.
 
         On a store without locks only temporaries older than
-        :data:`pyperunner.storage.STALE_AFTER` count.
+        :data:`pyperunner.storage_fsspec.STALE_AFTER` count.
         """
         removed = []
         for leftover in self._files.leftovers(self._files.at(name, key)):
