@@ -1,0 +1,5 @@
+"""``python -m pyperunner.cli``: the ``pyperunner`` command."""
+
+from . import main
+
+main()
