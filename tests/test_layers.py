@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "files",
             "text",
             "display",
+            "output",
             "logs",
             "preview",
             "fingerprint",

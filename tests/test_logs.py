@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from pyperunner import Pipeline, Runner, Status, task
-from pyperunner.logs import ECHOED, HEADLINE, TASK_STATUS, run_logging, task_context
+from pyperunner.logs import HEADLINE, TASK_STATUS, run_logging
+from pyperunner.output import ECHOED, task_context
 from pyperunner.runwriter import RunWriter
 
 EXECUTORS = ["process", "pool", "thread", "inline"]

@@ -24,7 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from .. import preview, yamlio
-from ..logs import flush_task_output, log_full_traceback, task_context
+from ..logs import log_full_traceback
+from ..output import flush_task_output, task_context
 from ..storage import Hold
 from ..store import EntryState, MissingResult, Store
 from ..task import Inputs, Task

@@ -36,14 +36,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..logs import (
-    ProcessOutput,
-    belonging_to,
-    current_run,
-    forward_records,
-    handle_forwarded,
-    output_busy,
-)
+from ..logs import belonging_to, current_run, forward_records, handle_forwarded
+from ..output import ProcessOutput, output_busy
 from ..storage import Hold
 from ..store import Store
 from .base import (

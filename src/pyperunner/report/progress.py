@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TextIO
 
-from ..logs import real_stream
+from ..output import real_stream
 from ..status import Status, TaskRun
 from .layout import STATUS_COLORS
 
