@@ -196,18 +196,22 @@ class Pipeline:
         """Add ``task`` and every task connected to it to the pipeline.
 
         Only tasks not seen on an earlier ``add`` are checked, so that building a chain of n
-        tasks one by one costs O(n), not O(n^2); :meth:`graph` checks everything again.
+        tasks one by one, or adding the n roots of a fan-in, costs O(n), not O(n^2);
+        :meth:`graph` checks everything again.
         """
         require_task(task, f"pipeline {self.name!r}: what is added")
         if id(task) in self._member_ids:
             return
         fresh = list(_connected([task], skip=self._seen))
-        names = dict(self._names)
-        if any(names.setdefault(t.name, t) is not t for t in fresh):
-            names = self._unique_names([*self._members, task])  # raises, unless seen is stale
-            fresh, self._seen = list(_connected([*self._members, task])), {}
+        added: dict[str, Task] = {}
+        if any(
+            self._names.get(t.name, t) is not t or added.setdefault(t.name, t) is not t
+            for t in fresh
+        ):
+            added = self._unique_names([*self._members, task])  # raises, unless seen is stale
+            fresh, self._seen, self._names = list(_connected([*self._members, task])), {}, {}
         self._seen.update((id(t), t) for t in fresh)
-        self._names = names
+        self._names.update(added)
         self._members.append(task)
         self._member_ids.add(id(task))
 
