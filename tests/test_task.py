@@ -735,9 +735,7 @@ def test_a_numeric_tag_is_converted_to_text(tag, name):
     assert created.name == name and created.tag == name[12:-1]
 
 
-@pytest.mark.parametrize(
-    "tag", ["x" * 300, "\U0001f600" * 70], ids=["300 characters", "70 emoji"]
-)
+@pytest.mark.parametrize("tag", ["x" * 300, "\U0001f600" * 70], ids=["300 characters", "70 emoji"])
 def test_a_name_longer_than_a_folder_name_may_be_is_refused_at_creation(tag):
     with pytest.raises(TaskDefinitionError, match="255 bytes") as raised:
         simpletask(tag)

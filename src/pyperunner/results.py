@@ -180,7 +180,9 @@ class PipelineResult(Mapping[str, Any]):
             )
         keys = {name: spec["key"] for name, spec in run.tasks.items()}
         store = Store(root)
-        if run.outcome is not None:
+        if run.journal is not None and run.journal.ended:  # its records, rebuilt already
+            runs = run.journal.runs()
+        elif run.outcome is not None:
             tasks = run.outcome.get("tasks") or {}
             runs = {name: TaskRun.from_dict(record) for name, record in tasks.items()}
         else:

@@ -309,14 +309,16 @@ class Task:
             if isinstance(klass, type) and issubclass(klass, Task) and klass is not Task
         ]
 
-    def own_digest(self) -> str:
+    def own_digest(self, code: str | None = None) -> str:
         """Digest of this task alone: identity, tag, parameters and code (not its parents).
 
         Parameters are hashed as they are now, so a list changed after creating the task
-        changes the key too, as it changes what the task computes.
+        changes the key too, as it changes what the task computes. ``code`` is the class's
+        :meth:`code_fingerprint` when the caller has it already (keys of many tasks at once).
         """
         params = keys.params_digest(self.params)
-        return keys.own_digest(self.identity(), self.name, params, self.code_fingerprint())
+        code = self.code_fingerprint() if code is None else code
+        return keys.own_digest(self.identity(), self.name, params, code)
 
     def hash(self) -> str:
         """The task's key: its own digest combined with the keys of all upstream tasks."""
