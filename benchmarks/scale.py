@@ -24,6 +24,7 @@ the last task's value must be what plain Python computes, so a fast wrong answer
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -227,8 +228,27 @@ class Failed(Exception):
     """A measurement crashed, timed out or printed no result."""
 
 
-def subprocess_seconds(cmd: Sequence[str], timeout: float) -> tuple[float, str]:
+@dataclasses.dataclass(frozen=True)
+class Version:
+    """The pyperunner measured: its ``src`` folder put first on ``PYTHONPATH`` (None: the one
+    installed), ``name`` told in the tables when several are compared."""
+
+    name: str = ""
+    src: str | None = None
+
+    def row(self, kind: str) -> str:
+        """The shape column of this version's rows."""
+        return f"{kind} [{self.name}]" if self.name else kind
+
+
+def subprocess_seconds(
+    cmd: Sequence[str], timeout: float, version: Version = Version()
+) -> tuple[float, str]:
     """Run ``cmd`` (killed with its descendants after ``timeout`` s): wall time and stdout."""
+    env = {**os.environ, "COLUMNS": "120"}
+    if version.src is not None:
+        others = filter(None, env.get("PYTHONPATH", "").split(os.pathsep))
+        env["PYTHONPATH"] = os.pathsep.join([version.src, *others])
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
@@ -237,7 +257,7 @@ def subprocess_seconds(cmd: Sequence[str], timeout: float) -> tuple[float, str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "COLUMNS": "120"},
+        env=env,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -250,20 +270,22 @@ def subprocess_seconds(cmd: Sequence[str], timeout: float) -> tuple[float, str]:
     return time.perf_counter() - started, out
 
 
-def run_measure(what: str, kind: str, n: int, workdir: Path, timeout: float) -> dict[str, float]:
+def run_measure(
+    what: str, kind: str, n: int, workdir: Path, timeout: float, version: Version
+) -> dict[str, float]:
     """:func:`measure` in a fresh interpreter."""
     cmd = [sys.executable, __file__, "--measure", what, kind, str(n), str(workdir)]
-    _, out = subprocess_seconds(cmd, timeout)
+    _, out = subprocess_seconds(cmd, timeout, version)
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise Failed("no result printed")
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def cli_seconds(args: Sequence[str], timeout: float) -> float:
+def cli_seconds(args: Sequence[str], timeout: float, version: Version) -> float:
     """Wall time of ``pyperunner ARGS`` in a fresh interpreter."""
     cmd = [sys.executable, "-c", "from pyperunner.cli import main; main()", *args]
-    return subprocess_seconds(cmd, timeout)[0]
+    return subprocess_seconds(cmd, timeout, version)[0]
 
 
 class Samples:
@@ -287,21 +309,27 @@ class Samples:
 
 
 def one_round(
-    samples: Samples, kind: str, n: int, tools: Sequence[str], scratch: Path, timeout: float
+    samples: Samples,
+    kind: str,
+    n: int,
+    tools: Sequence[str],
+    scratch: Path,
+    timeout: float,
+    version: Version,
 ) -> None:
     """Every tool once on a pipeline of ``kind`` and size ``n``, then the big-run operations
     on the inline run's folder."""
     inline = None
     for tool in tools:
-        key = (kind, n, tool)
+        key = (version.row(kind), n, tool)
         if key in samples.errors:
             continue  # it failed before: do not wait for it again
         workdir = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=scratch))
         try:
-            samples.add(key, run_measure(tool, kind, n, workdir, timeout)["run"])
+            samples.add(key, run_measure(tool, kind, n, workdir, timeout, version)["run"])
             if tool == "joblib":
-                again = run_measure("joblib-cached", kind, n, workdir, timeout)["run"]
-                samples.add((kind, n, "joblib-cached"), again)
+                again = run_measure("joblib-cached", kind, n, workdir, timeout, version)["run"]
+                samples.add((version.row(kind), n, "joblib-cached"), again)
         except Failed as exc:
             samples.fail(key, str(exc))
         if tool == "pyperunner-inline" and key not in samples.errors:
@@ -309,32 +337,41 @@ def one_round(
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     if inline is not None:
-        big_run_ops(samples, kind, n, inline, timeout)
+        big_run_ops(samples, kind, n, inline, timeout, version)
         shutil.rmtree(inline, ignore_errors=True)
 
 
-def big_run_ops(samples: Samples, kind: str, n: int, workdir: Path, timeout: float) -> None:
+def big_run_ops(
+    samples: Samples, kind: str, n: int, workdir: Path, timeout: float, version: Version
+) -> None:
     """:data:`OPS` on the run folder (and store) of an inline run, each in a fresh interpreter."""
     (folder,) = (workdir / "log").iterdir()
+
+    def measured(what: str) -> Callable[[], dict[str, float]]:
+        return lambda: run_measure(what, kind, n, workdir, timeout, version)
+
+    def command(*args: str) -> Callable[[], dict[str, float]]:
+        return lambda: {args[0]: cli_seconds(args, timeout, version)}
+
     steps: list[tuple[Sequence[str], Callable[[], dict[str, float]]]] = [
-        (("build", "keys+plan", "summary"), lambda: run_measure("ops", kind, n, workdir, timeout)),
-        (("from_file",), lambda: run_measure("from_file", kind, n, workdir, timeout)),
-        (("show",), lambda: {"show": cli_seconds(["show", str(folder)], timeout)}),
-        (("runs",), lambda: {"runs": cli_seconds(["runs", str(workdir / "log")], timeout)}),
-        # last: it adds a run folder
-        (("cached",), lambda: run_measure("cached", kind, n, workdir, timeout)),
+        (("build", "keys+plan", "summary"), measured("ops")),
+        (("from_file",), measured("from_file")),
+        (("show",), command("show", str(folder))),
+        (("runs",), command("runs", str(workdir / "log"))),
+        (("cached",), measured("cached")),  # last: it adds a run folder
     ]
+    row = version.row(kind)
     for names, step in steps:
-        if any((kind, n, name) in samples.errors for name in names):
+        if any((row, n, name) in samples.errors for name in names):
             continue
         try:
             figures = step()
         except Failed as exc:
             for name in names:
-                samples.fail((kind, n, name), str(exc))
+                samples.fail((row, n, name), str(exc))
             continue
         for name in names:
-            samples.add((kind, n, name), figures[name])
+            samples.add((row, n, name), figures[name])
 
 
 # -- the tables -----------------------------------------------------------------------------------
@@ -405,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout-per-task", type=float, default=0.05, help="seconds a task, for time limits"
     )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="NAME=SRC",
+        help="measure several pyperunners interleaved, each its src folder (e.g. a checkout's)",
+    )
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
@@ -412,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(measure(what, kind, int(n), Path(workdir))))
         return 0
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    versions = [Version(*pair.split("=", 1)) for pair in args.compare or ()] or [Version()]
     shapes = args.shapes.split(",")
     tools = args.tools.split(",")
     samples = Samples()
@@ -424,15 +468,17 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(1 if args.quick else args.repeat):
             for n in sizes:
                 for kind in shapes:
-                    print(f"[round {round_ + 1}] {kind} {n}", file=sys.stderr, flush=True)
-                    timeout = 120 + args.timeout_per_task * n * 10
-                    one_round(samples, kind, n, tools, scratch, timeout)
+                    for version in versions:
+                        print(f"[{round_ + 1}] {version.row(kind)} {n}", file=sys.stderr)
+                        timeout = 120 + args.timeout_per_task * n * 10
+                        one_round(samples, kind, n, tools, scratch, timeout, version)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(per_task_table(samples, shapes, sizes))
+    rows = [version.row(kind) for kind in shapes for version in versions]
+    print(per_task_table(samples, rows, sizes))
     print()
     print("seconds of what one does with a run's folder (inline), and joblib.Memory's re-run:")
-    print(ops_table(samples, shapes, sizes))
+    print(ops_table(samples, rows, sizes))
     for key, message in samples.errors.items():
         print(f"ERROR {key}: {message}")
     return 1 if samples.errors else 0
