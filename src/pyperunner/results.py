@@ -191,8 +191,9 @@ class PipelineResult(Mapping[str, Any]):
         keys = {name: spec["key"] for name, spec in run.tasks.items()}
         store = Store(root)
         runs: Mapping[str, TaskRun] | Callable[[], Mapping[str, TaskRun]]
-        if run.journal is not None and run.journal.ended:  # read when first asked for
-            runs = run.journal.runs
+        journal = run.journal
+        if journal is not None and journal.pipeline is not None and journal.ended:
+            runs = journal.runs  # the run was read from its journal: read when first asked for
         elif run.outcome is not None:
             tasks = run.outcome.get("tasks") or {}
             runs = {name: TaskRun.from_dict(record) for name, record in tasks.items()}
