@@ -27,7 +27,7 @@ EXECUTION_SETTINGS = frozenset({"retries", "retry_delay", "timeout"})
 _RUN_MARK = "__pyperunner_run__"
 _NAMED_MARK = "__pyperunner_named__"
 """Set on a class that ``@task`` made or named."""
-_NOT_CODE = EXECUTION_SETTINGS | {"_receives_input"}
+_NOT_CODE = EXECUTION_SETTINGS | {"_receives_input", "_signature_of"}
 """Class attributes a task's code key leaves out: its settings, and what pyperunner caches."""
 
 T = TypeVar("T")
@@ -209,12 +209,19 @@ class Task:
 
     @classmethod
     def _signature(cls) -> inspect.Signature:
+        """The parameters of the task's function (without ``self``), worked out once for each
+        function the class has (``inspect.signature`` was half the cost of creating a task)."""
         func = cls._work_function()
+        known = cls.__dict__.get("_signature_of")
+        if known is not None and known[0] is func:
+            return known[1]  # type: ignore[no-any-return]
         sig = inspect.signature(func)
         params = list(sig.parameters.values())
         if func is cls.run:
             params = params[1:]  # `self`
-        return sig.replace(parameters=params)
+        sig = sig.replace(parameters=params)
+        cls._signature_of = (func, sig)
+        return sig
 
     @classmethod
     def receives_input(cls) -> bool:
