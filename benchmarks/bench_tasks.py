@@ -78,3 +78,13 @@ def handoff(size: int) -> tuple[Pipeline, str]:
     """Make (a ``size``-byte array) -> Total (its sum); returns it and Total's name."""
     last = total("sum")(make("array", size=size))
     return Pipeline("handoff", [last]), last.name
+
+
+@task("Source", receives_input=False)
+def source(i):
+    return plain.combine([], i)
+
+
+@task("Node")
+def node(data, i):
+    return plain.combine(list(data), i)

@@ -44,3 +44,8 @@ def make_array(size: int, seed: int = 0):  # type: ignore[no-untyped-def]
 def array_sum(array) -> int:  # type: ignore[no-untyped-def]
     """The sum of every byte of ``array`` (reads all of it)."""
     return int(array.sum())
+
+
+def combine(values: list[int], i: int) -> int:
+    """A task of ``benchmarks/scale.py``: the sum of its inputs plus its index (kept small)."""
+    return (sum(values) + i) % 1_000_003

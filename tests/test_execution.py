@@ -924,9 +924,7 @@ def appends(items):
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
-def test_a_task_that_changes_its_parameters_changes_neither_itself_nor_its_key(
-    tmp_path, executor
-):
+def test_a_task_that_changes_its_parameters_changes_neither_itself_nor_its_key(tmp_path, executor):
     appender = appends(items=["one"])
     key = appender.hash()
     pipeline = Pipeline("appends", [appender])

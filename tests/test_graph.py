@@ -391,6 +391,34 @@ def test_sequential_add_of_a_duplicate_raises_and_leaves_the_chain_usable() -> N
     assert len(pipeline) == 3
 
 
+def test_a_wide_fan_in_is_walked_once_and_still_checked_for_duplicates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adding the roots of a fan-in one by one visits each task once in all (the first root
+    finds the rest through their common child), not once per root; a duplicate name added
+    afterwards is still caught."""
+    from pyperunner import graph
+
+    visited: list[str] = []
+    walk = graph._connected
+
+    def counting(*args: Any, **kwargs: Any) -> Iterator[Task]:
+        for t in walk(*args, **kwargs):
+            visited.append(t.name)
+            yield t
+
+    monkeypatch.setattr(graph, "_connected", counting)
+    roots = [simpletask(tag=f"root{k}") for k in range(300)]
+    gather = simpletask(tag="gather")(roots)
+
+    pipeline = Pipeline("fan-in", roots)
+
+    assert sorted(visited) == sorted([t.name for t in roots] + [gather.name])
+    with pytest.raises(ValueError, match=r"simple-task\(root7\)"):
+        pipeline.add(simpletask(tag="root7"))
+    assert len(pipeline.graph()) == 301
+
+
 def test_adding_the_same_task_twice_is_harmless() -> None:
     first, *_ = chain = manual_chain()
     pipeline = Pipeline("p", [first])

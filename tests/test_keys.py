@@ -892,6 +892,27 @@ def build_ladder(depth: int) -> list[Task]:
     return tasks
 
 
+def test_pipeline_keys_fingerprint_each_task_class_once_and_match_each_tasks_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pipeline's keys take each class's code fingerprint once, not once per task (a check
+    that the code is unchanged costs as much as a key), and are the keys each task has alone."""
+    from pyperunner import Pipeline
+
+    tasks = build_ladder(50)
+    classes = {type(t) for t in tasks}
+    asked: list[type] = []
+    real = Task.code_fingerprint.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        Task, "code_fingerprint", classmethod(lambda cls: asked.append(cls) or real(cls))
+    )
+
+    by_name = Pipeline("ladder", [t for t in tasks if not t.parents]).keys()
+
+    assert sorted(asked, key=str) == sorted(classes, key=str)
+    assert by_name == {t.name: t.hash() for t in tasks}
+
+
 def test_ladder_of_depth_200_hashes_each_task_once(monkeypatch):
     """Linear time, proven by counting: every task's own digest is computed exactly once, where
     a naive recursion over a two-wide ladder would take 2^200 steps."""

@@ -102,3 +102,25 @@ def test_a_script_ends_with_the_failures_and_a_nonzero_status(tmp_path: Path) ->
     assert lines[start + 2].startswith(f'      File "{script}", line 10, in ')  # in its code
     assert lines[start + 3] == "        return [1 / x for x in data[0]]"
     assert lines[-1] == f"  report: {next((tmp_path / 'log').iterdir()) / 'report.html'}"
+
+
+def test_from_file_reads_the_tasks_records_only_when_asked_for(
+    failed: PipelineResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``from_file`` reads a run's pipeline and end, not its tasks' records (most of a big
+    run's journal): those are read the first time a status or an output is asked for."""
+    from pyperunner.status import TaskRun
+
+    rebuilt: list[object] = []
+    real = TaskRun.from_dict.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        TaskRun, "from_dict", classmethod(lambda cls, doc: rebuilt.append(doc) or real(cls, doc))
+    )
+    assert failed.run_dir is not None
+
+    again = PipelineResult.from_file(failed.run_dir)
+
+    assert rebuilt == [] and again.task_keys == failed.task_keys
+    assert again.statuses == failed.statuses
+    assert len(rebuilt) == len(failed.task_keys)
+    assert list(again.failed) == list(failed.failed) == ["Feature(s2-max)", "Feature(s5-std)"]

@@ -47,6 +47,36 @@ def test_a_run_reads_the_same_from_its_journal_and_from_its_yaml_files(tmp_path:
         assert journal.outcome["tasks"][name] == yaml_files.outcome["tasks"][name]
 
 
+def test_a_journal_rebuilds_each_tasks_latest_valid_record_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each task's record is rebuilt from its latest valid line only, once: a damaged last
+    line leaves the one before it, a line that is not JSON (or holds two values) is skipped."""
+    from pyperunner.status import TaskRun
+
+    folder = a_run(tmp_path)
+    journal = folder / "events.jsonl"
+    lines = journal.read_text().splitlines()
+    *head, ended = lines
+    damaged = {"task": "Step(b)", "t": 0, "run": {"status": "SUCCESS", "attempts": "many"}}
+    extra = [json.dumps(damaged), "not json", '{"task": "Step(a)"}, {"task": "Step(a)"}']
+    journal.write_text("\n".join([*head, *extra, ended]) + "\n")
+    rebuilt: list[object] = []
+    real = TaskRun.from_dict.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        TaskRun, "from_dict", classmethod(lambda cls, doc: rebuilt.append(doc) or real(cls, doc))
+    )
+
+    read = runfolder.read_journal(folder)
+
+    assert read is not None and read.ended
+    assert {name: run.status.value for name, run in read.tasks.items()} == {
+        "Step(a)": "SUCCESS",
+        "Step(b)": "SUCCESS",
+    }
+    assert len(rebuilt) == 3  # Step(b): the damaged line, then the one before; Step(a): one
+
+
 def test_a_summary_comes_from_summary_json_else_from_the_files_else_says_why(tmp_path: Path):
     folder = a_run(tmp_path, fail=True)
     summary = runfolder.summarize(folder)

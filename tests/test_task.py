@@ -735,9 +735,7 @@ def test_a_numeric_tag_is_converted_to_text(tag, name):
     assert created.name == name and created.tag == name[12:-1]
 
 
-@pytest.mark.parametrize(
-    "tag", ["x" * 300, "\U0001f600" * 70], ids=["300 characters", "70 emoji"]
-)
+@pytest.mark.parametrize("tag", ["x" * 300, "\U0001f600" * 70], ids=["300 characters", "70 emoji"])
 def test_a_name_longer_than_a_folder_name_may_be_is_refused_at_creation(tag):
     with pytest.raises(TaskDefinitionError, match="255 bytes") as raised:
         simpletask(tag)
@@ -765,3 +763,35 @@ def test_task_error_is_the_base_of_definition_and_wiring_errors():
     assert issubclass(WiringError, TaskError)
     with pytest.raises(TaskError):
         Undecorated()
+
+
+def test_a_classs_signature_is_worked_out_once_and_again_for_a_new_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Creating many tasks of a class reads its function's signature once; a ``run`` replaced
+    on the class (a notebook cell run again) is read afresh, with its new parameters."""
+    import inspect
+
+    class Scaled(Task):
+        @run
+        def run(self, factor=1):
+            return factor
+
+    read: list[object] = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda f: read.append(f) or real(f))
+
+    tasks = [Scaled(str(k), factor=k) for k in range(50)]
+    assert len(read) == 1 and tasks[7].params == {"factor": 7}
+
+    @run
+    def rerun(self, factor=1, offset=0):
+        return factor + offset
+
+    Scaled.run = rerun
+    assert Scaled("again", offset=2).params == {"factor": 1, "offset": 2}
+    assert len(read) == 2
+    code = Scaled.code_fingerprint()  # what is cached is not the task's code
+    del Scaled._signature_of
+    Task._code_cache.pop(Scaled, None)
+    assert Scaled.code_fingerprint() == code

@@ -142,22 +142,31 @@ def topological_order(graph: GraphLike) -> list[Any]:
 
 
 def _sorted(graph: GraphLike) -> list[Any]:
-    sorter = graphlib.TopologicalSorter({n: graph.predecessors(n) for n in graph.nodes})
-    try:
-        sorter.prepare()
-    except graphlib.CycleError as exc:
-        cycle = " -> ".join(str(node) for node in exc.args[1])
-        raise ValueError(f"the graph has a cycle: {cycle}") from None
-    ready = list(sorter.get_ready())
+    """Kahn's algorithm, the ready nodes in a heap so that ties go by name."""
+    waiting = {node: len(set(graph.predecessors(node))) for node in graph.nodes}
+    ready = [node for node, count in waiting.items() if count == 0]
     heapq.heapify(ready)
     order = []
     while ready:
         node = heapq.heappop(ready)
         order.append(node)
-        sorter.done(node)
-        for child in sorter.get_ready():
-            heapq.heappush(ready, child)
+        for child in graph.successors(node):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, child)
+    if len(order) < len(waiting):
+        _raise_cycle(graph)
     return order
+
+
+def _raise_cycle(graph: GraphLike) -> None:
+    """Raise ``ValueError`` naming a cycle of ``graph`` (found by ``graphlib``)."""
+    try:
+        graphlib.TopologicalSorter({n: graph.predecessors(n) for n in graph.nodes}).prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(str(node) for node in exc.args[1])
+        raise ValueError(f"the graph has a cycle: {cycle}") from None
+    raise AssertionError("unreachable: Kahn's algorithm left nodes but graphlib finds no cycle")
 
 
 def descendants(graph: GraphLike, node: Any) -> set[Any]:
@@ -196,18 +205,22 @@ class Pipeline:
         """Add ``task`` and every task connected to it to the pipeline.
 
         Only tasks not seen on an earlier ``add`` are checked, so that building a chain of n
-        tasks one by one costs O(n), not O(n^2); :meth:`graph` checks everything again.
+        tasks one by one, or adding the n roots of a fan-in, costs O(n), not O(n^2);
+        :meth:`graph` checks everything again.
         """
         require_task(task, f"pipeline {self.name!r}: what is added")
         if id(task) in self._member_ids:
             return
         fresh = list(_connected([task], skip=self._seen))
-        names = dict(self._names)
-        if any(names.setdefault(t.name, t) is not t for t in fresh):
-            names = self._unique_names([*self._members, task])  # raises, unless seen is stale
-            fresh, self._seen = list(_connected([*self._members, task])), {}
+        added: dict[str, Task] = {}
+        if any(
+            self._names.get(t.name, t) is not t or added.setdefault(t.name, t) is not t
+            for t in fresh
+        ):
+            added = self._unique_names([*self._members, task])  # raises, unless seen is stale
+            fresh, self._seen, self._names = list(_connected([*self._members, task])), {}, {}
         self._seen.update((id(t), t) for t in fresh)
-        self._names = names
+        self._names.update(added)
         self._members.append(task)
         self._member_ids.add(id(task))
 
@@ -219,13 +232,12 @@ class Pipeline:
 
     def graph(self) -> Dag:
         """The pipeline as a DAG of task names (node attribute ``task``), checked for a run."""
-        graph = Dag(self.name)
         by_name = self._unique_names(self._members)
-        for name, t in by_name.items():
-            graph.add_node(name, task=t)
-        for t in by_name.values():
-            for parent in t.parents:
-                graph.add_edge(parent.name, t.name)
+        graph = Dag.from_parents(
+            {name: {"task": t} for name, t in by_name.items()},
+            {name: [parent.name for parent in t.parents] for name, t in by_name.items()},
+        )
+        graph.name = self.name
         try:
             topological_order(graph)
         except ValueError as exc:
@@ -491,9 +503,22 @@ def _tasks_of(graph: Dag) -> list[Task]:
 
 
 def graph_keys(graph: Dag) -> dict[str, str]:
-    """Every task's key in ``graph``, a :meth:`Pipeline.graph` (as :meth:`Pipeline.keys`)."""
+    """Every task's key in ``graph``, a :meth:`Pipeline.graph` (as :meth:`Pipeline.keys`).
+
+    Each task class's code fingerprint is taken once here, not once per task: code does not
+    change while the keys are computed, and checking that it has not (``code_fingerprint``
+    looks again at every name the code reads) was most of the cost of a task's key.
+    """
+    fingerprints: dict[type[Task], str] = {}
+
+    def own_digest(t: Task) -> str:
+        cls = type(t)
+        if cls not in fingerprints:
+            fingerprints[cls] = cls.code_fingerprint()
+        return t.own_digest(fingerprints[cls])
+
     tasks = [graph.nodes[n]["task"] for n in graph]
-    by_task = keys.merkle_keys(tasks, lambda t: t.parents, Task.own_digest)
+    by_task = keys.merkle_keys(tasks, lambda t: t.parents, own_digest)
     return {t.name: k for t, k in by_task.items()}
 
 

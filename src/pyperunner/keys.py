@@ -38,6 +38,11 @@ def digest(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:KEY_LENGTH]
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+"""Encoded parameters as hashed: one encoder for all (``json.dumps`` with options makes one a
+call)."""
+
+
 def _qualified(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
@@ -276,7 +281,7 @@ def _decode_datetime(kind: str, text: str) -> Any:
 def params_digest(params: Mapping[str, Any]) -> str:
     """Return the digest of bound parameters, independent of their order."""
     encoded = {name: encode(value, for_key=True) for name, value in params.items()}
-    return digest(json.dumps(encoded, sort_keys=True, separators=(",", ":")))
+    return digest(_KEY_JSON(encoded))
 
 
 def own_digest(identity: str, tag: str, params: str, code: str) -> str:

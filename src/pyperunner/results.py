@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +89,24 @@ class PipelineResult(Mapping[str, Any]):
         pipeline_name: str,
         store: Store,
         keys: Mapping[str, str],
-        runs: Mapping[str, TaskRun],
+        runs: Mapping[str, TaskRun] | Callable[[], Mapping[str, TaskRun]],
         run_dir: Path | None = None,
     ) -> None:
         self.pipeline_name = pipeline_name
         self.store = store
         self.task_keys = dict(keys)
-        self.runs = dict(runs)
+        self._runs = None if callable(runs) else dict(runs)
+        self._read_runs = runs if callable(runs) else None
         self.run_dir = run_dir
+
+    @property
+    def runs(self) -> dict[str, TaskRun]:
+        """What happened to each task in the run; given as a function (``from_file``: the
+        run's journal), called the first time they are asked for."""
+        if self._runs is None:
+            assert self._read_runs is not None
+            self._runs = dict(self._read_runs())
+        return self._runs
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.task_keys:
@@ -162,7 +172,7 @@ class PipelineResult(Mapping[str, Any]):
         record where the data is. A file that is not what pyperunner writes raises
         :class:`~pyperunner.runfolder.RunFolderError` naming it.
         """
-        return cls.from_run(runfolder.read_run(Path(fname), of_run=False), data_path)
+        return cls.from_run(runfolder.read_run(Path(fname), of_run=False, outcome=False), data_path)
 
     @classmethod
     def from_run(
@@ -176,7 +186,11 @@ class PipelineResult(Mapping[str, Any]):
             )
         keys = {name: spec["key"] for name, spec in run.tasks.items()}
         store = Store(root)
-        if run.outcome is not None:
+        runs: Mapping[str, TaskRun] | Callable[[], Mapping[str, TaskRun]]
+        journal = run.journal
+        if journal is not None and journal.pipeline is not None and journal.ended:
+            runs = journal.runs  # the run was read from its journal: read when first asked for
+        elif run.outcome is not None:
             tasks = run.outcome.get("tasks") or {}
             runs = {name: TaskRun.from_dict(record) for name, record in tasks.items()}
         else:

@@ -27,7 +27,7 @@ EXECUTION_SETTINGS = frozenset({"retries", "retry_delay", "timeout"})
 _RUN_MARK = "__pyperunner_run__"
 _NAMED_MARK = "__pyperunner_named__"
 """Set on a class that ``@task`` made or named."""
-_NOT_CODE = EXECUTION_SETTINGS | {"_receives_input"}
+_NOT_CODE = EXECUTION_SETTINGS | {"_receives_input", "_signature_of"}
 """Class attributes a task's code key leaves out: its settings, and what pyperunner caches."""
 
 T = TypeVar("T")
@@ -210,12 +210,19 @@ class Task:
 
     @classmethod
     def _signature(cls) -> inspect.Signature:
+        """The parameters of the task's function (without ``self``), worked out once for each
+        function the class has (``inspect.signature`` was half the cost of creating a task)."""
         func = cls._work_function()
+        known = cls.__dict__.get("_signature_of")
+        if known is not None and known[0] is func:
+            return known[1]  # type: ignore[no-any-return]
         sig = inspect.signature(func)
         params = list(sig.parameters.values())
         if func is cls.run:
             params = params[1:]  # `self`
-        return sig.replace(parameters=params)
+        sig = sig.replace(parameters=params)
+        cls._signature_of = (func, sig)
+        return sig
 
     @classmethod
     def receives_input(cls) -> bool:
@@ -310,14 +317,16 @@ class Task:
             if isinstance(klass, type) and issubclass(klass, Task) and klass is not Task
         ]
 
-    def own_digest(self) -> str:
+    def own_digest(self, code: str | None = None) -> str:
         """Digest of this task alone: identity, tag, parameters and code (not its parents).
 
         Parameters are hashed as they are now, so a list changed after creating the task
-        changes the key too, as it changes what the task computes.
+        changes the key too, as it changes what the task computes. ``code`` is the class's
+        :meth:`code_fingerprint` when the caller has it already (keys of many tasks at once).
         """
         params = keys.params_digest(self.params)
-        return keys.own_digest(self.identity(), self.name, params, self.code_fingerprint())
+        code = self.code_fingerprint() if code is None else code
+        return keys.own_digest(self.identity(), self.name, params, code)
 
     def hash(self) -> str:
         """The task's key: its own digest combined with the keys of all upstream tasks."""

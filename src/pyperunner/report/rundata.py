@@ -218,11 +218,10 @@ def _state(folder: Path, outcome: Mapping[str, Any] | None) -> str:
 
 def _groups(specs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The groups of like tasks the page may draw as one box (see report.groups)."""
-    graph = Dag()
-    for name, spec in specs.items():
-        graph.add_node(name)
-        for parent in spec.get("parents") or []:
-            graph.add_edge(parent, name)
+    graph = Dag.from_parents(
+        {name: {} for name in specs},
+        {name: spec.get("parents") or [] for name, spec in specs.items()},
+    )
     groups = []
     for head, members in like_groups(graph, EVERY_GROUP).items():
         chain = members[0] in graph.predecessors(members[1])  # a chain's second follows its first
