@@ -498,7 +498,7 @@ def test_process_timeout_kills_the_worker_and_its_child_processes(tmp_path, call
 def test_workers_timed_out_together_are_stopped_together(tmp_path, calls, executor):
     """Each stop waits a grace period for SIGTERM: one after another, six stubborn workers took
     six of them, the whole run standing still meanwhile."""
-    from pyperunner.executors.local import KILL_GRACE
+    from pyperunner.executors.posix import KILL_GRACE
 
     tasks = [Stubborn(str(i)) for i in range(6)]
     started = time.monotonic()
