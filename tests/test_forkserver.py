@@ -148,10 +148,13 @@ def test_a_fork_server_ends_when_told_even_while_a_later_fork_holds_its_socket()
 def leave_a_process(payload: object, conn: Connection, runner: int) -> None:
     """A served process that leaves a process in a session of its own, holding all it
     inherited (the server's ``multiprocessing`` sentinel among it), and exits."""
+    ready, said = os.pipe()
     if os.fork() == 0:
         os.setsid()
         conn.send(os.getpid())
+        os.write(said, b"!")
         signal.pause()  # until the test kills it
+    os.read(ready, 1)  # it left this process group, which the server kills once this exits
     os._exit(0)
 
 
