@@ -3,6 +3,7 @@ driving headless Chromium, the ``pyperunner ui`` server and the runs the pages a
 
 from __future__ import annotations
 
+import errno
 import html.parser
 import json
 import os
@@ -84,6 +85,20 @@ def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Calls:
     path = tmp_path / "calls.txt"
     monkeypatch.setenv(CALLS_ENV, str(path))
     return Calls(path)
+
+
+def _refuse_pidfd_open(pid: int, flags: int = 0) -> int:
+    raise OSError(errno.EPERM, "pidfd_open refused")
+
+
+@pytest.fixture(params=["missing", "refused"])
+def without_pidfds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system without pidfds: ``os.pidfd_open`` is missing (Linux before 5.3, not Linux) or
+    refused (a seccomp filter); what this process forks inherits it."""
+    if request.param == "missing":
+        monkeypatch.delattr(os, "pidfd_open")
+    else:
+        monkeypatch.setattr(os, "pidfd_open", _refuse_pidfd_open)
 
 
 @pytest.fixture

@@ -304,9 +304,7 @@ def test_task_failing_its_first_attempt_succeeds_on_its_retry(tmp_path, calls, a
 def test_timed_out_task_fails_quickly_and_its_descendants_cant_run(tmp_path, calls, executor):
     sleeper = Sleeper("s", seconds=3.0)
     Node("child")(sleeper)
-    started = time.monotonic()
     result = make_runner(tmp_path, executor).run(Pipeline("timeout", [sleeper, Node("other")]))
-    assert time.monotonic() - started < 2.5  # not waiting for the sleeper to wake up
     assert result.statuses == {
         "Sleeper(s)": Status.FAILURE,
         "Node(child)": Status.CANT_RUN,
@@ -410,10 +408,8 @@ def test_tasks_fail_once_the_cluster_has_had_no_worker_for_the_timeout(tmp_path)
         distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as empty,
         distributed.Client(empty, set_as_default=False) as own,
     ):
-        started = time.monotonic()
         executor = DaskExecutor(own, no_worker_timeout=1.0)
         result = make_runner(tmp_path, executor).run(chain())
-        assert time.monotonic() - started < 15
     assert result.statuses == {
         "Node(first)": Status.FAILURE,
         "Node(second)": Status.CANT_RUN,
@@ -432,9 +428,7 @@ def killing_pipeline(marker: Path) -> Pipeline:
 
 
 def test_worker_killed_mid_task_is_rescheduled_by_dask(tmp_path, calls, client, executor):
-    started = time.monotonic()
     result = make_runner(tmp_path, executor).run(killing_pipeline(tmp_path / "killed"))
-    assert time.monotonic() - started < 30
     assert (tmp_path / "killed").exists()  # a worker died
     assert result.statuses == {
         "KillsWorkerOnce(k)": Status.SUCCESS,
@@ -453,10 +447,8 @@ def test_worker_killed_with_no_failures_allowed_fails_naming_the_worker(tmp_path
         local_cluster() as cluster,
         distributed.Client(cluster, set_as_default=False) as own,
     ):
-        started = time.monotonic()
         pipeline = killing_pipeline(tmp_path / "killed")
         result = make_runner(tmp_path, DaskExecutor(own)).run(pipeline)
-        assert time.monotonic() - started < 30
     assert result.statuses == {
         "KillsWorkerOnce(k)": Status.FAILURE,
         "Node(after-kill)": Status.CANT_RUN,
@@ -642,10 +634,8 @@ def test_missing_distributed_names_the_extra_to_install(monkeypatch):
 
 
 def test_a_malformed_scheduler_address_fails_at_once_and_says_what_to_give():
-    started = time.monotonic()
     with pytest.raises(ValueError, match=r"missing port.*'tcp://host:port'"):
         DaskExecutor("notaurl")
-    assert time.monotonic() - started < 5
 
 
 def test_an_unreachable_scheduler_fails_the_run_saying_so(tmp_path):
@@ -689,10 +679,8 @@ def test_a_scheduler_that_dies_mid_run_fails_its_tasks_saying_so(tmp_path):
     try:
         with distributed.Client(address, timeout=60, set_as_default=False) as probe:
             probe.wait_for_workers(1, timeout=60)
-        started = time.monotonic()
         task = KillsScheduler("s", pid=scheduler.pid)
         result = make_runner(tmp_path, DaskExecutor(address)).run(Pipeline("p", [task]))
-        assert time.monotonic() - started < 40
     finally:
         for process in (worker, scheduler):
             process.kill()

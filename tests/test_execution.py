@@ -457,11 +457,8 @@ def test_timed_out_task_fails_quickly_and_its_descendants_cant_run(
     sleeper = Sleeper("s")
     Node("grandchild")(Node("child")(sleeper))
     other = Node("other")
-    started = time.monotonic()
     result = make_runner(tmp_path, executor).run(Pipeline("timeout", [sleeper, other]))
-    elapsed = time.monotonic() - started
-    assert elapsed < 5, elapsed
-    assert result.statuses == {
+    assert result.statuses == {  # SUCCESS, had the run waited for the sleeper to wake
         "Sleeper(s)": Status.FAILURE,
         "Node(child)": Status.CANT_RUN,
         "Node(grandchild)": Status.CANT_RUN,
@@ -478,14 +475,11 @@ def test_timed_out_task_fails_quickly_and_its_descendants_cant_run(
     if executor == "inline":  # SIGALRM interrupts the task in the main thread
         assert threading.current_thread() is threading.main_thread()
         assert "TaskTimeoutError" in run_.traceback
-        assert run_.duration is not None and run_.duration < 5
 
 
 def test_process_timeout_kills_the_worker_and_its_child_processes(tmp_path, calls):
     sleeper = SpawningSleeper("s", folder=str(tmp_path))
-    started = time.monotonic()
     result = make_runner(tmp_path, "process").run(Pipeline("timeout", [sleeper]))
-    assert time.monotonic() - started < 5
     assert result.statuses == {"SpawningSleeper(s)": Status.FAILURE}
     assert TIMEOUT_TEXT in result.runs["SpawningSleeper(s)"].error
     worker, grandchild = map(int, (tmp_path / "pids").read_text().split())
@@ -495,26 +489,32 @@ def test_process_timeout_kills_the_worker_and_its_child_processes(tmp_path, call
 
 
 @pytest.mark.parametrize("executor", ["process", "pool"])
-def test_workers_timed_out_together_are_stopped_together(tmp_path, calls, executor):
+def test_workers_timed_out_together_are_stopped_together(tmp_path, calls, executor, monkeypatch):
     """Each stop waits a grace period for SIGTERM: one after another, six stubborn workers took
-    six of them, the whole run standing still meanwhile."""
-    from pyperunner.executors.local import KILL_GRACE
+    six of them, the whole run standing still meanwhile. Their deadlines come a few ms apart,
+    so the first may be stopped alone, and all the others in the grace period it took."""
+    from pyperunner.executors import process
 
+    stops: list[int] = []
+
+    def stop_groups(processes):
+        if processes:
+            stops.append(len(processes))
+        stop_all_at_once(processes)
+
+    stop_all_at_once = process.stop_groups
+    monkeypatch.setattr(process, "stop_groups", stop_groups)
     tasks = [Stubborn(str(i)) for i in range(6)]
-    started = time.monotonic()
     result = make_runner(tmp_path, executor, process_limit=6).run(Pipeline("stubborn", tasks))
-    elapsed = time.monotonic() - started
     assert all(TIMEOUT_TEXT in (r.error or "") for r in result.runs.values()), result.failed
-    assert elapsed < TIMEOUT + 4 * KILL_GRACE, f"{elapsed:.1f} s: stopped one by one"
+    assert sum(stops) == 6 and len(stops) <= 2, f"grace periods: {stops}"
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_timed_out_task_with_one_retry_is_attempted_twice_unless_its_thread_goes_on(
     tmp_path, calls, wake_sleepers, executor
 ):
-    started = time.monotonic()
     result = make_runner(tmp_path, executor).run(Pipeline("timeout", [RetriedSleeper("s")]))
-    assert time.monotonic() - started < 5
     run_ = result.runs["RetriedSleeper(s)"]
     assert run_.status is Status.FAILURE
     assert TIMEOUT_TEXT in run_.error
@@ -842,9 +842,7 @@ class SwallowsEverything(Task):
 
 
 def test_an_inline_timeout_is_not_swallowed_by_except_exception(tmp_path, calls):
-    started = time.monotonic()
     result = make_runner(tmp_path, "inline").run(Pipeline("swallow", [SwallowsEverything()]))
-    assert time.monotonic() - started < 5
     assert result.statuses["SwallowsEverything()"] is Status.FAILURE
     assert TIMEOUT_TEXT in result.runs["SwallowsEverything()"].error
 

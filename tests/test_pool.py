@@ -1,5 +1,5 @@
 """Tests for the ``"pool"`` executor on real runs: long-lived forked workers that run many tasks
-in turn (``ProcessExecutor(max_tasks_per_child=None)``, ``pyperunner.executors.local``).
+in turn (``ProcessExecutor(max_tasks_per_child=None)``, ``pyperunner.executors.process``).
 
 Between tasks a pool worker ends every process the task left running (it is a child subreaper,
 so orphans come back to it), puts back its working folder and ``os.environ``, and retires if the
@@ -12,9 +12,8 @@ signals; waits block on events (pidfds, fifos, process exit) and are bounded.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
-import multiprocessing
+import logging
 import os
 import signal
 import subprocess
@@ -299,6 +298,25 @@ def test_a_fork_server_that_stops_answering_is_killed_and_the_run_goes_on(
 
 
 @pytest.mark.parametrize("executor", ["process", "pool"])
+def test_without_pidfds_the_runner_forks_and_watches_every_worker_itself(
+    tmp_path, without_pidfds, executor
+):
+    """An old kernel has no ``pidfd_open`` and a seccomp filter may refuse it: then there is no
+    fork server, every worker is the runner's own fork, watched through its sentinel, and a
+    worker's death is still its task's failure. The workers inherit the patched ``os``."""
+    chain = probes(tmp_path, "none", "none", "exit7")
+    result = make_runner(tmp_path, executor, process_limit=2).run(Pipeline("bare", [chain[0]]))
+    assert result.statuses == {
+        "Probe(1-none)": Status.SUCCESS,
+        "Probe(2-none)": Status.SUCCESS,
+        "Probe(3-exit7)": Status.FAILURE,
+    }
+    assert "code 7" in (result.runs["Probe(3-exit7)"].error or "")
+    assert {result[probe.name]["ppid"] for probe in chain[:2]} == {os.getpid()}
+    assert all(wait_gone(pid_of(tmp_path, probe.name), 5.0) for probe in chain)
+
+
+@pytest.mark.parametrize("executor", ["process", "pool"])
 def test_workers_forked_ahead_dying_before_their_task_lose_nothing(tmp_path, executor):
     (tmp_path / "before").write_text(" ".join(map(str, children_of(os.getpid()))))
     chain = probes(tmp_path, "kill-siblings", "none", "none")
@@ -309,16 +327,6 @@ def test_workers_forked_ahead_dying_before_their_task_lose_nothing(tmp_path, exe
     assert killed, "no worker was waiting for the next task"
     assert not {result[p.name]["pid"] for p in chain[1:]} & set(killed)
     assert "worker process" not in log_text(runner)
-
-
-def test_ctrl_c_while_a_worker_is_forked_is_handled_once_the_fork_is_done():
-    from pyperunner.executors import local
-
-    reached = False
-    with pytest.raises(KeyboardInterrupt), local._signals_held():  # around every fork
-        os.kill(os.getpid(), signal.SIGINT)  # in a fork hook, its KeyboardInterrupt is lost
-        reached = True
-    assert reached
 
 
 def test_a_job_the_executor_was_not_told_of_runs_in_a_worker_forked_for_it(tmp_path):
@@ -362,7 +370,7 @@ def test_tasks_defined_inside_a_function_travel_to_a_running_worker(tmp_path):
         result[name] for name in ("Inner(a)", "InnerChild(b)", "InnerClass(c)")
     )
     assert (value, value_b, value_c) == (101, 202, 203)
-    assert pid == pid_b == pid_c  # the later two were pickled to the worker, not forked
+    assert pid == pid_b == pid_c  # the later two were sent to the worker by name, not forked
 
 
 def test_task_holding_an_unpicklable_object_does_not_crash_the_run(tmp_path):
@@ -442,11 +450,9 @@ def test_a_daemon_thread_left_running_retires_the_worker(tmp_path):
 
 def test_a_non_daemon_thread_left_running_retires_the_worker_without_waiting_for_it(tmp_path):
     # the thread ends by itself after LINGER s, so the bug costs LINGER s, not a hang
-    started = time.monotonic()
     first, leaver, after = run_chain(tmp_path, "none", "lingering-thread", "none")
-    took = time.monotonic() - started
     assert first["pid"] == leaver["pid"] != after["pid"]
-    assert not after["thread_ended"], f"the run waited {took:.1f} s for the task's thread"
+    assert not after["thread_ended"], "the run waited for the task's thread"
 
 
 def test_memory_a_task_keeps_beyond_the_default_limit_retires_the_worker(tmp_path):
@@ -501,32 +507,46 @@ def test_a_task_killing_its_reused_worker_fails_naming_how_and_later_tasks_run(t
 
 @task("DiesIdleOnce", receives_input=False, retries=1, retry_delay=1.0)
 def dies_idle_once(folder):
-    """Attempt 1 tells the test its worker's pid through a fifo (the test kills that worker
-    while it is idle: the retry waits 1 s) and fails; attempt 2 reports what became of it."""
+    """Attempt 1 writes its worker's pid (the test kills that worker while it is idle: the
+    retry waits 1 s) and fails; attempt 2 reports what became of it."""
     first = Path(folder, "first-attempt.pid")
     if not first.exists():
         first.write_text(str(os.getpid()))
-        with open(Path(folder, "pid.fifo"), "w") as fifo:
-            fifo.write(str(os.getpid()))
         raise RuntimeError("first attempt fails")
     earlier = int(first.read_text())
     return {"pid": os.getpid(), "earlier": earlier, "earlier_state": process_state(earlier)}
 
 
+class Retrying(logging.Handler):
+    """Sets ``seen`` once the runner logs that a task is retried: it has its report then, and
+    the worker that sent it waits for a job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying in" in record.getMessage():
+            self.seen.set()
+
+
 def test_a_worker_dying_while_idle_loses_nothing(tmp_path):
-    os.mkfifo(tmp_path / "pid.fifo")
+    retrying = Retrying()
 
     def kill_the_worker_once_idle() -> None:
-        with open(tmp_path / "pid.fifo") as fifo:  # blocks until attempt 1 writes
-            pid = int(fifo.read())
-        time.sleep(0.3)  # attempt 1 has failed by then, and its worker waits for a job
-        os.kill(pid, signal.SIGKILL)
+        if retrying.seen.wait(10.0):
+            os.kill(int((tmp_path / "first-attempt.pid").read_text()), signal.SIGKILL)
 
     killer = threading.Thread(target=kill_the_worker_once_idle, daemon=True)
     killer.start()
     runner = make_runner(tmp_path, "pool", process_limit=1)
-    result = runner.run(Pipeline("idle-death", [dies_idle_once(folder=str(tmp_path))]))
+    logging.getLogger().addHandler(retrying)
+    try:
+        result = runner.run(Pipeline("idle-death", [dies_idle_once(folder=str(tmp_path))]))
+    finally:
+        logging.getLogger().removeHandler(retrying)
     killer.join(timeout=5)
+    assert retrying.seen.is_set()
     assert result.statuses == {"DiesIdleOnce()": Status.SUCCESS}
     assert result.runs["DiesIdleOnce()"].attempts == 2
     seen = result["DiesIdleOnce()"]
@@ -600,12 +620,10 @@ def sleepy(folder):
 def test_timed_out_task_fails_its_worker_is_killed_and_the_next_task_runs(tmp_path, calls):
     before = Probe("1-before", folder=str(tmp_path))
     after = Probe("3-after", folder=str(tmp_path))(before)
-    started = time.monotonic()
     # one worker: Probe(1-before), then Sleepy() (a root), then Probe(3-after) (its child)
     result = make_runner(tmp_path, "pool", process_limit=1).run(
         Pipeline("timeout", [before, sleepy(folder=str(tmp_path))])
     )
-    assert time.monotonic() - started < 5
     assert calls.order() == ["Probe(1-before)", "Sleepy()", "Probe(3-after)"]
     assert result.statuses == {
         "Probe(1-before)": Status.SUCCESS,
@@ -778,7 +796,7 @@ def after(data):
 
 a, b = quick("a"), quick("b")
 after()(long_running()([a, b]))
-# two workers, both idle when Long() starts on one of them (by pickle, not by fork)
+# two workers, both idle when Long() starts on one of them (by name, not by fork)
 runner = Runner(data_path="data", log_path="log", executor="pool", process_limit=2, console=False)
 runner.run(Pipeline("interrupt", [a, b]))
 """
@@ -792,10 +810,8 @@ def test_sigint_to_a_runner_script_ends_every_worker_and_records_interrupted(tmp
         assert len(set(quick)) == 2 and worker in quick  # Long() reused a worker
         assert all(process_state(pid) not in (None, "Z") for pid in [*quick, sleeper])
 
-        signalled = time.monotonic()
         os.kill(runner.pid, signal.SIGINT)
         assert runner.wait() == -signal.SIGINT, runner.stderr()
-        assert time.monotonic() - signalled < 5.0
         for pid in [*quick, sleeper]:
             assert wait_gone(pid, 0.5), (pid, process_state(pid))
         assert leftovers(runner.pid) == []
@@ -810,40 +826,6 @@ def test_sigint_to_a_runner_script_ends_every_worker_and_records_interrupted(tmp
     }
     assert "SIGINT" in (run_dir / "pipeline.log").read_text()
     assert calls.counts() == {"Quick": 2, "Long()": 1}
-
-
-def test_a_fork_server_ends_when_told_even_while_a_later_fork_holds_its_socket():
-    from pyperunner.executors.forkserver import ForkServer
-
-    ctx = multiprocessing.get_context("fork")
-    first = ForkServer(ctx, lambda payload, conn, runner: None)
-    second = ForkServer(ctx, lambda payload, conn, runner: None)  # inherits first's socket
-    closing = threading.Thread(target=first.close, daemon=True)
-    closing.start()
-    closing.join(10.0)
-    second.close()
-    assert not closing.is_alive(), "the first fork server did not end"
-    assert first.process.exitcode == 0
-
-
-def _fail_in_served(payload, conn, runner):
-    raise ValueError(f"served {payload} failed")
-
-
-def test_a_served_process_that_raises_exits_1_with_its_traceback(capfd):
-    from pyperunner.executors.forkserver import ForkServer
-
-    server = ForkServer(multiprocessing.get_context("fork"), _fail_in_served)
-    try:
-        _ours, theirs = multiprocessing.Pipe()
-        assert server.request("job-7", theirs, "Worker-9")
-        (served,) = server.started(until="Worker-9")
-        served.join(10.0)
-        assert served.exitcode == 1
-    finally:
-        server.close()
-    err = capfd.readouterr().err
-    assert "Traceback" in err and "ValueError: served job-7 failed" in err
 
 
 @task("StartAt", receives_input=False)
@@ -865,22 +847,3 @@ def test_a_run_that_goes_well_writes_nothing_to_stderr(tmp_path, capfd, executor
         runner = Runner(tmp_path / "data", tmp_path / "log", executor=executor, console=False)
         assert runner.run(Sequential("quiet", tasks)).ok
     assert capfd.readouterr().err == ""
-
-
-def test_a_worker_marks_the_attempt_it_took_where_the_runner_sees_it():
-    """What tells the runner, once a worker died, whether it had taken its job: memory shared
-    with the workers forked after ``start``, by job and attempt."""
-    from pyperunner.executors.base import Job
-    from pyperunner.executors.local import _Known
-
-    jobs = {t.name: Job(t, "key", (), {}) for t in (quiet("a", i=1), quiet("b", i=2))}
-    known = _Known(jobs)
-    first = jobs[quiet("a", i=1).name]
-    later = dataclasses.replace(first, attempt=3)
-    assert not known.taken(first) and not known.taken(later)
-    pid = os.fork()
-    if pid == 0:  # a worker takes the third attempt at the first job
-        os._exit(0 if known.take(first.name, 3) == later else 1)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    assert known.taken(later) and not known.taken(first)
-    assert not known.taken(jobs[quiet("b", i=2).name])

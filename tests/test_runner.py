@@ -1000,7 +1000,7 @@ def test_pipelines_bigger_than_the_open_file_limit_run(tmp_path, executor, shape
 def test_a_signal_while_the_run_gets_ready_is_recorded_as_an_interrupted_run(
     paths, calls, monkeypatch, signum, raised, when
 ):
-    from pyperunner.executors.local import ProcessExecutor
+    from pyperunner.executors import ProcessExecutor
 
     target, method = (Runner, "_plan") if when == "planning" else (ProcessExecutor, "_fork_ahead")
     original = getattr(target, method)

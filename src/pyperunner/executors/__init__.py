@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from .base import Executor, Job, Outcome, TaskTimeoutError, execute
 from .dask import DaskExecutor
-from .local import InlineExecutor, ProcessExecutor, ThreadExecutor
+from .inprocess import InlineExecutor, ThreadExecutor
+from .process import ProcessExecutor
 
 EXECUTORS: dict[str, Callable[[], Executor]] = {
     "process": ProcessExecutor,

@@ -253,6 +253,22 @@ def detached(job: Job) -> Job:
     return dataclasses.replace(job, task=task)
 
 
+@dataclasses.dataclass
+class Running:
+    """A job an executor runs: when it started (``time.time()``) and by when it must end
+    (``time.monotonic()``; None: no limit)."""
+
+    job: Job
+    started: float
+    deadline: float | None
+
+    @classmethod
+    def now(cls, job: Job) -> Running:
+        """``job``, starting now."""
+        deadline = None if job.timeout is None else time.monotonic() + job.timeout
+        return cls(job, time.time(), deadline)
+
+
 MAX_WAIT = 3600.0
 """Seconds an executor blocks at most before it looks again: a wait for a deadline weeks away
 must not overflow the operating system's timeouts (``poll`` takes milliseconds as an int)."""

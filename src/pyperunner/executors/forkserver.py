@@ -4,34 +4,69 @@ Each fork of the runner itself would make every page the runner writes afterward
 copy-on-write fault (some 600 a task, between tasks, where they hold the run up). Forked from
 this idle copy instead, a worker is still a fresh process holding everything the runner held
 when the run started, and costs the runner one message.
+
+The runner and the server talk over a ``SOCK_SEQPACKET`` socket, one pickled message a packet,
+a file descriptor riding along with two of them: the runner asks with :class:`ForkRequest`
+(with the worker's end of its pipe) and ends the server with :class:`StopServing`; the server
+answers :class:`Started` (with a pidfd of the new process) and :class:`Exited`. It needs
+pidfds: where the system has none, making one raises :class:`NoPidfds`, and the runner forks
+its workers itself.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import math
-import multiprocessing.connection
+import multiprocessing
 import os
 import pickle
 import select
 import signal
 import socket
-import struct
 import sys
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
+
+from .posix import own_group, pidfd, readable
 
 Target = Callable[[Any, Connection, int], None]
 """What a served process runs: the request's payload, its connection to the runner, and a
 pidfd of the runner (readable once the runner ended: what the process lives for)."""
 
-_RECORD = struct.Struct("qq")  # (pid, exit code or _STARTED)
-_STARTED = -(2**62)
-_STOP = b"stop"
+
+class ForkRequest(NamedTuple):
+    """Runner to server: fork a process ``name`` that runs ``target(payload, ...)``; the
+    process's end of its pipe to the runner rides along."""
+
+    payload: object
+    name: str
+
+
+class StopServing(NamedTuple):
+    """Runner to server: end now (the run is over; every process it forked has ended)."""
+
+
+class Started(NamedTuple):
+    """Server to runner: it forked process ``pid`` (for the oldest request); a pidfd of the
+    process rides along."""
+
+    pid: int
+
+
+class Exited(NamedTuple):
+    """Server to runner: process ``pid`` ended with ``code`` (minus the signal that killed it)."""
+
+    pid: int
+    code: int
+
+
+_MESSAGE_SIZE = 1 << 16
+"""Bytes read for one message: more than any pickled message takes (some 100 bytes)."""
+_FDS = 1
+"""File descriptors a message carries at most."""
 _GRACE = 5.0
 """Seconds the server gets to end when told to, before it is killed."""
 _ANSWER = 10.0
@@ -41,6 +76,11 @@ _LOST = -signal.SIGKILL
 """The exit code told for a process whose fork server died before it: unknown."""
 
 
+class NoPidfds(OSError):
+    """The system gives no pidfds (not Linux, Linux before 5.3, a seccomp filter refusing
+    ``pidfd_open``), which a fork server needs to watch the runner and the processes it forks."""
+
+
 class ForkServer:
     """Forks processes on request from a copy of this process made at creation.
 
@@ -48,18 +88,23 @@ class ForkServer:
     in the order asked. Wait for that on the server itself (it has a ``fileno``)."""
 
     def __init__(self, ctx: BaseContext, target: Target) -> None:
+        runner = pidfd(os.getpid())  # the server and its processes end once it is readable
+        if runner is None:
+            raise NoPidfds("this system gives no pidfds: there is no fork server")
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._asked: collections.deque[str] = collections.deque()
         self._started: list[Served] = []
         self._exits: dict[int, int] = {}
         self._unwanted: set[int] = set()  # released processes whose exit is still to be told
         self.alive = True
-        self._runner = os.pidfd_open(os.getpid())
+        self._runner = runner
         self.process = ctx.Process(
-            target=_serve, args=(theirs, self._sock, self._runner, target), name="ForkServer"
+            target=_serve, args=(theirs, self._sock, runner, target), name="ForkServer"
         )
         self.process.start()
         theirs.close()
+        # readable once the server ended, unlike its sentinel, which processes it forked hold
+        self._ended = os.pidfd_open(self.process.pid)  # type: ignore[arg-type]
 
     def fileno(self) -> int:
         """Readable when the server has news: a process started or ended, or it died."""
@@ -70,7 +115,7 @@ class ForkServer:
         server is gone."""
         self._asked.append(name)  # first: a signal may interrupt once the request is sent
         try:
-            socket.send_fds(self._sock, [pickle.dumps((payload, name))], [conn.fileno()])
+            _send(self._sock, ForkRequest(payload, name), conn.fileno())
         except OSError:
             self._asked.pop()
             self.alive = False
@@ -113,35 +158,31 @@ class ForkServer:
         self._asked.clear()
 
     def _receive(self) -> None:
-        """Read one record of the server's: a process started (with a pidfd of it), or one
-        ended."""
+        """Read one answer of the server's; none (it died) counts it as dead."""
         try:
-            record, fds, _, _ = socket.recv_fds(self._sock, _RECORD.size, 1)
-        except OSError:
-            record, fds = b"", []
-        if len(record) != _RECORD.size:
+            answer, fds = _receive(self._sock)
+        except (OSError, EOFError):
             self.alive = False
             self._asked.clear()
             return
-        pid, code = _RECORD.unpack(record)
-        if code == _STARTED:
-            self._started.append(Served(pid, fds[0], self._asked.popleft(), self))
-        elif pid in self._unwanted:
-            self._unwanted.remove(pid)
+        if isinstance(answer, Started):
+            self._started.append(Served(answer.pid, fds[0], self._asked.popleft(), self))
+        elif answer.pid in self._unwanted:
+            self._unwanted.remove(answer.pid)
         else:
-            self._exits[pid] = code
+            self._exits[answer.pid] = answer.code
 
     def close(self) -> None:
         """End the server; the processes it forked must have ended already. It is told to,
         as a copy of this end of the socket may live on in a process forked meanwhile (by
         another thread's run), so that closing it would not end the server."""
         with contextlib.suppress(OSError):
-            self._sock.send(_STOP)
+            _send(self._sock, StopServing())
         self._sock.close()
-        self.process.join(_GRACE)
-        if self.process.exitcode is None:
+        if not readable(self._ended, _GRACE):
             self.process.kill()
-            self.process.join()
+        self.process.join()
+        os.close(self._ended)
         os.close(self._runner)
 
 
@@ -160,8 +201,8 @@ class Served:
         return self.join(0)
 
     def release(self) -> None:
-        """Stop watching it, as it is exiting after its work: the server reaps it, and ends what
-        it left in its process group, without telling the runner."""
+        """Stop watching it, as it is exiting after its work: the server reaps it and ends what
+        it left in its process group; the exit code it then tells is dropped unread."""
         if self.sentinel != -1:  # else joined: the server told its exit already
             self._server.release(self.pid)
             os.close(self.sentinel)
@@ -176,32 +217,36 @@ class Served:
         return self._exitcode
 
 
-def readable(fd: int, timeout: float | None = 0) -> bool:
-    """Whether ``fd`` has something to read (or is at its end), waiting up to ``timeout``
-    seconds (None: for ever); cheaper than ``multiprocessing.connection.wait``, which builds a
-    selector each call, and a run looks several times a task."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+def _send(sock: socket.socket, message: NamedTuple, fd: int | None = None) -> None:
+    """Send ``message`` as one packet, with ``fd`` if given."""
+    socket.send_fds(sock, [pickle.dumps(message)], [] if fd is None else [fd])
 
 
-def _serve(sock: socket.socket, runners: socket.socket, pidfd: int, target: Target) -> None:
+def _receive(sock: socket.socket) -> tuple[Any, list[int]]:
+    """The next message on ``sock`` and the descriptors that came with it; ``EOFError`` if the
+    other side closed its end."""
+    packet, fds, _, _ = socket.recv_fds(sock, _MESSAGE_SIZE, _FDS)
+    if not packet:
+        raise EOFError
+    return pickle.loads(packet), fds
+
+
+def _serve(sock: socket.socket, runners: socket.socket, runner: int, target: Target) -> None:
     """The server's loop: fork what is asked, tell each process's exit, and end with the runner
     (then killing the process groups it forked, which outlive it otherwise).
 
     It forks with ``os.fork``: a ``multiprocessing.Process`` would cost each fresh process some
     150 more copy-on-write faults and this server as many again (0.3-0.5 ms of CPU a fork)."""
     runners.close()
-    with contextlib.suppress(OSError):  # the terminal's signals are for the runner, which
-        os.setpgid(0, 0)  # ends this server
+    own_group(0)  # the terminal's signals are for the runner, which ends this server
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     running: dict[int, int] = {}  # pids by pidfd
     poller = select.poll()  # one for the server's life: it touches fewer pages than a selector
-    for fd in (sock.fileno(), pidfd):
+    for fd in (sock.fileno(), runner):
         poller.register(fd, select.POLLIN)
     while True:
         ready = {fd for fd, _ in poller.poll()}
-        if pidfd in ready:  # the runner died (its end of the socket may live on in forks)
+        if runner in ready:  # the runner died (its end of the socket may live on in forks)
             break
         for ended in ready & running.keys():
             poller.unregister(ended)
@@ -210,47 +255,45 @@ def _serve(sock: socket.socket, runners: socket.socket, pidfd: int, target: Targ
             _, status = os.waitpid(pid, 0)
             with contextlib.suppress(OSError):  # what its task left in its process group
                 os.killpg(pid, signal.SIGKILL)
-            _tell(sock, pid, os.waitstatus_to_exitcode(status))
+            _tell(sock, Exited(pid, os.waitstatus_to_exitcode(status)))
         if sock.fileno() not in ready:
             continue
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
-        except ConnectionResetError:  # the runner closed it, leaving exits it did not want
+            request, fds = _receive(sock)
+        except (ConnectionResetError, EOFError):  # the runner closed its end
             break
-        if message in (b"", _STOP):
+        if isinstance(request, StopServing):
             break
-        payload, name = pickle.loads(message)
-        pid = os.fork()
+        pid = os.fork()  # for a ForkRequest, which brought the process's end of its pipe
         if pid == 0:
-            _served(sock, pidfd, target, payload, fds[0], name)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, 0)
+            _served(sock, runner, target, request, fds[0])
+        own_group(pid)
         os.close(fds[0])
         ended = os.pidfd_open(pid)  # unlike the sentinel, not held open by orphans
         running[ended] = pid
         poller.register(ended, select.POLLIN)
-        _tell(sock, pid, _STARTED, ended)
+        _tell(sock, Started(pid), ended)
     for pid in running.values():
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
 
 
-def _tell(sock: socket.socket, pid: int | None, code: int | None, pidfd: int | None = None) -> None:
-    record = _RECORD.pack(pid or 0, _LOST if code is None else code)
+def _tell(sock: socket.socket, answer: Started | Exited, fd: int | None = None) -> None:
+    """Answer the runner; a runner that is gone is not told."""
     with contextlib.suppress(OSError):
-        socket.send_fds(sock, [record], [] if pidfd is None else [pidfd])
+        _send(sock, answer, fd)
 
 
 def _served(
-    sock: socket.socket, pidfd: int, target: Target, payload: object, conn: int, name: str
+    sock: socket.socket, runner: int, target: Target, request: ForkRequest, conn: int
 ) -> NoReturn:
     """A forked process: named as ``multiprocessing`` would (log lines show the name), it runs
     ``target`` and exits, 1 after printing what escaped it, never returning into the server."""
     code = 1
     try:
         sock.close()
-        multiprocessing.current_process().name = name
-        target(payload, Connection(conn), pidfd)
+        multiprocessing.current_process().name = request.name
+        target(request.payload, Connection(conn), runner)
         code = 0
     except BaseException:
         traceback.print_exc()
