@@ -10,7 +10,6 @@ target; the exit code is 1 if one is missed. Run by hand; nothing here is a test
 from __future__ import annotations
 
 import argparse
-import itertools
 import random
 import sys
 import tempfile
@@ -20,20 +19,11 @@ from pathlib import Path
 
 import networkx as nx
 
-from pyperunner import Status
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_report_image import layered_graph
+
 from pyperunner.report.ascii import draw_ascii
 from pyperunner.report.image import write_status_png
-
-
-def layered(layers: int = 6, width: int = 10) -> nx.DiGraph:
-    """``layers`` x ``width`` tasks, each depending on two tasks of the layer above."""
-    graph = nx.DiGraph()
-    for layer, i in itertools.product(range(layers), range(width)):
-        graph.add_node(f"Task{layer}(param-{i})", status=list(Status)[(layer + i) % 6])
-    for layer, i in itertools.product(range(1, layers), range(width)):
-        for j in (i, (i * 3 + 1) % width):
-            graph.add_edge(f"Task{layer - 1}(param-{j})", f"Task{layer}(param-{i})")
-    return graph
 
 
 def chain(n: int = 200) -> nx.DiGraph:
@@ -68,7 +58,7 @@ def main() -> int:
         write_status_png(chain(4), out / "warm-up.png")  # font loading
         nodes, edges = random_edges()
         cases: list[tuple[str, float, Callable[[], object]]] = [
-            ("status.png, 60 tasks", 0.5, lambda: write_status_png(layered(), out / "a.png")),
+            ("status.png, 60 tasks", 0.5, lambda: write_status_png(layered_graph(), out / "a.png")),
             ("status.png, chain of 200", 0.5, lambda: write_status_png(chain(), out / "b.png")),
             ("ASCII, 200 tasks", 1.0, lambda: draw_ascii(nodes, edges)),
         ]
