@@ -404,11 +404,14 @@ def _tasks_of(
     """Every task's key, the task itself, and its record (see :func:`_record_of`), by name."""
     keys = graph_keys(graph)
     tasks = {name: graph.nodes[name]["task"] for name in graph}
-    return keys, tasks, {name: _record_of(task, keys) for name, task in tasks.items()}
+    codes = {cls: cls.code_fingerprint() for cls in {type(task) for task in tasks.values()}}
+    records = {name: _record_of(task, keys, codes[type(task)]) for name, task in tasks.items()}
+    return keys, tasks, records
 
 
-def _record_of(task: Task, keys: Mapping[str, str]) -> dict[str, Any]:
-    """What ``params.yaml`` says of a task: how it was made and from which inputs."""
+def _record_of(task: Task, keys: Mapping[str, str], code: str) -> dict[str, Any]:
+    """What ``params.yaml`` says of a task: how it was made (``code``: its class's code
+    fingerprint, taken once for all its tasks) and from which inputs."""
     return {
         "task": {
             "name": task.name,
@@ -416,7 +419,7 @@ def _record_of(task: Task, keys: Mapping[str, str]) -> dict[str, Any]:
             "class": type(task).__qualname__,
             "tag": task.tag,
             "key": keys[task.name],
-            "code": task.code_fingerprint(),
+            "code": code,
             "params": {k: _plain(v) for k, v in task.params.items()},
         },
         "parents": dict(_inputs(task, keys)),
