@@ -1000,13 +1000,17 @@ def test_pipelines_bigger_than_the_open_file_limit_run(tmp_path, executor, shape
 def test_a_signal_while_the_run_gets_ready_is_recorded_as_an_interrupted_run(
     paths, calls, monkeypatch, signum, raised, when
 ):
+    from pyperunner import runner as runner_module
     from pyperunner.executors import ProcessExecutor
 
-    target, method = (Runner, "_plan") if when == "planning" else (ProcessExecutor, "_fork_ahead")
+    planning = when == "planning"
+    target, method = (
+        (runner_module, "plan_with_store") if planning else (ProcessExecutor, "_fork_ahead")
+    )
     original = getattr(target, method)
 
-    def signalled(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)
+    def signalled(*args, **kwargs):
+        result = original(*args, **kwargs)
         signal.raise_signal(signum)  # a real signal, as from Ctrl-C or kill, at this point
         return result
 

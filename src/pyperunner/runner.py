@@ -137,23 +137,9 @@ class Runner:
         """
         graph = pipeline.graph()
         keys, tasks, records = _tasks_of(graph)
-        plan = self._plan(graph, tasks, keys, records, force_reload, dry=True)
+        plan = plan_with_store(self.store, graph, tasks, keys, records, force_reload, dry=True)
         pipeline.planned(plan)
         return plan
-
-    def _plan(
-        self,
-        graph: Dag,
-        tasks: Mapping[str, Task],
-        keys: Mapping[str, str],
-        records: Mapping[str, Mapping[str, Any]],
-        force_reload: bool,
-        hold: Callable[[str], bool] | None = None,
-        dry: bool = False,
-    ) -> Plan:
-        """The plan against this runner's store (``plan.plan_with_store``): the one step both
-        :meth:`plan` and a run take to decide."""
-        return plan_with_store(self.store, graph, tasks, keys, records, force_reload, hold, dry)
 
     def results(self) -> PipelineResult:
         """The results of the last run of this runner."""
@@ -253,8 +239,14 @@ class _Run:
         """Plan the run, holding the cached results it reads, and tell the observers."""
         self.holds = Holds(self.store, self.graph, self.keys)
         stack.callback(self.holds.close)
-        plan = self.runner._plan(
-            self.graph, self.tasks, self.keys, self.records, force_reload, self.holds.take
+        plan = plan_with_store(
+            self.runner.store,
+            self.graph,
+            self.tasks,
+            self.keys,
+            self.records,
+            force_reload,
+            self.holds.take,
         )
         self.holds.start(plan)
         log.info("Plan: %d task(s) to run, %d cached", len(plan.to_run), len(plan.cached))
