@@ -46,8 +46,10 @@ _FRAME = (
     "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;font-size:13px;"
     "line-height:1.45;max-width:100%"
 )
-_MONO = "font-family:SFMono-Regular,Menlo,Consolas,monospace;font-size:12px"
-_RED, _RED_BACK = "#c62828", "#fdecea"
+MONO = "font-family:SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px"
+"""The style of code and tracebacks in every notebook display."""
+RED, _RED_BACK = "#c62828", "#fdecea"
+"""The colour of what went wrong in every notebook display (and its light background)."""
 _CELL = "padding:2px 10px 2px 0;text-align:left;vertical-align:top;border-bottom:1px solid #8883"
 
 
@@ -120,13 +122,13 @@ def _failure(name: str | None, run: TaskRun, error: bool = True) -> str:
     frame = user_frame(run.traceback)
     parts = [f"<div style='margin-top:4px'><b>{escape(name)}</b>: " if name else "<div>"]
     if error:
-        parts.append(f"<code style='{_MONO}'>{escape(run.error or run.status.value)}</code>")
+        parts.append(f"<code style='{MONO}'>{escape(run.error or run.status.value)}</code>")
     if frame:
-        parts.append(f"<pre style='{_MONO};margin:2px 0 0 1.5em;white-space:pre-wrap'>")
+        parts.append(f"<pre style='{MONO};margin:2px 0 0 1.5em;white-space:pre-wrap'>")
         parts.append(f"{escape(frame)}</pre>")
     if run.traceback:
         parts.append(
-            f"<details style='margin-left:1.5em'><summary>traceback</summary><pre style='{_MONO};"
+            f"<details style='margin-left:1.5em'><summary>traceback</summary><pre style='{MONO};"
             f"white-space:pre-wrap'>{escape(with_cell_names(run.traceback.rstrip()))}</pre></details>"
         )
     return "".join(parts) + "</div>"
@@ -135,9 +137,9 @@ def _failure(name: str | None, run: TaskRun, error: bool = True) -> str:
 def _red_box(title: str, body: str) -> str:
     """``body`` (HTML) under ``title`` in the red box of things that went wrong."""
     return (
-        f'<div class="pyperunner-failures" style="border:1px solid {_RED};border-left:5px solid '
-        f"{_RED};background:{_RED_BACK};color:#1a1a1a;padding:6px 10px;margin:6px 0;"
-        f'border-radius:4px"><div style="color:{_RED};font-weight:bold">✗ {escape(title)}</div>'
+        f'<div class="pyperunner-failures" style="border:1px solid {RED};border-left:5px solid '
+        f"{RED};background:{_RED_BACK};color:#1a1a1a;padding:6px 10px;margin:6px 0;"
+        f'border-radius:4px"><div style="color:{RED};font-weight:bold">✗ {escape(title)}</div>'
         f"{body}</div>"
     )
 
@@ -172,7 +174,7 @@ def pipeline_bundle(pipeline: Pipeline) -> dict[str, str]:
     try:
         graph = pipeline.graph()
     except PipelineError as exc:
-        error = f"<div style='color:{_RED}'>{escape(exc)}</div>"
+        error = f"<div style='color:{RED}'>{escape(exc)}</div>"
         return {"text/plain": repr(pipeline), "text/html": f'<div style="{_FRAME}">{error}</div>'}
     roots = sum(1 for name in graph if next(graph.predecessors(name), None) is None)
     header += f" · {_plural(len(graph), 'task')} · {_plural(roots, 'root')}"
@@ -257,12 +259,12 @@ def result_html(result: PipelineResult) -> str:
     counts = collections.Counter(run.status for run in runs.values())
     header = f"<b>{escape(result.pipeline_name)}</b>"
     if result.run_dir is not None:
-        header += f" · run <code style='{_MONO}'>{escape(result.run_dir.name)}</code>"
+        header += f" · run <code style='{MONO}'>{escape(result.run_dir.name)}</code>"
     report = _report(result)
     if report is not None:
         header += (
             f' · <a href="{escape(report.absolute().as_uri())}" target="_blank">report.html</a>'
-            f" <span style='opacity:.7;{_MONO}'>{escape(report)}</span>"
+            f" <span style='opacity:.7;{MONO}'>{escape(report)}</span>"
         )
     chips = "".join(
         chip(status, f"{counts[status]:,} {status.value}")
@@ -276,7 +278,7 @@ def result_html(result: PipelineResult) -> str:
             escape(format_duration(run.duration)),
             _short(run.reason),
             _output(run),
-            f"<span style='color:{_RED}'>{_short(run.error)}</span>",
+            f"<span style='color:{RED}'>{_short(run.error)}</span>",
         ]
         for name, run in runs.items()
     )

@@ -22,7 +22,7 @@ from ..executors.base import describe
 from ..status import STATUS_ORDER, Status, TaskRun, format_counts
 from ..text import format_duration, with_cell_names
 from .layout import STATUS_COLORS
-from .notebook import chip
+from .notebook import MONO, RED, chip
 from .progress import SHOWN_FAILURES, RunProgress
 from .svg import escape
 
@@ -37,11 +37,10 @@ NAMED_FAILURES = 50
 SHOWN_RUNNING = 10
 """How many running tasks the display lists (the longest running); it counts the others."""
 
-_RED, _ORANGE, _GREEN = "#d62728", "#e07b00", "#2ca02c"
-_MARKS = {_RED: "\u2717", _ORANGE: "\u26a0", _GREEN: "\u2713"}
-_LEVEL_COLORS = {logging.WARNING: _ORANGE, logging.ERROR: _RED, logging.CRITICAL: _RED}
-_MONO = "font-family:SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px"
-_PRE = f"margin:2px 0;padding:0;background:none;white-space:pre-wrap;{_MONO}"
+_ORANGE, _GREEN = "#e07b00", "#2ca02c"
+_MARKS = {RED: "\u2717", _ORANGE: "\u26a0", _GREEN: "\u2713"}
+_LEVEL_COLORS = {logging.WARNING: _ORANGE, logging.ERROR: RED, logging.CRITICAL: RED}
+_PRE = f"margin:2px 0;padding:0;background:none;white-space:pre-wrap;{MONO}"
 
 
 class NotebookProgress(RunProgress):
@@ -175,7 +174,7 @@ class NotebookProgress(RunProgress):
         running = sorted(self.started.items(), key=lambda item: item[1])
         for name, since in running[:SHOWN_RUNNING]:
             lines.append(
-                f'<div style="color:{STATUS_COLORS[Status.RUNNING]};{_MONO}">&#9654; '
+                f'<div style="color:{STATUS_COLORS[Status.RUNNING]};{MONO}">&#9654; '
                 f"{escape(name)} &nbsp;{format_duration(now - since)}</div>"
             )
         if len(running) > SHOWN_RUNNING:
@@ -184,12 +183,12 @@ class NotebookProgress(RunProgress):
             hidden = len(self.failures) - SHOWN_FAILURES
             if hidden > 0:
                 lines.append(
-                    f'<div style="color:{_RED}">&#10007; &hellip; {hidden} more failure(s) '
+                    f'<div style="color:{RED}">&#10007; &hellip; {hidden} more failure(s) '
                     "before these: see the log</div>"
                 )
             for name, run in self.failures[-SHOWN_FAILURES:]:
                 lines.append(
-                    f'<div style="color:{_RED};font-weight:bold">&#10007; {escape(name)}: '
+                    f'<div style="color:{RED};font-weight:bold">&#10007; {escape(name)}: '
                     f"{escape(run.error or '')}</div>"
                 )
         return "".join(lines)
@@ -233,11 +232,11 @@ class NotebookProgress(RunProgress):
         """How the run ended: its colour, and a headline saying so."""
         counts = Counter(self.statuses.values())
         if self._stopped_by:
-            return _RED, f"Run stopped by {self._stopped_by}"
+            return RED, f"Run stopped by {self._stopped_by}"
         if self._stopped_by == "" or counts[Status.INTERRUPTED]:
-            return _RED, "Run interrupted"
+            return RED, "Run interrupted"
         if self._failed() or counts[Status.CANT_RUN]:
-            return _RED, "Run failed"
+            return RED, "Run failed"
         if any(self.statuses[name] is Status.NOT_STARTED for name in self.to_run):
             return _ORANGE, "Run stopped before the end"
         return _GREEN, "Run finished"
