@@ -116,7 +116,7 @@ def _output(run: TaskRun) -> str:
     return _short(text, 40) if text else escape(kind)
 
 
-def _failure(name: str | None, run: TaskRun, error: bool = True) -> str:
+def failure_html(name: str | None, run: TaskRun, error: bool = True) -> str:
     """One failed task: its name, error, the frame of the user's code it failed in, and its
     whole traceback folded."""
     frame = user_frame(run.traceback)
@@ -152,7 +152,7 @@ def _failures_box(runs: Mapping[str, TaskRun], title: str = "") -> str:
     for name, run in runs.items():
         if not run.status.has_output and run.status is not Status.FAILURE:
             others[run.status].append(name)
-    parts = [_failure(name, run) for name, run in failed[:MAX_DETAILED]]
+    parts = [failure_html(name, run) for name, run in failed[:MAX_DETAILED]]
     if len(failed) > MAX_DETAILED:
         rest = [name for name, _ in failed[MAX_DETAILED:]]
         parts.append(_folded(f"… and {len(rest):,} more failed tasks", rest))
@@ -327,11 +327,11 @@ def task_run_html(run: TaskRun) -> str:
         parts.append(f" · output: {_output(run)}")
     body = "".join(parts)
     if run.error or run.traceback:
-        body += _red_box(run.error or run.status.value, _failure(None, run, error=False))
+        body += _red_box(run.error or run.status.value, failure_html(None, run, error=False))
     return f'<div style="{_FRAME}">{body}</div>'
 
 
 def unavailable_html(name: str, run: TaskRun) -> str:
     """``TaskOutputUnavailableError``'s display: which task has no output, and why."""
     title = f"{name} has no output: it ended {run.status.value}"
-    return f'<div style="{_FRAME}">{_red_box(title, _failure(None, run))}</div>'
+    return f'<div style="{_FRAME}">{_red_box(title, failure_html(None, run))}</div>'

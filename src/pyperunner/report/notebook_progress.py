@@ -22,7 +22,7 @@ from ..executors.base import describe
 from ..status import STATUS_ORDER, Status, TaskRun, format_counts
 from ..text import format_duration, with_cell_names
 from .layout import STATUS_COLORS
-from .notebook import MONO, RED, chip
+from .notebook import MONO, RED, chip, failure_html
 from .progress import SHOWN_FAILURES, RunProgress
 from .svg import escape
 
@@ -140,7 +140,7 @@ class NotebookProgress(RunProgress):
         ):
             return
         self._shown_at, self._dirty = now, False
-        self._publish({"text/html": self.render(), "text/plain": self.renderescape()})
+        self._publish({"text/html": self.render(), "text/plain": self.render_text()})
 
     def render(self) -> str:
         """The display's HTML as it is now."""
@@ -253,12 +253,7 @@ class NotebookProgress(RunProgress):
             return ""
         color, _ = self._outcome()
         failed = list(self._failed().items())
-        tasks = "".join(
-            f'<div style="margin-top:6px"><b>{escape(name)}</b>: {escape(run.error or "")}</div>'
-            f'<pre style="{_PRE};max-height:16em;overflow:auto;opacity:0.85">'
-            f"{escape(with_cell_names(run.traceback or ''))}</pre>"
-            for name, run in failed[:SHOWN_FAILURES]
-        )
+        tasks = "".join(failure_html(name, run) for name, run in failed[:SHOWN_FAILURES])
         if len(failed) > SHOWN_FAILURES:
             tasks += f'<div style="margin-top:6px">{escape(_more(failed))}</div>'
         return (
@@ -267,7 +262,7 @@ class NotebookProgress(RunProgress):
             f"{escape(self._headline())}</div>{tasks}</div>"
         )
 
-    def renderescape(self) -> str:
+    def render_text(self) -> str:
         """The display as plain text, for front ends that show no HTML."""
         with self._lock:
             if not self._ended:
