@@ -240,7 +240,7 @@ class _Run:
         self.holds = Holds(self.store, self.graph, self.keys)
         stack.callback(self.holds.close)
         plan = plan_with_store(
-            self.runner.store,
+            self.store,
             self.graph,
             self.tasks,
             self.keys,
