@@ -854,16 +854,18 @@ def test_runner_paths_relative_to_cwd(tmp_path, monkeypatch):
     assert len(list((tmp_path / "log").glob("rel_*/pipeline.yaml"))) == 1
 
 
-def test_a_cached_task_reports_the_size_of_its_stored_output(paths):
+def test_a_cached_task_reports_the_size_and_preview_of_its_stored_output(paths):
     data, log = paths
     runner = Runner(data, log, executor="inline", console=False)
     first = runner.run(Pipeline("sizes", [Node("big")]))
     again = runner.run(Pipeline("sizes", [Node("big")]))
     assert again.runs["Node(big)"].status is Status.CACHED
-    size = first.runs["Node(big)"].output_bytes
+    size, preview = first.runs["Node(big)"].output_bytes, first.runs["Node(big)"].preview
     assert size and again.runs["Node(big)"].output_bytes == size
+    assert preview and again.runs["Node(big)"].preview == preview
     reloaded = PipelineResult.from_file(again.run_dir / "pipeline.yaml")
     assert reloaded.runs["Node(big)"].output_bytes == size
+    assert reloaded.runs["Node(big)"].preview == preview
 
 
 @task("Noisy", receives_input=False)

@@ -36,7 +36,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from pyperunner import Pipeline, Runner, Status, Task, run, task
 from pyperunner.storage_fsspec import FSSPEC_HINT, STALE_AFTER
-from pyperunner.store import EntryState, ResultNotStorableError, Store, StoreError
+from pyperunner.store import Checked, EntryState, ResultNotStorableError, Store, StoreError
 
 NAME = "Evaluate(both)"
 KEY = "197f82a6dbc9799406a35bef412cd7f4"
@@ -294,20 +294,18 @@ def test_a_memory_url_stores_under_that_url_in_the_same_layout(memory_url: str) 
     assert memory().info(f"{entry}/result.dump.gz")["size"] == size
 
 
-def test_save_has_load_record_and_result_size(memory_url: str) -> None:
+def test_save_has_load_record_and_check(memory_url: str) -> None:
     store = Store(memory_url)
     assert not store.has(NAME, KEY)
-    assert store.check(NAME, KEY) == (EntryState.MISSING, "")
-    assert store.result_size(NAME, KEY) is None
+    assert store.check(NAME, KEY) == Checked(EntryState.MISSING)
 
     size = store.save(NAME, KEY, {"rows": [1, 2, 3], "nested": (1.5, None)}, RECORD)
 
     assert store.has(NAME, KEY)
-    assert store.check(NAME, KEY) == (EntryState.OK, "")
+    assert store.check(NAME, KEY) == Checked(EntryState.OK, size=size)
     assert store.load(NAME, KEY) == {"rows": [1, 2, 3], "nested": (1.5, None)}
     result = {"file": "result.dump.gz", "bytes": size, "format": "pickle"}
     assert store.record(NAME, KEY) == {**RECORD, "result": {**result, "crc32": mock.ANY}}
-    assert store.result_size(NAME, KEY) == size
 
 
 def test_none_is_a_stored_result(memory_url: str) -> None:
@@ -370,10 +368,10 @@ def test_a_damaged_entry_is_reported_and_not_trusted(memory_url: str, damage: st
     else:
         memory().pipe_file(params, memory().cat_file(params).replace(b"bytes: ", b"bytes: 9"))
 
-    state, problem = store.check(NAME, KEY)
+    checked = store.check(NAME, KEY)
 
-    assert state is EntryState.DAMAGED
-    assert memory_url in problem
+    assert checked.state is EntryState.DAMAGED
+    assert memory_url in checked.problem
     assert not store.has(NAME, KEY)
 
 
@@ -413,7 +411,7 @@ def test_entries_size_delete_on_memory(memory_url: str) -> None:
     assert list(store.entries()) == [(NAME, KEY), ("Load(csv)", OTHER_KEY), ("Load(csv)", KEY)]
     entry = mem_path(store.entry(NAME, KEY))
     assert store.size(NAME, KEY) == sum(memory().du(entry, total=False).values())
-    assert store.size(NAME, KEY) > store.result_size(NAME, KEY)  # params.yaml counts too
+    assert store.size(NAME, KEY) > store.check(NAME, KEY).size  # params.yaml counts too
 
     held = store.hold(NAME, KEY)
     assert held is not None and held.fd is None  # nothing to hold on fsspec
@@ -522,11 +520,11 @@ def test_an_upload_that_fails_leaves_no_result_that_counts(recording: str) -> No
         store.save(NAME, KEY, "a new value of another size", RECORD)
 
     # params.yaml names the new size, the old object has the old one: not trusted, recomputed
-    assert store.check(NAME, KEY)[0] is EntryState.DAMAGED
+    assert store.check(NAME, KEY).state is EntryState.DAMAGED
     assert set(os.listdir(tempfile.gettempdir())) <= leftovers_before
     with pytest.raises(ConnectionError):
         store.save("Fresh()", KEY, "never uploaded", RECORD)
-    assert store.check("Fresh()", KEY)[0] is EntryState.MISSING
+    assert store.check("Fresh()", KEY).state is EntryState.MISSING
 
 
 # --------------------------------------------------------------------------- renaming filesystems

@@ -485,7 +485,7 @@ def test_the_preview_kept_in_a_record_is_read_back_alone(tmp_path: Path) -> None
     store = Store(tmp_path)
     shown = {"type": "str", "text": 'two\nlines: "quoted"\nresult:\n', "length": 3}
     store.save(NAME, KEY, "abc", {**RECORD, "preview": yamlio.Flow(shown)})  # as workers do
-    assert store.preview(NAME, KEY) == shown == store.record(NAME, KEY)["preview"]
+    assert store.check(NAME, KEY).preview == shown == store.record(NAME, KEY)["preview"]
     store.save(NAME, "b" * 32, "abc", RECORD)  # made before previews
-    assert store.preview(NAME, "b" * 32) is None
-    assert store.preview(NAME, "c" * 32) is None  # nothing stored
+    assert store.check(NAME, "b" * 32).preview is None
+    assert store.check(NAME, "c" * 32).preview is None  # nothing stored

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import display
 from .graph import GraphLike, topological_order
-from .store import EntryState, Store
+from .store import Checked, EntryState, Store
 from .task import Task
 
 log = logging.getLogger()
@@ -42,7 +42,8 @@ class Plan:
 
     ``forced`` are the tasks that must compute even if their result appears in the store while
     the run goes on (another run may compute the same entry meanwhile; the others then reuse it).
-    ``name`` is the pipeline's.
+    ``name`` is the pipeline's; ``found`` is what the store said of each cached task's entry
+    when the plan was made (its result's size and preview, read once).
     """
 
     order: tuple[str, ...]
@@ -50,6 +51,7 @@ class Plan:
     forced: frozenset[str] = frozenset()
     why: Mapping[str, str] = dataclasses.field(default_factory=dict)
     name: str = ""
+    found: Mapping[str, Checked] = dataclasses.field(default_factory=dict)
 
     @property
     def to_run(self) -> list[str]:
@@ -173,6 +175,7 @@ def plan_with_store(
     damaged: dict[str, str] = {}
     verified: set[str] = set()
     gone: set[str] = set()
+    found: dict[str, Checked] = {}
 
     def found_damaged(name: str, problem: str) -> None:
         if name not in damaged:
@@ -182,13 +185,13 @@ def plan_with_store(
     def is_cached(name: str) -> bool:
         if name in damaged or name in gone:  # damaged by its checksum, or deleted since
             return False
-        state, problem = store.check(name, keys[name])
-        if state is EntryState.DAMAGED:
-            found_damaged(name, problem)
-        elif state is EntryState.OK and not dry:
+        checked = found[name] = store.check(name, keys[name])
+        if checked.state is EntryState.DAMAGED:
+            found_damaged(name, checked.problem)
+        elif checked.state is EntryState.OK and not dry:
             for leftover in store.sweep(name, keys[name]):
                 log.info("Removed %s, left by an interrupted write", leftover)
-        return state is EntryState.OK
+        return checked.state is EntryState.OK
 
     def changes(name: str) -> Change:
         if name in damaged:
@@ -228,4 +231,4 @@ def plan_with_store(
             if problem is not None:
                 found_damaged(name, problem)
         if not vanished and not any(problems.values()):
-            return plan
+            return dataclasses.replace(plan, found={name: found[name] for name in plan.cached})

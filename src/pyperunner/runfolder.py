@@ -292,7 +292,8 @@ def _stored_runs(folder: Path, keys: Mapping[str, str], store: Store) -> dict[st
 class Journal:
     """What a run's ``events.jsonl`` says: its pipeline document (as in ``pipeline.yaml``), the
     tasks it planned to take from the store, each task's latest record, and how the run ended
-    (``end``: when, how long, why it could not start, the sizes of the cached results).
+    (``end``: when, how long, why it could not start, the sizes and previews of the cached
+    results).
 
     The tasks' lines, most of a big run's journal, are decoded when :attr:`tasks` is first
     asked for, so that what needs only the pipeline and the end (a run's result, before any of
@@ -340,12 +341,16 @@ class Journal:
         CACHED for what the run took from the store, else NOT_STARTED."""
         assert self.end is not None and self.pipeline is not None
         sizes = self.end.get("sizes") or {}
+        previews = self.end.get("previews") or {}
         cached = set(self.cached)
         runs = {}
         for name in self.pipeline["pipeline"]["tasks"]:
             run = self.tasks.get(name)
             if run is None and name in cached:
-                run = TaskRun(Status.CACHED, output_bytes=sizes.get(name))
+                run = TaskRun(Status.CACHED)
+                with contextlib.suppress(ValueError, TypeError):  # a journal edited by hand
+                    found = {"output_bytes": sizes.get(name), "preview": previews.get(name)}
+                    run = TaskRun.from_dict({"status": Status.CACHED.value, **found})
             runs[name] = run or TaskRun()
         return runs
 

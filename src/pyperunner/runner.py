@@ -327,9 +327,6 @@ class _Run:
         result = PipelineResult(self.pipeline.name, self.store, self.keys, runs, runner.run_dir)
         runner._result = result
         self.pipeline.ran(result)
-        for name, run in runs.items():
-            if run.status is Status.CACHED and run.output_bytes is None:
-                run.output_bytes = self.store.result_size(name, self.keys[name])
         outcome = {
             "finished": dt.datetime.now().isoformat(timespec="seconds"),
             "duration": round(time.time() - self.started, 3),

@@ -103,13 +103,16 @@ class RunWriter(RunObserver):
         name = pipeline_doc["pipeline"]["name"]
         duration = outcome["duration"]
         self._summary(name, started, outcome["finished"], duration, counts, outcome.get("error"))
-        sizes = {
-            task: record["output_bytes"]
+        cached = [
+            (task, record)
             for task, record in outcome["tasks"].items()
             if record["status"] == Status.CACHED.value and task not in self._changed
-        }
+        ]
+        sizes = {task: record["output_bytes"] for task, record in cached}
+        previews = {task: record["preview"] for task, record in cached if record.get("preview")}
         ended = {k: outcome.get(k) for k in ("finished", "duration", "error")}
-        self._write({"run": "ended", "t": time.time(), **ended, "sizes": sizes})
+        ended.update(sizes=sizes, previews=previews)
+        self._write({"run": "ended", "t": time.time(), **ended})
         self.close()
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ from .graph import GraphLike, descendants
 from .holds import Holds
 from .plan import Plan
 from .status import Status, TaskRun
+from .store import Checked
 
 Listener = Callable[[str, TaskRun], None]
 VANISHED = "its stored result vanished during the run"
@@ -223,7 +224,7 @@ class _Loop:
     fail_fast: bool
 
     def __post_init__(self) -> None:
-        self.runs = {name: TaskRun(Status.CACHED) for name in self.plan.cached}
+        self.runs = {name: _cached(self.plan.found.get(name)) for name in self.plan.cached}
         for name, reason in self.plan.reasons.items():
             self.runs[name] = TaskRun(Status.NOT_STARTED, self.plan.why.get(name, reason.value))
         self.waiting = {  # the parents each task that runs waits for
@@ -404,3 +405,10 @@ class _Loop:
                 run.status, run.finished = Status.INTERRUPTED, time.time()
                 run.error = "interrupted"
                 self._tell(name, run)
+
+
+def _cached(found: Checked | None) -> TaskRun:
+    """The record of a task whose stored result the plan found: its size and preview too."""
+    if found is None:
+        return TaskRun(Status.CACHED)
+    return TaskRun(Status.CACHED, output_bytes=found.size, preview=found.preview)

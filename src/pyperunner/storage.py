@@ -90,7 +90,7 @@ class LocalFiles:
 
     @staticmethod
     def size(path: Path) -> int:
-        info = path.stat()
+        info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
         return info.st_size
@@ -101,7 +101,8 @@ class LocalFiles:
 
     @staticmethod
     def read(path: Path) -> bytes:
-        return path.read_bytes()
+        with open(path, "rb", buffering=0) as handle:  # one read: no buffer to fill first
+            return handle.readall()
 
     @staticmethod
     def write(path: Path, data: bytes) -> None:

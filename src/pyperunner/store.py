@@ -12,6 +12,7 @@ is :mod:`pyperunner.storage`'s business.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import errno
 import importlib.util
@@ -98,6 +99,45 @@ class EntryState(enum.Enum):
     DAMAGED = "damaged"
 
 
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What :meth:`Store.check` found of an entry: its state, what is wrong with a damaged
+    one, and a complete one's result size and preview (see :mod:`pyperunner.preview`)."""
+
+    state: EntryState
+    problem: str = ""
+    size: int | None = None
+    preview: dict[str, Any] | None = None
+
+
+def _result_info(text: bytes) -> tuple[int | None, str, int | None]:
+    """(size, format, CRC-32 or None) of the result as the params.yaml ``text`` records them;
+    size None if the record is unreadable."""
+    found = _RESULT.search(text)
+    if found is not None:
+        size, kind, crc = found.groups()
+        return int(size), kind.decode(), None if crc is None else int(crc)
+    try:  # written by an older version, or edited by hand: parse it
+        record = yamlio.load(text)
+    except (ValueError, yamlio.YAMLError):
+        return None, JOBLIB, None
+    result = record.get("result") if isinstance(record, dict) else None
+    if not isinstance(result, dict) or not isinstance(result.get("bytes"), int):
+        return None, JOBLIB, None
+    crc = result.get("crc32")
+    return result["bytes"], str(result.get("format", JOBLIB)), crc if type(crc) is int else None
+
+
+def _preview(text: bytes) -> dict[str, Any] | None:
+    """The preview the params.yaml ``text`` keeps, parsed alone; None if there is none."""
+    found = _PREVIEW.search(text)
+    try:
+        shown = None if found is None else json.loads(found.group(1))
+    except ValueError:
+        return None
+    return shown if isinstance(shown, dict) else None
+
+
 class Store:
     """The cache of task outputs under ``root``: a local path or an fsspec URL.
 
@@ -142,56 +182,40 @@ class Store:
 
     def has(self, name: str, key: str) -> bool:
         """True if a complete, undamaged result for ``name`` under ``key`` is stored."""
-        return self.check(name, key)[0] is EntryState.OK
+        return self.check(name, key).state is EntryState.OK
 
-    def check(self, name: str, key: str) -> tuple[EntryState, str]:
-        """Tell whether an entry is there and intact (by the size recorded when it was written).
-
-        Returns the state and, for a damaged entry, what is wrong with it.
-        """
+    def check(self, name: str, key: str) -> Checked:
+        """Tell whether an entry is there and intact (by the size recorded when it was written),
+        reading its record once: a complete entry's size and preview come with the answer."""
         files = self._files
         path = files.at(name, key, RESULT_FILE)
         try:
             size = files.size(path)
         except (FileNotFoundError, NotADirectoryError):  # a file where a folder would be: none
-            return EntryState.MISSING, ""
+            return Checked(EntryState.MISSING)
         except IsADirectoryError:
-            return EntryState.DAMAGED, f"{files.public(path)} is a folder, not a file"
-        expected = self.result_size(name, key)
+            return Checked(EntryState.DAMAGED, f"{files.public(path)} is a folder, not a file")
+        text = self._record_text(name, key)
+        expected = None if text is None else _result_info(text)[0]
         if expected is None:
             params = files.public(files.at(name, key, PARAMS_FILE))
-            return EntryState.DAMAGED, f"{params} is missing or unreadable"
+            return Checked(EntryState.DAMAGED, f"{params} is missing or unreadable")
         if size != expected:
-            return (
-                EntryState.DAMAGED,
-                f"{files.public(path)} has {size} bytes, {expected} were written",
-            )
-        return EntryState.OK, ""
+            problem = f"{files.public(path)} has {size} bytes, {expected} were written"
+            return Checked(EntryState.DAMAGED, problem)
+        assert text is not None
+        return Checked(EntryState.OK, size=size, preview=_preview(text))
 
-    def result_size(self, name: str, key: str) -> int | None:
-        """The result size params.yaml records; None if the record is missing or unreadable."""
-        return self._result_info(name, key)[0]
+    def _record_text(self, name: str, key: str) -> bytes | None:
+        """The bytes of an entry's params.yaml; None if it cannot be read."""
+        try:
+            return self._files.read(self._files.at(name, key, PARAMS_FILE))
+        except OSError:
+            return None
 
     def _result_info(self, name: str, key: str) -> tuple[int | None, str, int | None]:
-        """(size, format, CRC-32 or None) of the result as params.yaml records them; size None
-        if the record is unreadable."""
-        try:
-            text = self._files.read(self._files.at(name, key, PARAMS_FILE))
-        except OSError:
-            return None, JOBLIB, None
-        found = _RESULT.search(text)
-        if found is not None:
-            size, kind, crc = found.groups()
-            return int(size), kind.decode(), None if crc is None else int(crc)
-        try:  # written by an older version, or edited by hand: parse it
-            record = yamlio.load(text)
-        except (ValueError, yamlio.YAMLError):
-            return None, JOBLIB, None
-        result = record.get("result") if isinstance(record, dict) else None
-        if not isinstance(result, dict) or not isinstance(result.get("bytes"), int):
-            return None, JOBLIB, None
-        crc = result.get("crc32")
-        return result["bytes"], str(result.get("format", JOBLIB)), crc if type(crc) is int else None
+        text = self._record_text(name, key)
+        return (None, JOBLIB, None) if text is None else _result_info(text)
 
     def lock(
         self, name: str, key: str, on_wait: Callable[[], None] | None = None
@@ -416,16 +440,6 @@ class Store:
             if stored_key == key:
                 return mtime
         return None
-
-    def preview(self, name: str, key: str) -> dict[str, Any] | None:
-        """The preview of the result its record keeps (see :mod:`pyperunner.preview`), parsed
-        alone (a run's page shows one for each cached task); None if there is none to read."""
-        try:
-            found = _PREVIEW.search(self._files.read(self._files.at(name, key, PARAMS_FILE)))
-            shown = None if found is None else json.loads(found.group(1))
-        except (OSError, ValueError):
-            return None
-        return shown if isinstance(shown, dict) else None
 
     def record(self, name: str, key: str) -> dict[str, Any]:
         """The ``params.yaml`` record stored beside a result."""

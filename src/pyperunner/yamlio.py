@@ -92,7 +92,11 @@ def _block(value: Any, indent: str, lines: list[str]) -> None:
         for key, item in value.items():
             if type(key) is not str:
                 raise _NotPlain
-            _entry(f"{indent}{_string(key)}:", item, deeper, indent, lines)
+            scalar = _SCALARS.get(type(item))
+            if scalar is not None:  # most entries: no need to look further
+                lines.append(f"{indent}{_string(key)}: {scalar(item)}\n")
+            else:
+                _entry(f"{indent}{_string(key)}:", item, deeper, indent, lines)
     elif isinstance(value, list) and value:
         deeper = indent + "  "
         for item in value:
@@ -132,22 +136,19 @@ def _inline(value: Any) -> str:
 
 
 def _scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "true" if value else "false"
-    if type(value) is int:
-        return str(value)
-    if type(value) is float:
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value)
-        return text.replace("e", ".0e", 1) if "." not in text else text  # YAML 1.1 needs the dot
-    if type(value) is str:
-        return _string(value)
-    raise _NotPlain
+    scalar = _SCALARS.get(type(value))
+    if scalar is None:
+        raise _NotPlain
+    return scalar(value)
+
+
+def _float(value: float) -> str:
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    return text.replace("e", ".0e", 1) if "." not in text else text  # YAML 1.1 needs the dot
 
 
 def _string(value: str) -> str:
@@ -172,3 +173,12 @@ def _escaped(found: re.Match[str]) -> str:
 _REMEMBERED_LENGTH = 200
 _remembered = functools.lru_cache(maxsize=4096)(_quoted)
 """Keys and task names come back in every document a run writes: each is worked out once."""
+
+_SCALARS: dict[type, Any] = {
+    type(None): lambda value: "null",
+    bool: lambda value: "true" if value else "false",
+    int: str,
+    float: _float,
+    str: _string,
+}
+"""How each type of scalar is written (exact types: a subclass goes through PyYAML)."""

@@ -113,7 +113,8 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
     with task_context(job.name):
         try:
             with store.lock(job.name, job.key, on_wait=lambda: log.info(_WAITING)):
-                state, problem = store.check(job.name, job.key)
+                found = store.check(job.name, job.key)
+                state, problem = found.state, found.problem
                 if job.reuse and state is EntryState.OK:  # its bytes too, before a child reads
                     problem = store.verify(job.name, job.key) or ""
                     state = EntryState.DAMAGED if problem else state
@@ -124,8 +125,15 @@ def execute(job: Job, store: Store, interruptible: bool = False) -> Outcome:
                         "a result for this key is stored already (by another run, or kept while "
                         "an upstream task was recomputed); using it"
                     )
-                    hold = store.hold(job.name, job.key)
-                    return Outcome(job.name, started, time.time(), reused=True, hold=hold)
+                    return Outcome(
+                        job.name,
+                        started,
+                        time.time(),
+                        output_bytes=found.size,
+                        reused=True,
+                        preview=found.preview,
+                        hold=store.hold(job.name, job.key),
+                    )
                 store.clean(job.name, job.key)
                 data, vanished = _load_inputs(job, store)
                 if vanished:

@@ -130,7 +130,7 @@ def _side_by_side(
 ) -> None:
     """Group the like tasks of one layer if it is too wide for ``room`` (its tasks' parents lie
     in earlier layers, so they are grouped already)."""
-    if room.fits(((node, graph.nodes[node]) for node in layer), room.width):
+    if len(layer) < MIN_GROUP or room.fits(((n, graph.nodes[n]) for n in layer), room.width):
         return
 
     def same_parents(node: Hashable) -> frozenset[Hashable]:

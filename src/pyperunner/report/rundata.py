@@ -157,7 +157,7 @@ def _task(
         **_run_fields(run),
     }
     if task["preview"] is None and run.status is Status.CACHED and store is not None:
-        task["preview"] = store.preview(name, key)  # kept by the run that computed it
+        task["preview"] = store.check(name, key).preview  # kept by the run that computed it
     task["result_path"] = _result_path(store, name, key) if run.status.has_output else None
     if folder is not None:  # the report: each task's log, read where there is one
         task["log"] = runfolder.read_task_log(folder, key)[-LOG_LIMIT:] if key in logged else ""
