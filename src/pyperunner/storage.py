@@ -110,8 +110,11 @@ class LocalFiles:
 
     @staticmethod
     def stage(folder: Path, name: str) -> Staged:
-        _make_folder(folder)
-        fd, tmp = temporary_file(folder, name)
+        try:  # the entry's lock made its folder already
+            fd, tmp = temporary_file(folder, name)
+        except (FileNotFoundError, NotADirectoryError):
+            _make_folder(folder)
+            fd, tmp = temporary_file(folder, name)
         return Staged(
             os.fdopen(fd, "wb"),
             publish=lambda: _replace(tmp, folder / name),
