@@ -521,6 +521,16 @@ def test_show_draws_a_pipeline_that_fits_task_by_task_as_the_run_s_tasks_are(
     assert draw_ascii(list(tasks), edges, labels) in output  # the drawing it always was
 
 
+def test_show_draws_a_long_chain_of_like_tasks_as_one_box(tmp_path: Path) -> None:
+    steps = [Source("s0", rows=1)]
+    for k in range(1, 150):
+        steps.append(Train(f"s{k}")(steps[-1]))
+    output = cli("show", features_run(tmp_path, Pipeline("long", [steps[0]]))).output
+    assert "| Source(s0) [SUCCESS" in output
+    assert "| Train(s1 ... s149), 149 tasks [149 SUCCESS] |" in output
+    assert len(output.splitlines()) < 20  # not 3 lines a task
+
+
 def test_the_width_is_the_terminal_s_or_columns_or_120(monkeypatch: pytest.MonkeyPatch) -> None:
     from pyperunner.report.terminal import terminal_width
 

@@ -213,7 +213,9 @@ class Store:
         except OSError:
             return None
 
-    def _result_info(self, name: str, key: str) -> tuple[int | None, str, int | None]:
+    def _recorded_result(self, name: str, key: str) -> tuple[int | None, str, int | None]:
+        """(size, format, CRC-32 or None) of the result its params.yaml records (see
+        :func:`_result_info`)."""
         text = self._record_text(name, key)
         return (None, JOBLIB, None) if text is None else _result_info(text)
 
@@ -325,7 +327,7 @@ class Store:
                 f"no stored result for task {name} with key {key} at {files.public(path)}"
             )
 
-        size, kind, crc = self._result_info(name, key)
+        size, kind, crc = self._recorded_result(name, key)
         try:
             actual = files.size(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -362,7 +364,7 @@ class Store:
         """Read a stored result and check it against the CRC-32 recorded with it; if the bytes
         changed, move it aside as :meth:`load` would (unless not ``set_aside``) and say what is
         wrong (None: it is fine, or it has no checksum to check)."""
-        crc = self._result_info(name, key)[2]
+        crc = self._recorded_result(name, key)[2]
         if crc is None:
             return None
         path = self._files.at(name, key, RESULT_FILE)

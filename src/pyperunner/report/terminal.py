@@ -2,8 +2,9 @@
 
 It is the layered drawing of :mod:`.ascii`, each box reading ``Name(tag) [STATUS duration]``.
 Where a layer is too wide for the terminal, like tasks are drawn as one box (see :mod:`.groups`)
-reading ``Name(first ... last), N tasks [5 SUCCESS, 1 FAILURE]``; where even that is too wide,
-the boxes are listed layer by layer instead, each followed by its parents.
+reading ``Name(first ... last), N tasks [5 SUCCESS, 1 FAILURE]``, and so are chains of like
+tasks where the layers are more than ``MOST_LAYERS``; where even that is too wide, the boxes are
+listed layer by layer instead, each followed by its parents.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DEFAULT_WIDTH = 120
 """The columns of a drawing printed to something that is not a terminal (a pipe, a file)."""
 MIN_WIDTH = 20
 """The fewest columns a drawing is given, whatever the terminal or ``COLUMNS`` says."""
+MOST_LAYERS = 100
+"""More layers than this (300 lines of boxes) and chains of like tasks are drawn as one box."""
 
 
 def terminal_width(stream: TextIO) -> int:
@@ -58,7 +61,7 @@ def draw_run(
         {name: _attrs(runs.get(name, unrun)) for name in tasks},
         {name: spec.get("parents") or [] for name, spec in tasks.items()},
     )
-    room = Room(lambda node, attrs: len(label(node, attrs)) + BOX_PADDING, BOX_GAP, width, width)
+    room = Room(_box_width, BOX_GAP, width, width, MOST_LAYERS)
     drawn = grouped(graph, room)
     labels = {node: label(node, drawn.nodes[node]) for node in drawn.nodes}
     layers = _layers(drawn)
@@ -68,6 +71,10 @@ def draw_run(
         if max(map(len, text.splitlines()), default=0) <= width:
             return text
     return "\n".join(_listed(drawn, layers, labels, width))
+
+
+def _box_width(node: Hashable, attrs: Mapping[str, Any]) -> int:
+    return len(label(node, attrs)) + BOX_PADDING
 
 
 def _attrs(run: TaskRun) -> dict[str, Any]:
