@@ -178,7 +178,11 @@ def run_plan(
     except (KeyboardInterrupt, _Signalled) as exc:
         signum = exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
         restore = _ignore_signals()
-        loop.interrupt()
+        try:
+            loop.interrupt()
+        except BaseException:
+            restore()  # else the signals stay ignored in this process and every child
+            raise
         raise RunInterrupted(signum, loop.runs, restore) from None
     except BaseException:
         executor.shutdown()
