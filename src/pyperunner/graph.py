@@ -354,8 +354,10 @@ class Pipeline:
     def _described(self, graph: Dag, task_keys: Mapping[str, str] | None) -> dict[str, Any]:
         """:meth:`to_dict` of ``graph``, this pipeline's :meth:`graph` (a run has it already)."""
         pipeline_keys = task_keys if task_keys is not None else graph_keys(graph)
+        members = _tasks_of(graph)
+        codes = code_fingerprints(members)
         tasks = {}
-        for t in _tasks_of(graph):
+        for t in members:
             tasks[t.name] = {
                 "task_name": type(t).task_name,
                 "module": type(t).__module__,
@@ -365,7 +367,7 @@ class Pipeline:
                 "params": {k: keys.encode(v, for_key=False) for k, v in t.params.items()},
                 "parents": [p.name for p in t.parents],
                 "key": pipeline_keys[t.name],
-                "code": t.code_fingerprint(),
+                "code": codes[type(t)],
                 "params_digest": keys.params_digest(t.params),
             }
         return {"name": self.name, "tasks": tasks}
@@ -503,23 +505,19 @@ def _tasks_of(graph: Dag) -> list[Task]:
 
 
 def graph_keys(graph: Dag) -> dict[str, str]:
-    """Every task's key in ``graph``, a :meth:`Pipeline.graph` (as :meth:`Pipeline.keys`).
-
-    Each task class's code fingerprint is taken once here, not once per task: code does not
-    change while the keys are computed, and checking that it has not (``code_fingerprint``
-    looks again at every name the code reads) was most of the cost of a task's key.
-    """
-    fingerprints: dict[type[Task], str] = {}
-
-    def own_digest(t: Task) -> str:
-        cls = type(t)
-        if cls not in fingerprints:
-            fingerprints[cls] = cls.code_fingerprint()
-        return t.own_digest(fingerprints[cls])
-
+    """Every task's key in ``graph``, a :meth:`Pipeline.graph` (as :meth:`Pipeline.keys`)."""
     tasks = [graph.nodes[n]["task"] for n in graph]
-    by_task = keys.merkle_keys(tasks, lambda t: t.parents, own_digest)
+    codes = code_fingerprints(tasks)
+    by_task = keys.merkle_keys(tasks, lambda t: t.parents, lambda t: t.own_digest(codes[type(t)]))
     return {t.name: k for t, k in by_task.items()}
+
+
+def code_fingerprints(tasks: Iterable[Task]) -> dict[type[Task], str]:
+    """Each task class's code fingerprint, taken once per class, not once per task: code does
+    not change while a pipeline is keyed or described, and checking that it has not
+    (``code_fingerprint`` looks again at every name the code reads) costs more than the rest
+    of a task's key."""
+    return {cls: cls.code_fingerprint() for cls in {type(t) for t in tasks}}
 
 
 def _connected(start: Iterable[Task], skip: Mapping[int, Task] | None = None) -> Iterator[Task]:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from . import environment, runfolder
 from .executors import Executor, Job, make_executor
-from .graph import Dag, Pipeline, PipelineError, graph_keys
+from .graph import Dag, Pipeline, PipelineError, code_fingerprints, graph_keys
 from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .observers import RunObserver, RunSetting, observers_for
@@ -393,7 +393,7 @@ def _tasks_of(
     """Every task's key, the task itself, and its record (see :func:`_record_of`), by name."""
     keys = graph_keys(graph)
     tasks = {name: graph.nodes[name]["task"] for name in graph}
-    codes = {cls: cls.code_fingerprint() for cls in {type(task) for task in tasks.values()}}
+    codes = code_fingerprints(tasks.values())
     records = {name: _record_of(task, keys, codes[type(task)]) for name, task in tasks.items()}
     return keys, tasks, records
 
