@@ -197,3 +197,14 @@ def test_an_interrupt_stops_the_running_tasks_and_carries_every_record_out():
         assert interrupted.runs["Node(b)"].error == "interrupted"
     finally:
         interrupted.restore_signals()
+
+
+def test_an_interrupt_whose_stopping_fails_puts_the_signal_handlers_back():
+    class BrokenShutdown(ScriptedExecutor):
+        def shutdown(self) -> list[str]:
+            raise OSError("the workers could not be reached")
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(OSError, match="could not be reached"):
+        schedule([Node("a"), Node("b")], BrokenShutdown(interrupt_at=1), workers=2)
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # not left ignored
