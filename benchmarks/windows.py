@@ -39,7 +39,7 @@ from typing import Any
 from PIL import Image
 
 from pyperunner import Pipeline, PipelineResult, Runner, Task, run, runfolder, task
-from pyperunner.graph import Dag
+from pyperunner.dag import Dag
 from pyperunner.report.groups import grouped
 from pyperunner.report.html import write_report
 from pyperunner.report.image import write_status_png

@@ -1104,7 +1104,7 @@ def test_an_entry_whose_tag_no_longer_matches_its_name_says_how_to_fix_it(tmp_pa
 
 def test_a_dags_order_follows_edits_made_after_it_was_sorted() -> None:
     """A run sorts its graph once and reuses the order: an edit must drop the kept order."""
-    from pyperunner.graph import Dag, topological_order
+    from pyperunner.dag import Dag, topological_order
 
     dag = Dag()
     dag.add_edge("b", "c")

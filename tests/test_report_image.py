@@ -15,7 +15,7 @@ from conftest import feature_pipeline
 from PIL import Image
 
 from pyperunner import Runner
-from pyperunner.graph import Dag
+from pyperunner.dag import Dag
 from pyperunner.report.image import STATUS_COLORS, layout_boxes, write_status_png
 from pyperunner.report.layout import compute_layout
 from pyperunner.status import Status
@@ -343,7 +343,7 @@ def test_rendering_never_imports_matplotlib(tmp_path: Path) -> None:
 
 
 def test_a_run_never_imports_networkx_even_to_group_its_picture(tmp_path: Path) -> None:
-    """networkx's import alone is most of a cached run's budget (see ``graph.Dag``)."""
+    """networkx's import alone is most of a cached run's budget (see ``dag.Dag``)."""
     script = textwrap.dedent(
         f"""
         import sys

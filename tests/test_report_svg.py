@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import EVIL
 
-from pyperunner.graph import Dag
+from pyperunner.dag import Dag
 from pyperunner.report.layout import STATUS_COLORS, layout_boxes
 from pyperunner.report.svg import PX_PER_INCH, draw_svg, escape
 from pyperunner.status import Status

@@ -11,7 +11,8 @@ import pytest
 
 from pyperunner import Pipeline, Status, Task, TaskRun, run
 from pyperunner.executors import Executor, Job, Outcome
-from pyperunner.graph import Dag, graph_keys
+from pyperunner.dag import Dag
+from pyperunner.graph import graph_keys
 from pyperunner.plan import Plan, make_plan
 from pyperunner.scheduler import RunInterrupted, run_plan
 

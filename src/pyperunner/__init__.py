@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from ._version import __version__
 from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
-from .graph import KeyMismatchError, Pipeline, PipelineError, Sequential
+from .graph import Pipeline, Sequential
 from .keys import UnhashableParameterError
+from .pipelinefile import KeyMismatchError, PipelineError
 from .report import wiring
 from .results import PipelineFailedError, PipelineResult, TaskOutputUnavailableError
 from .runner import Runner

@@ -2,183 +2,26 @@
 
 A pipeline holds the tasks added to it and everything connected to them (up- and downstream), as a
 :class:`Dag` whose nodes are task names and whose edges go parent -> child. It checks what a
-run relies on: unique names and no cycles. It round-trips through YAML, rebuilding tasks by
-module and qualified name and verifying that every rebuilt task has the key that was saved.
+run relies on: unique names and no cycles. It round-trips through YAML
+(:mod:`pyperunner.pipelinefile` rebuilds the tasks of a saved one, checking their keys).
 """
 
 from __future__ import annotations
 
-import graphlib
-import heapq
-import importlib
 import os
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Literal, overload
 
 from . import display, keys, yamlio
+from .dag import Dag, topological_order
 from .files import write_atomic
-from .task import Task, TaskDefinitionError, check_name, local_task_class, require_task
+from .pipelinefile import PipelineError, check_keys, rebuilt_tasks
+from .task import Task, TaskDefinitionError, check_name, require_task
 
 RUN_FOLDER_SUFFIX = "_yymmddTHHMMSS_ffffff"
 """The most a run folder's name adds to its pipeline's name: the start, to the second, and the
 microseconds for a run that starts in the same second as another (``runwriter.make_folder``)."""
-
-
-class PipelineError(ValueError):
-    """A pipeline cannot be built, saved or loaded as asked."""
-
-
-class KeyMismatchError(PipelineError):
-    """A task rebuilt from a file has a different key than the one saved with it."""
-
-
-class GraphLike(Protocol):
-    """What planning, scheduling and the pictures need of a graph: a :class:`Dag` or a
-    ``networkx.DiGraph``."""
-
-    @property
-    def nodes(self) -> Any: ...
-    @property
-    def edges(self) -> Any: ...
-    def predecessors(self, node: Any) -> Iterator[Any]: ...
-    def successors(self, node: Any) -> Iterator[Any]: ...
-
-
-class Dag:
-    """A directed graph of task names, edges parent -> child, each node with a dict of attributes.
-
-    It offers the part of ``networkx.DiGraph``'s interface that planning, scheduling and the
-    pictures use (``nodes[name]``, ``edges``, ``predecessors``, ``successors``), so those take
-    either. A run never imports networkx: its import alone (about 0.1 s) is most of the budget of
-    a fully cached run; the algorithms a run needs come from the standard library's ``graphlib``.
-    """
-
-    def __init__(self, name: str = "") -> None:
-        self.name = name
-        self.nodes: dict[Hashable, dict[str, Any]] = {}
-        self._parents: dict[Hashable, list[Hashable]] = {}
-        self._children: dict[Hashable, dict[Hashable, None]] = {}
-        # topological_order's result, kept until a node or an edge is added
-        self._order: list[Hashable] | None = None
-
-    @classmethod
-    def from_parents(
-        cls,
-        attrs: Mapping[Hashable, dict[str, Any]],
-        parents: Mapping[Hashable, Iterable[Hashable]],
-    ) -> Dag:
-        """The graph of the nodes of ``attrs``, in its order and with those attributes, and an
-        edge to each from each of its ``parents`` (nodes too): what ``add_node`` and
-        ``add_edge`` build, in a fraction of their time for a graph of thousands of nodes."""
-        dag = cls()
-        dag.nodes = dict(attrs)
-        dag._parents = {node: list(dict.fromkeys(parents.get(node, ()))) for node in dag.nodes}
-        dag._children = {node: {} for node in dag.nodes}
-        for node, above in dag._parents.items():
-            for parent in above:
-                dag._children[parent][node] = None
-        return dag
-
-    def add_node(self, node: Hashable, **attrs: Any) -> None:
-        """Add ``node`` (if new) and set its attributes."""
-        if node not in self.nodes:
-            self.nodes[node], self._parents[node], self._children[node] = {}, [], {}
-            self._order = None
-        self.nodes[node].update(attrs)
-
-    def add_edge(self, parent: Hashable, child: Hashable) -> None:
-        """Add the edge ``parent -> child`` (and the nodes); a child's parents keep their order."""
-        self.add_node(parent)
-        self.add_node(child)
-        if child not in self._children[parent]:
-            self._children[parent][child] = None
-            self._parents[child].append(parent)
-            self._order = None
-
-    @property
-    def edges(self) -> list[tuple[Hashable, Hashable]]:
-        """Every edge as ``(parent, child)``."""
-        return [(p, c) for p, children in self._children.items() for c in children]
-
-    def predecessors(self, node: Hashable) -> Iterator[Hashable]:
-        """The parents of ``node``, in the order they were connected."""
-        return iter(self._parents[node])
-
-    def successors(self, node: Hashable) -> Iterator[Hashable]:
-        """The children of ``node``."""
-        return iter(self._children[node])
-
-    def copy(self) -> Dag:
-        """A copy whose node attributes can change without touching this graph's."""
-        other = Dag(self.name)
-        other.nodes = {node: dict(attrs) for node, attrs in self.nodes.items()}
-        other._parents = {node: list(ps) for node, ps in self._parents.items()}
-        other._children = {node: dict(cs) for node, cs in self._children.items()}
-        other._order = self._order
-        return other
-
-    def __iter__(self) -> Iterator[Hashable]:
-        return iter(self.nodes)
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __contains__(self, node: object) -> bool:
-        return node in self.nodes
-
-
-def topological_order(graph: GraphLike) -> list[Any]:
-    """The nodes of ``graph``, parents before children, ties broken by name (stable output).
-
-    Raises ``ValueError`` naming a cycle if there is one. A :class:`Dag` keeps its order, so a
-    run sorts its graph once, not once per use (planning, keys, YAML, each picture).
-    """
-    if isinstance(graph, Dag):
-        if graph._order is None:
-            graph._order = _sorted(graph)
-        return list(graph._order)
-    return _sorted(graph)
-
-
-def _sorted(graph: GraphLike) -> list[Any]:
-    """Kahn's algorithm, the ready nodes in a heap so that ties go by name."""
-    waiting = {node: len(set(graph.predecessors(node))) for node in graph.nodes}
-    ready = [node for node, count in waiting.items() if count == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        node = heapq.heappop(ready)
-        order.append(node)
-        for child in graph.successors(node):
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                heapq.heappush(ready, child)
-    if len(order) < len(waiting):
-        _raise_cycle(graph)
-    return order
-
-
-def _raise_cycle(graph: GraphLike) -> None:
-    """Raise ``ValueError`` naming a cycle of ``graph`` (found by ``graphlib``)."""
-    try:
-        graphlib.TopologicalSorter({n: graph.predecessors(n) for n in graph.nodes}).prepare()
-    except graphlib.CycleError as exc:
-        cycle = " -> ".join(str(node) for node in exc.args[1])
-        raise ValueError(f"the graph has a cycle: {cycle}") from None
-    raise AssertionError("unreachable: Kahn's algorithm left nodes but graphlib finds no cycle")
-
-
-def descendants(graph: GraphLike, node: Any) -> set[Any]:
-    """Every node reachable from ``node`` (not ``node`` itself)."""
-    found: set[Any] = set()
-    stack = list(graph.successors(node))
-    while stack:
-        below = stack.pop()
-        if below not in found:
-            found.add(below)
-            stack.extend(graph.successors(below))
-    return found
 
 
 class Pipeline:
@@ -386,48 +229,12 @@ class Pipeline:
         Parameters stored as pickles are refused unless ``trust_pickles``: loading a pickle can
         run any code, so only trust files from people you trust.
         """
-        if not isinstance(doc, Mapping):
-            raise PipelineError(
-                "the pipeline must be a mapping with 'name' and 'tasks', not a "
-                f"{type(doc).__name__}"
-            )
-        pipeline_name, specs = doc.get("name"), doc.get("tasks")
-        if not isinstance(pipeline_name, str) or not pipeline_name:
-            raise PipelineError("the pipeline has no 'name': it must be a non-empty string")
-        if not isinstance(specs, Mapping):
-            raise PipelineError(
-                f"the 'tasks' of pipeline {pipeline_name!r} must map each task name to its entry "
-                f"(as Pipeline.to_file writes them), not be a {type(specs).__name__}"
-            )
-        problem = cut_short(specs)
-        if problem is not None:
-            raise PipelineError(
-                f"{problem}; save the pipeline again with Pipeline.to_file (or remove every "
-                "'key' to load it without checks)"
-            )
-        built = {name: _build_task(name, spec, trust_pickles) for name, spec in specs.items()}
-        for name, rebuilt in built.items():
-            if rebuilt.name != name:
-                raise PipelineError(
-                    f"task entry {name!r} rebuilds as the task {rebuilt.name} (from its class and "
-                    f"its tag {rebuilt.tag!r}): rename the entry to {rebuilt.name!r} or give it "
-                    "the tag its name has"
-                )
-        for name, spec in specs.items():
-            parents = spec.get("parents") or []
-            missing = [p for p in parents if p not in built]
-            if missing:
-                raise PipelineError(f"task {name!r} names unknown parent(s) {missing}")
-            try:
-                if parents:
-                    built[name]([built[p] for p in parents])
-            except (TaskDefinitionError, ValueError) as exc:  # a WiringError
-                raise PipelineError(f"task {name!r}: cannot connect its parents: {exc}") from exc
-        pipeline = cls(pipeline_name)
+        name, built = rebuilt_tasks(doc, trust_pickles)
+        pipeline = cls(name)
         for t in built.values():
             if not t.parents:
                 pipeline.add(t)
-        _check_keys(pipeline, specs)
+        check_keys(pipeline.keys(), built, doc["tasks"])
         return pipeline
 
     @classmethod
@@ -533,144 +340,3 @@ def _connected(start: Iterable[Task], skip: Mapping[int, Task] | None = None) ->
         yield t
         stack.extend(t.parents)
         stack.extend(t.children)
-
-
-def cut_short(specs: Mapping[str, Any]) -> str | None:
-    """What shows that the task entries of a pipeline file were cut short, or None: ``to_file``
-    writes a key for every task, so an entry without one beside entries with one."""
-    entries = {name: spec for name, spec in specs.items() if isinstance(spec, Mapping)}
-    keyed = [name for name, spec in entries.items() if "key" in spec]
-    unkeyed = [name for name, spec in entries.items() if "key" not in spec]
-    if keyed and unkeyed:
-        return (
-            f"task {unkeyed[0]!r} has no 'key' but {keyed[0]!r} has one: the file looks cut "
-            "short or edited by hand"
-        )
-    return None
-
-
-def _build_task(name: str, spec: Any, trust_pickles: bool) -> Task:
-    """Rebuild one task from its entry in a pipeline file; a bad entry is a ``PipelineError``."""
-    if not isinstance(spec, Mapping):
-        raise PipelineError(
-            f"task entry {name!r} is a {type(spec).__name__}, not a mapping of module, class, "
-            "tag, params and parents; fix it or save the pipeline again with Pipeline.to_file"
-        )
-    module_name, qualname = spec.get("module"), spec.get("class")
-    params, parents = spec.get("params") or {}, spec.get("parents") or []
-    checks = [
-        (isinstance(name, str), "its name is not a string"),
-        (
-            isinstance(module_name, str) and isinstance(qualname, str),
-            "it needs a 'module' and a 'class' naming the task's class",
-        ),
-        (isinstance(params, Mapping), "its 'params' is not a mapping"),
-        (isinstance(spec.get("reload", False), bool), "its 'reload' is not true or false"),
-        (
-            isinstance(parents, list) and all(isinstance(p, str) for p in parents),
-            "its 'parents' is not a list of task names",
-        ),
-    ]
-    problems = [problem for ok, problem in checks if not ok]
-    if problems:
-        raise PipelineError(
-            f"task entry {name!r}: {problems[0]}; fix it or save the pipeline again with "
-            "Pipeline.to_file"
-        )
-    saved = f"{module_name}.{qualname}"
-
-    def not_found(why: Exception) -> PipelineError:
-        """The error for a task class the file names but this process cannot find."""
-        if module_name == "__main__":
-            hint = (
-                "it was saved from a script run as __main__, which only that script can load: "
-                "define the task in a module, import it from the script, and save the pipeline "
-                "again"
-            )
-        elif "<locals>" in qualname:
-            hint = (
-                "it is defined inside a function, so only the process that defined it can load "
-                "it: define the task at the top level of a module, and save the pipeline again"
-            )
-        else:
-            hint = "import or define the task under the same module and name before loading"
-            if hasattr(importlib.import_module("__main__"), qualname.partition(".")[0]):
-                hint += f" (__main__ defines a {qualname} too, but the file names {module_name})"
-        return PipelineError(f"task {name!r}: cannot find {saved} ({why}); {hint}")
-
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        if isinstance(exc, ModuleNotFoundError) and f"{module_name}.".startswith(f"{exc.name}."):
-            raise not_found(exc) from exc
-        raise PipelineError(
-            f"task {name!r}: importing its module {module_name} failed with "
-            f"{type(exc).__name__}: {exc}; fix the module, then load the pipeline again"
-        ) from exc
-    try:
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except AttributeError as exc:
-        obj = local_task_class(module_name, qualname)
-        if obj is None:
-            raise not_found(exc) from exc
-    if not (isinstance(obj, type) and issubclass(obj, Task)):
-        raise PipelineError(f"task {name!r}: {saved} is not a task")
-    decoded = {param: _parameter(name, param, v, trust_pickles) for param, v in params.items()}
-    try:
-        return obj(spec.get("tag", ""), reload=spec.get("reload", False), **decoded)
-    except Exception as exc:  # the task's own code (its __init__) may raise anything
-        raise PipelineError(
-            f"task {name!r}: cannot rebuild {saved} from its entry: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _parameter(task_name: str, param: str, value: Any, trust_pickles: bool) -> Any:
-    """Parameter ``param`` of task ``task_name`` as a pipeline file encodes it, rebuilt."""
-    try:
-        return keys.decode(value, trust_pickles=trust_pickles)
-    except keys.UntrustedPickleError as exc:
-        raise PipelineError(
-            f"task {task_name!r}: parameter {param!r} holds a pickled {exc}, and loading a "
-            "pickle can run any code, so it was refused; if you trust whoever wrote the file, "
-            "load it with Pipeline.from_file(path, trust_pickles=True) (on the command line: "
-            "--trust-pickles)"
-        ) from None
-    except Exception as exc:  # a damaged or hostile entry: say which parameter
-        raise PipelineError(
-            f"task {task_name!r}: parameter {param!r} cannot be rebuilt from the file: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _check_keys(pipeline: Pipeline, specs: Mapping[str, Any]) -> None:
-    """Raise ``KeyMismatchError`` saying why a rebuilt task's key differs from the saved one."""
-    actual = pipeline.keys()
-    by_name = {t.name: t for t in pipeline.tasks()}
-    for name, spec in specs.items():
-        if name not in actual:
-            raise KeyMismatchError(f"task {name!r} from the file is not in the rebuilt pipeline")
-        if "key" not in spec or actual[name] == spec["key"]:
-            continue
-        t = by_name[name]
-        saved = f"{spec['module']}.{spec['class']}"
-        now = f"{type(t).__module__}.{type(t).__qualname__}"
-        reasons = []
-        if saved != now:
-            reasons.append(
-                f"the file saved it as {saved}, but {saved} is now {now} (a task is known by the "
-                "module and class it was saved from: define it under that module and name again, "
-                "or save the pipeline again from where the task is defined now)"
-            )
-        if spec.get("params_digest") != keys.params_digest(t.params):
-            reasons.append("its parameters differ")
-        if saved == now and spec.get("code") != t.code_fingerprint():
-            reasons.append("its code changed since the file was written")
-        if any(actual[p.name] != specs.get(p.name, {}).get("key") for p in t.parents):
-            reasons.append("an upstream task's key differs")
-        why = " and ".join(reasons) or (
-            "the saved key was edited, or this pyperunner computes keys otherwise"
-        )
-        raise KeyMismatchError(
-            f"task {name!r}: key {actual[name]} differs from the saved {spec['key']} because {why}"
-        )

@@ -21,7 +21,7 @@ import math
 import resource
 from collections.abc import Mapping
 
-from .graph import GraphLike
+from .dag import GraphLike
 from .plan import Plan
 from .status import Status
 from .storage import Hold

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .graph import Dag
+from .dag import Dag
 from .status import TaskRun
 
 

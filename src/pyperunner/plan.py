@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import display
-from .graph import GraphLike, topological_order
+from .dag import GraphLike, topological_order
 from .store import Checked, EntryState, Store
 from .task import Task
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import yamlio
-from .graph import cut_short
+from .pipelinefile import cut_short
 from .status import Status, TaskRun
 from .store import Store
 

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import environment, runfolder
+from .dag import Dag
 from .executors import Executor, Job, make_executor
-from .graph import Dag, Pipeline, PipelineError, code_fingerprints, graph_keys
+from .graph import Pipeline, code_fingerprints, graph_keys
 from .holds import Holds
 from .logs import HEADLINE, TASK_STATUS, run_logging
 from .observers import RunObserver, RunSetting, observers_for
+from .pipelinefile import PipelineError
 from .plan import Plan, plan_with_store
 from .results import PipelineResult
 from .runfolder import LOG_FILE

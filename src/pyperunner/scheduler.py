@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .dag import GraphLike, descendants
 from .executors import Executor, Job, Outcome
-from .graph import GraphLike, descendants
 from .holds import Holds
 from .plan import Plan
 from .status import Status, TaskRun

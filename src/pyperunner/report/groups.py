@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from dataclasses import dataclass
 from typing import Any
 
-from ..graph import Dag, GraphLike
+from ..dag import Dag, GraphLike
 from ..status import Status
 from .layout import (
     DPI,

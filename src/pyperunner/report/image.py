@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from ..graph import GraphLike
+from ..dag import GraphLike
 from ..status import Status
 from .groups import grouped
 from .layout import (

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..graph import GraphLike, topological_order
+from ..dag import GraphLike, topological_order
 from ..status import Status
 from ..text import format_duration
 

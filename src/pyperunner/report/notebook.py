@@ -14,7 +14,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..graph import Dag, PipelineError
+from ..dag import Dag
+from ..pipelinefile import PipelineError
 from ..plan import Plan, Reason
 from ..status import Status, TaskRun, format_counts
 from ..text import format_duration, user_frame, with_cell_names

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..graph import Dag
+from ..dag import Dag
 from ..observers import RunObserver, RunSetting
 from ..runfolder import LOG_FILE
 from ..status import TaskRun

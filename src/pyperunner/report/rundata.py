@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runfolder
-from ..graph import Dag
+from ..dag import Dag
 from ..plan import compare_records
 from ..status import Status, TaskRun
 from ..store import Store

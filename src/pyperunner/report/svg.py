@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Hashable, Mapping
 
-from ..graph import GraphLike
+from ..dag import GraphLike
 from ..status import Status
 from .layout import (
     DETAIL_FONT_PT,

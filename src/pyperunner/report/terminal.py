@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Hashable, Mapping
 from typing import Any, TextIO
 
-from ..graph import Dag, GraphLike
+from ..dag import Dag, GraphLike
 from ..status import TaskRun, format_counts
 from ..text import format_duration
 from .ascii import BOX_GAP, BOX_PADDING, draw_ascii
