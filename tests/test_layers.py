@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("model", {"task", "pipelinefile", "graph", "status"}),
-    ("store", {"storage", "storage_fsspec", "store"}),
+    ("store", {"storage", "storage_fsspec", "resultfile", "store"}),
     ("planning", {"plan", "holds", "runfolder"}),
     ("execution", {"executors", "scheduler"}),
     ("runner", {"observers", "runwriter", "results", "environment", "garbage", "runner"}),

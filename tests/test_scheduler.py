@@ -10,8 +10,8 @@ from collections.abc import Iterable
 import pytest
 
 from pyperunner import Pipeline, Status, Task, TaskRun, run
-from pyperunner.executors import Executor, Job, Outcome
 from pyperunner.dag import Dag
+from pyperunner.executors import Executor, Job, Outcome
 from pyperunner.graph import graph_keys
 from pyperunner.plan import Plan, make_plan
 from pyperunner.scheduler import RunInterrupted, run_plan

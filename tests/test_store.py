@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pyperunner import store as store_module
-from pyperunner import yamlio
+from pyperunner import resultfile, yamlio
 from pyperunner.store import ResultNotStorableError, Store, StoreError
 
 NAME = "Evaluate(both)"
@@ -393,7 +392,7 @@ def test_a_byte_changed_in_place_that_still_loads_is_caught_by_the_checksum(tmp_
 
 
 def test_results_above_the_checksum_limit_are_checked_by_size_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "CHECKSUM_LIMIT", 1000)
+    monkeypatch.setattr(resultfile, "CHECKSUM_LIMIT", 1000)
     store = Store(tmp_path)
     store.save("Small(a)", KEY, np.zeros(100, dtype=np.uint8), RECORD)
     store.save("Large(a)", KEY, np.zeros(2000, dtype=np.uint8), RECORD)

@@ -29,12 +29,13 @@ from .logs import HEADLINE, TASK_STATUS, run_logging
 from .observers import RunObserver, RunSetting, observers_for
 from .pipelinefile import PipelineError
 from .plan import Plan, plan_with_store
+from .resultfile import DEFAULT_COMPRESS
 from .results import PipelineResult
 from .runfolder import LOG_FILE
 from .runwriter import RunWriter, make_folder
 from .scheduler import Listener, RunInterrupted, preparing, run_plan
 from .status import Status, TaskRun
-from .store import DEFAULT_COMPRESS, Store
+from .store import Store
 from .task import Task
 
 log = logging.getLogger()

@@ -5,8 +5,9 @@ Each entry holds ``result.dump.gz`` (the task's output, readable with ``joblib.l
 and format). An entry counts only once ``result.dump.gz`` exists with the size its record names,
 and the result is published (renamed into place, or uploaded whole) only after its record is
 written, so a crash never leaves a result that a later run trusts. This module is the only code
-that knows the layout and the formats; where the files live (a local folder, or any fsspec URL)
-is :mod:`pyperunner.storage`'s business.
+that knows the layout; how a value becomes a result file's bytes is
+:mod:`pyperunner.resultfile`'s business, and where the files live (a local folder, or any fsspec
+URL) :mod:`pyperunner.storage`'s.
 """
 
 from __future__ import annotations
@@ -14,21 +15,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import errno
-import importlib.util
-import io
 import json
 import os
 import pickle
 import re
 import sys
-import warnings
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from . import yamlio
+from . import resultfile, yamlio
 from .files import DAMAGED_SUFFIX
+from .resultfile import (
+    DEFAULT_COMPRESS,
+    JOBLIB,
+    PICKLE,
+    ChecksumMismatch,
+    DamagedResult,
+    checked_compress,
+)
 from .storage import Hold, Location
 from .storage_fsspec import files_for
 
@@ -40,43 +44,6 @@ _RESULT = re.compile(
 """How :meth:`Store.save` ends every params.yaml; read without parsing the YAML."""
 _PREVIEW = re.compile(rb"\npreview: (\{.*\})\n")
 """The preview a task's worker put in its record, on one line as JSON (:class:`yamlio.Flow`)."""
-CHECKSUM_LIMIT = 64 * 2**20
-"""Results up to this many bytes get a CRC-32 when written, checked whenever they are loaded, so
-a byte changed in place is caught; larger ones are checked by size only (memory-mapped arrays
-above all: checking them would read every byte at every load, and cost a third of the write)."""
-PICKLE, JOBLIB = "pickle", "joblib"
-"""Result formats: plain pickle (no numpy arrays inside), or joblib's, whose arrays can be
-memory-mapped; ``joblib.load`` reads both."""
-DEFAULT_COMPRESS: Any = 0
-"""No compression by default, chosen by measurement: on numeric arrays gzip costs 30 to 90 times
-the write time for at most a third less disk, and it rules out memory-mapping (see
-``benchmarks/README.md``). Pass ``compress=("gzip", 3)`` (any ``joblib.dump`` value) to trade time
-for disk, e.g. for large pure-Python results."""
-
-
-COMPRESSORS = ("zlib", "gzip", "bz2", "lzma", "xz", "lz4")
-"""The compression methods ``joblib.dump`` knows (lz4 needs the ``lz4`` package)."""
-
-
-def checked_compress(compress: Any) -> Any:
-    """``compress`` as ``joblib.dump`` takes it, None meaning none; any other value is refused
-    now, not by every task once it has done its work."""
-    if compress is None or compress is False:
-        return 0
-    if compress is True or (type(compress) is int and 0 <= compress <= 9):
-        return compress
-    method, level = (
-        compress if isinstance(compress, tuple) and len(compress) == 2 else (compress, None)
-    )
-    if method in COMPRESSORS and (level is None or (type(level) is int and 0 <= level <= 9)):
-        if method == "lz4" and importlib.util.find_spec("lz4") is None:
-            raise ValueError(f"compress={compress!r} needs the lz4 package: pip install lz4")
-        return compress
-    raise ValueError(
-        f"compress={compress!r} is not a compression joblib.dump knows: use 0 (none, the "
-        f"default), a zlib level 1-9, True, a method ({', '.join(COMPRESSORS)}) or a "
-        "(method, level) pair such as ('gzip', 3)"
-    )
 
 
 class StoreError(Exception):
@@ -260,7 +227,7 @@ class Store:
         The result is written to a temporary file, its size recorded in params.yaml, and only
         then published (renamed into place, or uploaded): that is when the entry starts to count.
         """
-        for kind in _formats_to_try(value, self.compress):
+        for kind in resultfile.formats_to_try(value, self.compress):
             size = self._save_as(kind, name, key, value, record)
             if size is not None:
                 break
@@ -275,9 +242,9 @@ class Store:
         staged = files.stage(files.at(name, key), RESULT_FILE)
         try:
             with staged.handle as raw:
-                handle = _Summed(raw, keep=kind == PICKLE)
+                handle = resultfile.Summed(raw, keep=kind == PICKLE)
                 try:
-                    custom = _dump(kind, value, handle, self.compress)
+                    custom = resultfile.dump(kind, value, handle, self.compress)
                 except OSError:
                     raise  # the disk, not the value: a full disk says so itself
                 except Exception as exc:  # PicklingError, TypeError, RecursionError, ...
@@ -335,7 +302,7 @@ class Store:
         try:
             if size is not None and actual != size:
                 raise DamagedResult(f"it has {actual} bytes, {size} were written")
-            return _load(files, path, kind, crc)
+            return resultfile.load(files, path, kind, crc)
         except (ImportError, AttributeError, TypeError, OSError, MemoryError) as exc:
             if isinstance(exc, FileNotFoundError) and not files.is_file(path):
                 raise missing() from None  # deleted while it was being read
@@ -369,7 +336,7 @@ class Store:
             return None
         path = self._files.at(name, key, RESULT_FILE)
         try:
-            _check_sum(self._files.read(path), crc)
+            resultfile.check_sum(self._files.read(path), crc)
         except OSError:
             return None  # gone: check() tells
         except ChecksumMismatch as exc:
@@ -448,63 +415,6 @@ class Store:
         return yamlio.load(self._files.read(self._files.at(name, key, PARAMS_FILE)).decode())
 
 
-# -- formats --------------------------------------------------------------------
-
-
-class _HasArrays(Exception):
-    pass
-
-
-class _PlainPickler(pickle.Pickler):
-    """A pickler that gives up at the first numpy array, which joblib stores better, and
-    notes whether the value holds instances of classes that are not built in (``custom``):
-    only those may pickle yet fail to unpickle."""
-
-    def __init__(self, handle: Any, arrays: tuple[type, ...]) -> None:
-        super().__init__(handle, protocol=pickle.HIGHEST_PROTOCOL)
-        self.arrays = arrays
-        self.custom = False
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) in self.arrays:
-            raise _HasArrays
-        if not self.custom and type(obj).__module__ != "builtins":
-            self.custom = True
-        return NotImplemented
-
-
-def _joblib_arrays(numpy: Any) -> tuple[type, ...]:
-    """The array types joblib stores as they are: subclasses (``numpy.matrix``) it loads back
-    as plain arrays, so those are pickled whole instead."""
-    return (numpy.ndarray, numpy.memmap)
-
-
-def _formats_to_try(value: Any, compress: Any) -> tuple[str, ...]:
-    """Plain pickle where it may do (10 to 20 times faster than joblib on Python objects, both
-    ways), joblib where the value holds numpy arrays (memory-mapped on load) or is compressed."""
-    numpy = sys.modules.get("numpy")  # without numpy imported, no value holds an array
-    if compress or (numpy is not None and type(value) in _joblib_arrays(numpy)):
-        return (JOBLIB,)
-    return (PICKLE, JOBLIB)
-
-
-def _dump(kind: str, value: Any, handle: Any, compress: Any) -> bool | None:
-    """Write ``value`` to ``handle`` in format ``kind``; None if a plain pickle met an array,
-    else whether the plain pickle holds instances of classes that are not built in."""
-    if kind == JOBLIB:
-        import joblib
-
-        joblib.dump(value, handle, compress=compress)
-        return False
-    numpy = sys.modules.get("numpy")
-    pickler = _PlainPickler(handle, () if numpy is None else _joblib_arrays(numpy))
-    try:
-        pickler.dump(value)
-    except _HasArrays:
-        return None
-    return pickler.custom
-
-
 def _check_loads(name: str, value: Any, data: bytes) -> None:
     """Unpickle what was just written: a value that pickles but cannot be read back (an
     exception class whose ``__init__`` takes other arguments than it passes to ``Exception``,
@@ -518,109 +428,3 @@ def _check_loads(name: str, value: Any, data: bytes) -> None:
             "__reduce__ that rebuilds them (for an exception class: pass all __init__ "
             "arguments to super().__init__), or return plain data"
         ) from exc
-
-
-class _Summed:
-    """A file being written that sums (CRC-32) what goes through it, up to CHECKSUM_LIMIT
-    bytes, and (if ``keep``) keeps a copy of it; ``crc`` is None once more was written."""
-
-    def __init__(self, handle: Any, keep: bool) -> None:
-        self.handle = handle
-        self.crc: int | None = 0
-        self.size = 0
-        self.written: list[bytes] | None = [] if keep else None  # a copy, up to the limit
-
-    def write(self, data: Any) -> int:
-        if self.crc is not None:
-            self.size += memoryview(data).nbytes
-            self.crc = zlib.crc32(data, self.crc) if self.size <= CHECKSUM_LIMIT else None
-            if self.crc is not None and self.written is not None:
-                self.written.append(bytes(data))
-            else:
-                self.written = None
-        return self.handle.write(data)
-
-    def __getattr__(self, name: str) -> Any:  # tell, flush, ...: the file's own
-        return getattr(self.handle, name)
-
-
-class _Summing:
-    """A file being read that sums (CRC-32) what is read from it."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.crc = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.crc = zlib.crc32(data, self.crc)
-        return data
-
-    def readline(self) -> bytes:
-        data = self.handle.readline()
-        self.crc = zlib.crc32(data, self.crc)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        n = self.handle.readinto(buffer)
-        self.crc = zlib.crc32(memoryview(buffer)[:n], self.crc)
-        return n
-
-    def rest(self) -> bytes:
-        """What is left of the file (nothing, unless bytes were added after the value)."""
-        return self.handle.read()
-
-
-class DamagedResult(ValueError):
-    """A result's bytes are not those written: another size, or another CRC-32."""
-
-
-class ChecksumMismatch(DamagedResult):
-    pass
-
-
-def _check_sum(data: Any, crc: int | None, start: int = 0) -> None:
-    """Raise if ``data`` (after bytes whose CRC-32 is ``start``) does not have the CRC-32
-    recorded when it was written (if one was)."""
-    if crc is not None and zlib.crc32(data, start) != crc:
-        raise ChecksumMismatch("its bytes changed since it was written (CRC-32 mismatch)")
-
-
-def _load(files: Any, path: Location, kind: str, crc: int | None) -> Any:
-    """Read a result in format ``kind``, checking its CRC-32 if it has one; numpy arrays of a
-    local file are memory-mapped."""
-    local = files.local_path(path)
-    if local is None:  # from fsspec: the whole object at once
-        data = files.read(path)
-        _check_sum(data, crc)
-        return pickle.loads(data) if kind == PICKLE else _joblib_load(io.BytesIO(data))
-    if kind == PICKLE:  # unpickled as it is read, so a large result is not in memory twice
-        with open(local, "rb") as raw:
-            handle = _Summing(raw)
-            try:
-                value = pickle.load(handle)  # type: ignore[arg-type]
-            except Exception:  # changed bytes are told as such, not as what they led to
-                _check_sum(handle.rest(), crc, handle.crc)
-                raise
-            _check_sum(handle.rest(), crc, handle.crc)
-        return value
-    if crc is not None:
-        _check_sum(files.read(path), crc)
-    return _joblib_load(local)
-
-
-def _joblib_load(source: Any) -> Any:
-    """``joblib.load``, memory-mapping the arrays of a file; a result of more arrays than this
-    process may map (one file descriptor each) is read into memory instead."""
-    import joblib
-
-    if isinstance(source, io.BytesIO):
-        return joblib.load(source)
-    try:
-        with warnings.catch_warnings():  # compressed results are simply read in full
-            warnings.filterwarnings("ignore", message=".*mmap_mode.*", category=UserWarning)
-            return joblib.load(source, mmap_mode="c")
-    except OSError as exc:
-        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
-            raise
-    return joblib.load(source)  # outside the except: the maps made so far are closed by now
