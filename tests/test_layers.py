@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "dag",
         },
     ),
-    ("model", {"task", "pipelinefile", "graph", "status"}),
+    ("model", {"task", "functiontask", "pipelinefile", "graph", "status"}),
     ("store", {"storage", "storage_fsspec", "resultfile", "store"}),
     ("planning", {"plan", "holds", "runfolder"}),
     ("execution", {"executors", "scheduler"}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
+from .functiontask import task
 from .graph import Pipeline, Sequential
 from .keys import UnhashableParameterError
 from .pipelinefile import KeyMismatchError, PipelineError
@@ -17,7 +18,7 @@ from .results import PipelineFailedError, PipelineResult, TaskOutputUnavailableE
 from .runner import Runner
 from .status import Status, TaskRun
 from .store import ResultNotStorableError, StoreError
-from .task import Inputs, Task, TaskDefinitionError, TaskError, WiringError, run, task
+from .task import Inputs, Task, TaskDefinitionError, TaskError, WiringError, run
 
 wiring.plug_in()  # the live views, the pictures and the notebook displays: see report/wiring.py
 

@@ -1,4 +1,4 @@
-"""Task definition: the ``Task`` base class, the ``@run`` and ``@task`` decorators, and naming.
+"""Task definition: the ``Task`` base class, the ``@run`` decorator, and naming.
 
 A task is one unit of work. It is created with its parameters, which are bound against the
 signature of its ``run`` method (or decorated function) at once, so that a missing or unknown
@@ -14,7 +14,6 @@ import inspect
 import logging
 import math
 import numbers
-import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
@@ -25,7 +24,7 @@ RESERVED_PARAMETERS = ("tag", "reload")
 EXECUTION_SETTINGS = frozenset({"retries", "retry_delay", "timeout"})
 """Class attributes that say how a task is run, not what it computes: not part of its key."""
 _RUN_MARK = "__pyperunner_run__"
-_NAMED_MARK = "__pyperunner_named__"
+NAMED_MARK = "__pyperunner_named__"
 """Set on a class that ``@task`` made or named."""
 _NOT_CODE = EXECUTION_SETTINGS | {"_receives_input", "_signature_of"}
 """Class attributes a task's code key leaves out: its settings, and what pyperunner caches."""
@@ -49,7 +48,7 @@ NAME_MAX = 255
 """Bytes a file or folder name may have on the common filesystems (ext4, XFS, btrfs, APFS)."""
 
 
-def _check_execution_settings(name: str, retries: Any, retry_delay: Any, timeout: Any) -> None:
+def check_execution_settings(name: str, retries: Any, retry_delay: Any, timeout: Any) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise TaskDefinitionError(
             f"task {name}: retries must be a whole number >= 0, got {retries!r}"
@@ -77,12 +76,12 @@ def run(func: Callable[..., T]) -> Callable[..., T]:
             "@run decorates the run() method inside a Task subclass, not "
             f"{getattr(func, '__qualname__', repr(func))}: put it on the line above `def run`"
         )
-    _check_returns(func, f"{func.__qualname__}()")
+    check_returns(func, f"{func.__qualname__}()")
     setattr(func, _RUN_MARK, True)
     return func
 
 
-def _check_returns(func: Callable[..., Any], what: str) -> None:
+def check_returns(func: Callable[..., Any], what: str) -> None:
     """A task's output is what its function returns: coroutines and generators are not outputs."""
     if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
         kind = "an async function"
@@ -154,7 +153,7 @@ class Task:
                 "a Task subclass receives its parents' outputs if its run() takes a data "
                 "parameter, so leave data out of run() instead"
             )
-        _check_execution_settings(cls.task_name, cls.retries, cls.retry_delay, cls.timeout)
+        check_execution_settings(cls.task_name, cls.retries, cls.retry_delay, cls.timeout)
         if "<locals>" in cls.__qualname__:
             _local_classes[(cls.__module__, cls.__qualname__)] = cls
 
@@ -477,74 +476,6 @@ def _walk(start: Iterable[Task], step: Callable[[Task], Iterable[Task]]) -> Iter
         stack.extend(step(node))
 
 
-class FunctionTask(Task):
-    """Base of the classes ``@task`` makes from functions; the function is ``func``."""
-
-    func: ClassVar[Callable[..., Any]]
-
-    @classmethod
-    def _work_function(cls) -> Callable[..., Any]:
-        return cls.func
-
-    @classmethod
-    def _code_roots(cls) -> list[Any]:
-        return [cls.func]
-
-    @run
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the decorated function (``data`` and parameters as keywords)."""
-        return type(self).func(*args, **kwargs)
-
-
-def task(
-    name: str | None = None,
-    receives_input: bool = True,
-    *,
-    version: str | None = None,
-    retries: int | None = None,
-    retry_delay: float | None = None,
-    timeout: float | None = None,
-) -> Callable[[Any], Any]:
-    """Make a task from a function, or name a ``Task`` subclass: ``@task("Name")``.
-
-    The function must take ``data`` unless ``receives_input=False``. ``version`` pins the code part
-    of the key (edit the function without invalidating the cache, or bump it to force one).
-    ``retries``, ``retry_delay`` and ``timeout`` (seconds) control execution, not the key.
-    """
-    if callable(name):
-        raise TypeError(
-            'Invalid decorator use: write @task("Name") with the task\'s name, not a bare @task'
-        )
-    if not isinstance(name, str) or not name:
-        raise TypeError(
-            f'@task needs the task\'s name as a non-empty string, got {name!r}: write @task("Name")'
-        )
-
-    given = {"version": version, "retries": retries, "retry_delay": retry_delay}
-    settings = {k: v for k, v in given.items() if v is not None}
-    if timeout is not None:
-        settings["timeout"] = timeout
-
-    def decorate(obj: Any) -> Any:
-        if isinstance(obj, type) and issubclass(obj, Task):
-            if obj.__dict__.get(_NAMED_MARK):  # @task twice: one of the names would be lost
-                raise TaskDefinitionError(
-                    f"@task({name!r}) decorates {obj.__qualname__}, which @task already named "
-                    f"{obj.task_name!r}: use one @task"
-                )
-            obj.task_name = name
-            setattr(obj, _NAMED_MARK, True)
-            for attribute, value in settings.items():
-                setattr(obj, attribute, value)
-            _check_execution_settings(name, obj.retries, obj.retry_delay, obj.timeout)
-            return obj
-        if not inspect.isfunction(obj):
-            raise TypeError(f"@task({name!r}) decorates a function or a Task subclass")
-        return _function_task(obj, name, receives_input, settings)
-
-    return decorate
-
-
 _local_classes: weakref.WeakValueDictionary[tuple[str, str], type[Task]] = (
     weakref.WeakValueDictionary()
 )
@@ -555,36 +486,3 @@ def local_task_class(module: str, qualname: str) -> type[Task] | None:
     """The task class defined in this process under ``module`` and ``qualname`` inside a
     function (the latest one defined, while it exists), so ``Pipeline.from_file`` finds it too."""
     return _local_classes.get((module, qualname))
-
-
-def _function_task(
-    func: types.FunctionType, name: str, receives_input: bool, settings: Mapping[str, Any]
-) -> type[FunctionTask]:
-    _check_returns(func, f"Task {name!r} ({func.__qualname__})")
-    params = inspect.signature(func).parameters
-    if receives_input and "data" not in params:
-        raise AttributeError(
-            'To receive input data, the function must accept the named parameter "data" '
-            f"(task {name!r}, {func.__qualname__}); add it, or use "
-            f"@task({name!r}, receives_input=False) for a task at the start of a pipeline"
-        )
-    if not receives_input and "data" in params:
-        raise TaskDefinitionError(
-            f"Task {name!r} ({func.__qualname__}) has receives_input=False but takes `data`; "
-            "remove one of the two"
-        )
-    for reserved in RESERVED_PARAMETERS:
-        if reserved in params:
-            raise TaskDefinitionError(
-                f"Task {name!r}: parameter name {reserved!r} is reserved by pyperunner; rename it"
-            )
-    namespace = {
-        "func": staticmethod(func),
-        "task_name": name,
-        _NAMED_MARK: True,
-        **settings,
-        "__module__": func.__module__,
-        "__qualname__": func.__qualname__,
-        "__doc__": func.__doc__,
-    }
-    return type(func.__name__, (FunctionTask,), namespace)
