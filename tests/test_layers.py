@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("model", {"task", "functiontask", "pipelinefile", "graph", "status"}),
     ("store", {"storage", "storage_fsspec", "resultfile", "store"}),
-    ("planning", {"plan", "holds", "runfolder"}),
+    ("planning", {"plan", "holds", "journal", "runfolder"}),
     ("execution", {"executors", "scheduler"}),
     ("runner", {"observers", "runwriter", "results", "environment", "garbage", "runner"}),
     ("reporting", {"report", "ui"}),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyperunner import Pipeline, Runner, Task, run, runfolder
+from pyperunner.journal import read_journal
 from pyperunner.runfolder import RunFolderError
 
 
@@ -67,7 +68,7 @@ def test_a_journal_rebuilds_each_tasks_latest_valid_record_once(
         TaskRun, "from_dict", classmethod(lambda cls, doc: rebuilt.append(doc) or real(cls, doc))
     )
 
-    read = runfolder.read_journal(folder)
+    read = read_journal(folder)
 
     assert read is not None and read.ended
     assert {name: run.status.value for name, run in read.tasks.items()} == {

@@ -37,6 +37,7 @@ from pyperunner import (
     task,
 )
 from pyperunner.executors import ThreadExecutor
+from pyperunner.journal import read_journal
 from pyperunner.runfolder import RunFolderError
 
 EXECUTORS = ["process", "thread", "inline"]
@@ -1240,11 +1241,11 @@ def test_a_run_keeps_a_summary_a_journal_and_each_tasks_own_log(paths, executor)
     summary = runfolder.read_summary(folder)
     assert summary is not None and summary.pipeline == "files" and summary.tasks == 2
     assert summary.counts == {"SUCCESS": 1, "FAILURE": 1} and summary.state == "finished"
-    journal = runfolder.read_journal(folder)
-    assert journal is not None and journal.ended
-    assert journal.tasks["Boom(b)"].status is Status.FAILURE
-    assert "kaboom-marker" in journal.tasks["Boom(b)"].traceback
-    assert journal.tasks["Printer(p)"].duration == result.durations["Printer(p)"]
+    events = read_journal(folder)
+    assert events is not None and events.ended
+    assert events.tasks["Boom(b)"].status is Status.FAILURE
+    assert "kaboom-marker" in events.tasks["Boom(b)"].traceback
+    assert events.tasks["Printer(p)"].duration == result.durations["Printer(p)"]
     keys = result.task_keys
     printed = runfolder.read_task_log(folder, keys["Printer(p)"])
     assert "hello from print marker" in printed and "info from logger marker" in printed
@@ -1257,9 +1258,9 @@ def test_the_journal_is_read_on_from_where_a_reader_left_it(paths):
     journal_file = result.run_dir / "events.jsonl"
     whole = journal_file.read_bytes()
     journal_file.write_bytes(whole[: whole.index(b"\n") + 1] + b'{"task": "Node(a)", "ru')
-    seen = runfolder.read_journal(result.run_dir)
+    seen = read_journal(result.run_dir)
     assert seen is not None and seen.tasks == {} and not seen.ended
     journal_file.write_bytes(whole)  # the run went on
-    seen = runfolder.read_journal(result.run_dir, seen)
+    seen = read_journal(result.run_dir, seen)
     assert seen.tasks["Node(a)"].status is Status.SUCCESS and seen.ended
     assert seen.size == len(whole)

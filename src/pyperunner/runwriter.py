@@ -19,14 +19,9 @@ from typing import IO, Any
 
 from . import yamlio
 from .files import write_atomic
+from .journal import JOURNAL_FILE
 from .observers import RunObserver
-from .runfolder import (
-    JOURNAL_FILE,
-    PIPELINE_FILE,
-    RUN_FILE,
-    SUMMARY_FILE,
-    TASK_LOGS,
-)
+from .runfolder import PIPELINE_FILE, RUN_FILE, SUMMARY_FILE, TASK_LOGS
 from .status import Status, TaskRun
 
 _JSON = json.JSONEncoder(separators=(",", ":")).encode

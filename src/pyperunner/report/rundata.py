@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import runfolder
 from ..dag import Dag
+from ..journal import JOURNAL_FILE, Journal, read_journal
 from ..plan import compare_records
 from ..status import Status, TaskRun
 from ..store import Store
@@ -90,7 +91,7 @@ def _document(run: runfolder.RunFiles, logs: bool) -> dict[str, Any]:
 def live_changes(folder: Path, since: int) -> dict[str, Any]:
     """What the run in ``folder`` changed after byte ``since`` of its journal: each changed
     task's record, whether the run ended, and where to go on from."""
-    journal = runfolder.read_journal(folder, runfolder.Journal(size=since))
+    journal = read_journal(folder, Journal(size=since))
     assert journal is not None  # given one, it returns it
     changed = {name: _run_fields(run) for name, run in journal.tasks.items()}
     state = _state(folder, {} if journal.ended else None)
@@ -186,7 +187,7 @@ _RUN_FIELDS = (
 def _size(folder: Path) -> int:
     """How long the run's journal is (where a page that follows the run goes on from)."""
     try:
-        return (folder / runfolder.JOURNAL_FILE).stat().st_size
+        return (folder / JOURNAL_FILE).stat().st_size
     except OSError:
         return 0
 
