@@ -11,17 +11,16 @@ in DejaVu Sans from cached glyphs (Pillow's built-in font if DejaVu is not insta
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw
 
 from ..dag import GraphLike
 from ..status import Status
+from .glyphs import Font, cap_span, fitting_font, glyph, ink_span, load_font
 from .groups import grouped
 from .layout import (
     DETAIL_FONT_PT,
@@ -39,173 +38,15 @@ from .layout import (
     layout_boxes,
     status_of,
 )
+from .palette import BORDER_COLOR, EDGE_COLOR, TEXT_LEVELS, WHITE, status_palette
 
 __all__ = ["STATUS_COLORS", "layout_boxes", "write_status_png"]
 
-_EDGE_COLOR = "#555555"
-_BORDER_COLOR = "#444444"
-
-
-# --------------------------------------------------------------------------- palette
-#
-# The picture is drawn straight into an 8-bit palette image: it is a third the size of an
-# RGB one to fill and to compress, which is what keeps a tall 200-task picture fast. Smooth
-# edges come from colour ramps in the palette. Each ramp from a background colour to the
-# text colour takes contiguous indices, so text drawn with the ramp's last index over its
-# first is blended by Pillow into exactly the right ramp entries; other ramps (white to a
-# box fill, a fill to the border, white to the border or to the edges) are reached through
-# lookup tables from the coverage (0-255) of shapes drawn at a higher resolution.
-
-_WHITE = "#ffffff"
-_TEXT_COLOR = "#1a1a1a"
-_TEXT_LEVELS = 16  # entries in a background-to-text ramp, both ends included
-_SHAPE_LEVELS = 9  # entries in any other ramp, both ends included
 _SUPERSAMPLE = 4  # sub-pixels per pixel (each way) when drawing shapes
 _NONZERO = [0] + [255] * 255
 _OPAQUE = [0] * 255 + [255]
 _PNG_COMPRESSION = 1
 _BAND_AREA = 40_000  # pixels: edge bands are merged into tiles up to about this size
-
-
-def _rgb(colour: str) -> tuple[int, int, int]:
-    return (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16))
-
-
-def _mix(low: str, high: str, t: float) -> tuple[int, int, int]:
-    return tuple(round(a + (b - a) * t) for a, b in zip(_rgb(low), _rgb(high), strict=True))
-
-
-@dataclass
-class _Palette:
-    """The fixed palette: colour entries, text ramps and coverage lookup tables."""
-
-    colours: list[tuple[int, ...]] = field(default_factory=list)
-    #: Background colour -> index of that colour, first of its contiguous ramp to the text.
-    text_base: dict[str, int] = field(default_factory=dict)
-    #: (background, foreground) -> 256 palette indices, one per coverage value.
-    luts: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    #: Palette index -> coverage, for the white-to-edge ramp (0 for any other index).
-    edge_coverage: list[int] = field(default_factory=list)
-
-    def add_ramp(self, low: str, high: str, low_index: int, high_index: int) -> list[int]:
-        """Append the inner entries of a ramp and return its coverage lookup table."""
-        steps = [low_index]
-        for k in range(1, _SHAPE_LEVELS - 1):
-            steps.append(len(self.colours))
-            self.colours.append(_mix(low, high, k / (_SHAPE_LEVELS - 1)))
-        steps.append(high_index)
-        lut = [steps[round(c * (_SHAPE_LEVELS - 1) / 255)] for c in range(256)]
-        self.luts[(low, high)] = lut
-        return lut
-
-    def image_palette(self) -> list[int]:
-        flat = [channel for colour in self.colours for channel in colour]
-        return flat + [0] * (768 - len(flat))
-
-
-@functools.cache
-def _palette() -> _Palette:
-    palette = _Palette()
-    for background in (_WHITE, *STATUS_COLORS.values()):  # white first: index 0
-        palette.text_base[background] = len(palette.colours)
-        palette.colours += [
-            _mix(background, _TEXT_COLOR, k / (_TEXT_LEVELS - 1)) for k in range(_TEXT_LEVELS)
-        ]
-    border, edge = len(palette.colours), len(palette.colours) + 1
-    palette.colours += [_rgb(_BORDER_COLOR), _rgb(_EDGE_COLOR)]
-    white = palette.text_base[_WHITE]
-    for fill in STATUS_COLORS.values():
-        palette.add_ramp(_WHITE, fill, white, palette.text_base[fill])
-        palette.add_ramp(fill, _BORDER_COLOR, palette.text_base[fill], border)
-    palette.add_ramp(_WHITE, _BORDER_COLOR, white, border)
-    edge_lut = palette.add_ramp(_WHITE, _EDGE_COLOR, white, edge)
-    palette.edge_coverage = [0] * 256
-    for coverage in range(255, -1, -1):  # the lowest coverage giving each index
-        palette.edge_coverage[edge_lut[coverage]] = coverage
-    palette.edge_coverage[white] = 0
-    assert len(palette.colours) <= 256
-    return palette
-
-
-# --------------------------------------------------------------------------- fonts
-
-_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-# Basic layout: hinted whole-pixel advances, so glyphs set one by one space evenly.
-_BASIC_LAYOUT = getattr(getattr(ImageFont, "Layout", None), "BASIC", 0)
-
-
-@functools.cache
-def _font(size: float, bold: bool) -> _Font:
-    """DejaVu Sans (bold) at ``size`` pixels, or Pillow's built-in font if it is missing."""
-    names = ["DejaVuSans-Bold.ttf"] if bold else []
-    names.append("DejaVuSans.ttf")
-    for name in names:
-        for candidate in (name, f"/usr/share/fonts/truetype/dejavu/{name}"):
-            for sized in (size, max(1, round(size))):  # float sizes need Pillow >= 10.1
-                try:
-                    return ImageFont.truetype(candidate, sized, layout_engine=_BASIC_LAYOUT)
-                except (OSError, TypeError, ValueError):
-                    continue
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType
-    except (TypeError, OSError, ImportError):
-        pass
-    try:
-        return ImageFont.load_default()
-    except (OSError, ImportError):  # FreeType unusable: Pillow's fixed-size bitmap font
-        return ImageFont.load_default_imagefont()
-
-
-def _ink_span(font: _Font, text: str) -> tuple[int, ...]:
-    """``(left, top, right, bottom)`` of ``text`` drawn at the origin."""
-    try:
-        return tuple(font.getbbox(text))
-    except AttributeError:  # bitmap fonts of Pillow < 9.2
-        width, height = font.getsize(text)  # type: ignore[union-attr]
-        return (0, 0, width, height)
-
-
-@functools.lru_cache(maxsize=8192)
-def _glyph(font: _Font, char: str) -> tuple[Image.Image | None, int, int, float]:
-    """Coverage mask of one character, its offset from the pen position, and its advance.
-
-    Text is set from these cached glyphs: rasterising (and hinting) every string anew costs
-    far more than the rest of the picture.
-    """
-    try:
-        advance = float(font.getlength(char))
-    except AttributeError:  # bitmap fonts of Pillow < 9.2
-        advance = float(font.getsize(char)[0])  # type: ignore[union-attr]
-    left, top, right, bottom = _ink_span(font, char)
-    if right <= left or bottom <= top:
-        return None, 0, 0, advance
-    mask = Image.new("L", (right - left, bottom - top), 0)
-    ImageDraw.Draw(mask).text((-left, -top), char, font=font, fill=255)
-    return mask, left, top, advance
-
-
-def _set_width(font: _Font, text: str) -> float:
-    """Width in pixels of ``text`` set from cached glyphs."""
-    return sum(_glyph(font, char)[3] for char in text)
-
-
-@functools.lru_cache(maxsize=256)
-def _cap_span(font: _Font) -> tuple[int, int]:
-    """Top and bottom (the baseline) of a capital letter, below the drawing origin."""
-    _, top, _, bottom = _ink_span(font, "H")
-    return top, bottom
-
-
-def _fitting_font(text: str, size: float, bold: bool, max_width: float) -> _Font:
-    """The font at ``size``, or smaller until ``text`` is at most ``max_width`` wide."""
-    font = _font(size, bold)
-    for _ in range(4):
-        width = _set_width(font, text)
-        if width <= max_width or size <= 4:
-            break
-        size = max(4.0, round(size * max_width / width - 0.25, 1))
-        font = _font(size, bold)
-    return font
 
 
 # --------------------------------------------------------------------------- drawing
@@ -215,13 +56,13 @@ class _Canvas:
     """A palette image in the making, with pixel helpers (origin at the top left)."""
 
     def __init__(self, layout: Layout, dpi: int) -> None:
-        self.palette = _palette()
+        self.palette = status_palette()
         self.dpi = dpi
         self.height_in = layout.height
         self.pt = layout.scale * dpi / 72.0  # pixels per point of font size or line width
         size = (max(1, round(layout.width * dpi)), max(1, round(layout.height * dpi)))
         # Mode "L" while drawing (so pastes and text copy indices untouched), "P" at the end.
-        self.image = Image.new("L", size, self.palette.text_base[_WHITE])
+        self.image = Image.new("L", size, self.palette.text_base[WHITE])
         self.draw = ImageDraw.Draw(self.image)
         self.line_width = 1.0 * self.pt
         self._tiles: dict[tuple, tuple[Image.Image, Image.Image]] = {}
@@ -262,12 +103,12 @@ class _Canvas:
         cover = outer.reduce(ss)
         stroke = ring.reduce(ss)
         luts = self.palette.luts
-        tile = cover.point(luts[(_WHITE, fill)])
+        tile = cover.point(luts[(WHITE, fill)])
         on_stroke = stroke.point(_NONZERO)
         inside = ImageChops.multiply(on_stroke, cover.point(_OPAQUE))
-        tile.paste(stroke.point(luts[(fill, _BORDER_COLOR)]), (0, 0), inside)
+        tile.paste(stroke.point(luts[(fill, BORDER_COLOR)]), (0, 0), inside)
         rim = ImageChops.subtract(on_stroke, inside)
-        tile.paste(stroke.point(luts[(_WHITE, _BORDER_COLOR)]), (0, 0), rim)
+        tile.paste(stroke.point(luts[(WHITE, BORDER_COLOR)]), (0, 0), rim)
         return tile, cover.point(_NONZERO)
 
     def _dash_mask(self, size: tuple[int, int], rect: tuple, radius: float) -> Image.Image:
@@ -301,7 +142,7 @@ class _Canvas:
     def text(
         self,
         text: str,
-        font: _Font,
+        font: Font,
         centre_x: float,
         y: float,
         background: str,
@@ -312,12 +153,12 @@ class _Canvas:
         ``vertical`` says what ``y`` is: the middle of the capitals (``middle``), their top
         (``top``) or the baseline (``baseline``).
         """
-        cap_top, baseline = _cap_span(font)
+        cap_top, baseline = cap_span(font)
         offset = {"middle": (cap_top + baseline) / 2, "top": cap_top, "baseline": baseline}
-        glyphs = [_glyph(font, char) for char in text]
+        glyphs = [glyph(font, char) for char in text]
         x = round(centre_x - sum(glyph[3] for glyph in glyphs) / 2)
         y0 = round(y - offset[vertical])
-        ink = self.palette.text_base[background] + _TEXT_LEVELS - 1
+        ink = self.palette.text_base[background] + TEXT_LEVELS - 1
         pen = 0.0
         for mask, dx, dy, advance in glyphs:
             if mask is not None:
@@ -443,7 +284,7 @@ class _Canvas:
         cover = hires.reduce(ss)
         box = (x0, y0, x1, y1)
         cover = ImageChops.lighter(cover, self.image.crop(box).point(self.palette.edge_coverage))
-        lut = self.palette.luts[(_WHITE, _EDGE_COLOR)]
+        lut = self.palette.luts[(WHITE, EDGE_COLOR)]
         self.image.paste(cover.point(lut), box, cover.point(_NONZERO))
 
     # ----------------------------------------------------------------- output
@@ -468,8 +309,8 @@ def _draw_tasks(canvas: _Canvas, graph: GraphLike, layout: Layout) -> None:
         room = width - 2 * pad
         centre_x, centre_y = x0 + width / 2, y0 + height / 2
         name, detail = str(node), detail_line(graph.nodes[node])
-        name_font = _fitting_font(name, NAME_FONT_PT * pt, True, room)
-        detail_font = _fitting_font(detail, DETAIL_FONT_PT * pt, False, room)
+        name_font = fitting_font(name, NAME_FONT_PT * pt, True, room)
+        detail_font = fitting_font(detail, DETAIL_FONT_PT * pt, False, room)
         canvas.text(name, name_font, centre_x, centre_y - 0.19 * height, fill)
         canvas.text(detail, detail_font, centre_x, centre_y + 0.21 * height, fill)
 
@@ -478,7 +319,7 @@ def _draw_legend(canvas: _Canvas, layout: Layout) -> None:
     """Swatch and label of every status, in three columns filled top to bottom."""
     pt = canvas.pt
     font_px = LEGEND_FONT_PT * pt
-    font = _font(font_px, False)
+    font = load_font(font_px, False)
     statuses = list(Status)
     rows = math.ceil(len(statuses) / LEGEND_COLUMNS)
     long_columns = len(statuses) % LEGEND_COLUMNS or LEGEND_COLUMNS
@@ -489,7 +330,7 @@ def _draw_legend(canvas: _Canvas, layout: Layout) -> None:
     swatch_w, swatch_h = round(2.0 * font_px), max(3, round(0.9 * font_px))
     text_pad, column_gap, row_pitch = 0.8 * font_px, 2.0 * font_px, 1.55 * font_px
     widths = [
-        swatch_w + text_pad + max(_ink_span(font, LEGEND_LABELS[s])[2] for s in col)
+        swatch_w + text_pad + max(ink_span(font, LEGEND_LABELS[s])[2] for s in col)
         for col in columns
     ]
     total = sum(widths) + column_gap * (len(columns) - 1)
@@ -502,8 +343,8 @@ def _draw_legend(canvas: _Canvas, layout: Layout) -> None:
             canvas.box(x0, y0, swatch_w, swatch_h, status, 0.15 * font_px)
             label = LEGEND_LABELS[status]
             label_left = x0 + swatch_w + text_pad
-            span = _ink_span(font, label)
-            canvas.text(label, font, label_left + (span[0] + span[2]) / 2, y_mid, _WHITE)
+            span = ink_span(font, label)
+            canvas.text(label, font, label_left + (span[0] + span[2]) / 2, y_mid, WHITE)
         x += col_width + column_gap
 
 
@@ -514,14 +355,14 @@ def _render(graph: GraphLike, layout: Layout, title: str | None, dpi: int) -> _C
     _draw_tasks(canvas, graph, layout)
     centre_x = layout.width * dpi / 2
     if title:
-        font = _fitting_font(
+        font = fitting_font(
             title, TITLE_FONT_PT * canvas.pt, True, canvas.image.width - 2 * MARGIN * dpi
         )
-        canvas.text(title, font, centre_x, canvas.px(0, layout.title_y)[1], _WHITE, "top")
+        canvas.text(title, font, centre_x, canvas.px(0, layout.title_y)[1], WHITE, "top")
     if not layout.boxes:
-        font = _font(DETAIL_FONT_PT * canvas.pt * 1.2, False)
+        font = load_font(DETAIL_FONT_PT * canvas.pt * 1.2, False)
         baseline = canvas.px(0, MARGIN * layout.scale)[1]
-        canvas.text("(no tasks)", font, centre_x, baseline, _WHITE, "baseline")
+        canvas.text("(no tasks)", font, centre_x, baseline, WHITE, "baseline")
     _draw_legend(canvas, layout)
     return canvas
 
