@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "output",
             "logs",
             "preview",
+            "codesource",
             "fingerprint",
             "dag",
         },

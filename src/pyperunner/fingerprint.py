@@ -25,29 +25,20 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import json
-import os
-import site
-import symtable
 import sys
-import sysconfig
-import textwrap
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any, NamedTuple
 
-from . import keys
+from . import codesource, keys
 
 DATA_LIMIT = 100_000  # characters of encoding above which a global constant is not hashed
 _MISSING: Any = object()
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 _DATA = _SCALARS | {tuple, list, dict, set, frozenset}
-_Place = tuple[Mapping[str, Any], str, Any]  # where a name is looked up, and its module if known
 
 
 class _NotData(Exception):
@@ -111,12 +102,12 @@ class _Walk:
 
     def collect(self, obj: Any) -> None:
         """Add the user code and data ``obj`` refers to (and theirs) to ``found``."""
-        source = _source(obj)
-        tree = _parse(source)
-        namespace = _namespace(obj)
-        local = _local_imports(tree, namespace) if tree is not None else {}
-        global_names = _global_names(source) if source is not None else None
-        for dotted in _referenced_names(obj, tree):
+        source = codesource.source(obj)
+        tree = codesource.parse(source)
+        namespace = codesource.namespace(obj)
+        local = codesource.local_imports(tree, namespace) if tree is not None else {}
+        global_names = codesource.global_names(source) if source is not None else None
+        for dotted in codesource.referenced_names(obj, tree):
             first, *rest = dotted.split(".")
             if first not in local and global_names is not None and first not in global_names:
                 continue  # a parameter or local variable
@@ -229,9 +220,9 @@ def code_text(obj: Any, settings: frozenset[str] = frozenset()) -> str:
     Assignments to ``settings`` in a class body are left out too. Falls back to the compiled
     bytecode where the source is not available (e.g. ``exec``).
     """
-    tree = _parse(_source(obj))
+    tree = codesource.parse(codesource.source(obj))
     if tree is None:
-        return _bytecode_text(obj)
+        return codesource.bytecode_text(obj)
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             node.body = [s for s in node.body if not _assigns_only(s, settings)] or [ast.Pass()]
@@ -336,113 +327,6 @@ def _spend(budget: list[int], amount: int) -> None:
         raise _NotData
 
 
-def _source(obj: Any) -> str | None:
-    """Dedented source of ``obj``; a function's own, even where it wraps another."""
-    try:
-        code = obj.__code__ if isinstance(obj, types.FunctionType) else obj
-        return textwrap.dedent(inspect.getsource(code))
-    except (OSError, TypeError):
-        return None
-
-
-def _parse(source: str | None) -> ast.Module | None:
-    try:
-        return ast.parse(source) if source is not None else None
-    except SyntaxError:
-        return None
-
-
-def _global_names(source: str) -> set[str] | None:
-    """Names read as globals in any scope of ``source`` (not parameters or local variables)."""
-    try:
-        tables = [symtable.symtable(source, "<fingerprint>", "exec")]
-    except SyntaxError:
-        return None
-    names: set[str] = set()
-    while tables:
-        table = tables.pop()
-        tables.extend(table.get_children())
-        names.update(s.get_name() for s in table.get_symbols() if s.is_global())
-    return names
-
-
-def _namespace(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, types.FunctionType):
-        return obj.__globals__
-    module = sys.modules.get(getattr(obj, "__module__", ""), None)
-    return vars(module) if module is not None else {}
-
-
-def _local_imports(tree: ast.Module, namespace: dict[str, Any]) -> dict[str, _Place]:
-    """Where each name imported inside the code is looked up."""
-    local: dict[str, _Place] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                _user_module(alias.name)
-                top = alias.name.partition(".")[0]
-                local[alias.asname or top] = (
-                    sys.modules,
-                    alias.name if alias.asname else top,
-                    None,
-                )
-        elif isinstance(node, ast.ImportFrom):
-            try:
-                name = importlib.util.resolve_name(
-                    "." * node.level + (node.module or ""), namespace.get("__package__")
-                )
-            except (ImportError, ValueError):
-                continue
-            module = _user_module(name)
-            for alias in node.names:
-                if module is None:
-                    local[alias.asname or alias.name] = (sys.modules, name, None)
-                    continue
-                if alias.name not in vars(module):
-                    _user_module(f"{name}.{alias.name}")  # a submodule
-                local[alias.asname or alias.name] = (vars(module), alias.name, module)
-    return local
-
-
-def _user_module(name: str) -> types.ModuleType | None:
-    """Module ``name`` if imported already, or imported now if it is the user's; else None."""
-    module = sys.modules.get(name)
-    if module is None:
-        try:
-            spec = importlib.util.find_spec(name.partition(".")[0])
-            if spec is not None and spec.origin and _is_user_path(spec.origin):
-                module = importlib.import_module(name)
-        except Exception:
-            return None
-    return module
-
-
-def _referenced_names(obj: Any, tree: ast.Module | None) -> Iterator[str]:
-    """Dotted names read in ``obj``'s code: ``helper``, ``helpers.clean``."""
-    if tree is None:
-        code = getattr(obj, "__code__", None)
-        yield from _code_names(code) if code is not None else ()
-        return
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            yield node.id
-        elif isinstance(node, ast.Attribute):
-            parts = [node.attr]
-            value = node.value
-            while isinstance(value, ast.Attribute):
-                parts.append(value.attr)
-                value = value.value
-            if isinstance(value, ast.Name):
-                yield ".".join([value.id, *reversed(parts)])
-
-
-def _code_names(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _code_names(const)
-
-
 def _key(obj: Any) -> str:
     """``module:qualname``, from a function's code (``functools.wraps`` copies the names)."""
     if isinstance(obj, types.FunctionType):
@@ -471,40 +355,4 @@ def _is_user_code(obj: Any) -> bool:
         path = inspect.getsourcefile(obj) or inspect.getfile(obj)
     except (TypeError, OSError):
         return False  # built-in
-    return _is_user_path(path)
-
-
-def _is_user_path(path: str) -> bool:
-    if path.startswith("<"):
-        return not path.startswith("<frozen")  # exec or a notebook cell: the user's code
-    return not os.path.realpath(path).startswith(_library_prefixes())
-
-
-@functools.cache
-def _library_prefixes() -> tuple[str, ...]:
-    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    paths.update(site.getsitepackages())
-    paths.add(site.getusersitepackages())
-    paths.add(os.path.dirname(os.path.abspath(__file__)))
-    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
-
-
-def _bytecode_text(obj: Any) -> str:
-    codes: list[types.CodeType] = []
-    if isinstance(obj, type):
-        for value in vars(obj).values():
-            func = getattr(value, "__func__", value)
-            if isinstance(func, types.FunctionType):
-                codes.append(func.__code__)
-    elif isinstance(obj, types.FunctionType):
-        codes.append(obj.__code__)
-    return "|".join(_code_object_digest(code) for code in codes)
-
-
-def _code_object_digest(code: types.CodeType) -> str:
-    h = hashlib.sha256(code.co_code)
-    for const in code.co_consts:
-        text = _code_object_digest(const) if isinstance(const, types.CodeType) else repr(const)
-        h.update(text.encode())
-    h.update(repr(code.co_names).encode())
-    return h.hexdigest()
+    return codesource.is_user_path(path)
