@@ -735,6 +735,7 @@ def test_workers_and_their_children_end_when_the_runner_is_killed(tmp_path, call
 # --------------------------------------------------------------------------- 3. crash consistency
 
 RUN_FACTORY_SCRIPT = """
+import logging
 import sys
 
 sys.path.insert(0, @TESTS@)
@@ -743,8 +744,10 @@ import test_faults
 from pyperunner import Runner
 
 factory, data_path, log_path = sys.argv[1:4]
+echo = sys.argv[4:] == ["echo-log"]  # the run's log lines on stdout too, for the test to read
+console = logging.StreamHandler(sys.stdout) if echo else False
 pipeline = getattr(test_faults, factory)()
-runner = Runner(data_path=data_path, log_path=log_path, process_limit=2, console=False)
+runner = Runner(data_path=data_path, log_path=log_path, process_limit=2, console=console)
 print("ready", flush=True)
 runner.run(pipeline)
 print("finished", flush=True)
@@ -1242,15 +1245,13 @@ def test_run_waiting_on_a_lock_proceeds_when_the_holder_is_killed(tmp_path, call
         assert holder.read_line() == "locked", holder.stderr()
         assert lock_is_held(data, name, key)
 
-        runner = Script(tmp_path, runner_script, "single_echo_pipeline", str(data), str(log))
+        runner = Script(
+            tmp_path, runner_script, "single_echo_pipeline", str(data), str(log), "echo-log"
+        )
         started.append(runner)
         assert runner.read_line() == "ready", runner.stderr()
-        # no event tells that the worker blocks on the lock but its log line: poll, bounded
-        deadline = time.monotonic() + WAIT
-        while not any(WAITING.search(p.read_text()) for p in log.glob("*/pipeline.log")):
-            assert runner.proc.poll() is None, runner.stderr()
-            assert time.monotonic() < deadline, "the run never waited for the lock"
-            time.sleep(0.02)
+        while not WAITING.search(runner.read_line()):  # the worker's line: it blocks on the lock
+            pass
         assert calls.counts() == {}
 
         os.kill(holder.pid, signal.SIGKILL)
