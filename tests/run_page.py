@@ -9,6 +9,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+from pyperunner.report.groups import natural_order
 from pyperunner.report.layout import STATUS_COLORS
 from pyperunner.status import Status
 
@@ -111,6 +112,23 @@ def check_group_expands_and_folds(page: Any) -> None:
     page.locator('.group-tab[data-group^="Feature("]').click()
     expect(page.locator('g.task[data-name^="Feature("]')).to_have_count(0)
     expect(page.locator(f"{FEATURES}:not(.expanded)")).to_have_count(1)
+
+
+def check_alike_group_unfolds_in_rows_in_name_order(page: Any) -> None:
+    """The Feature group's 42 tasks have the same parents and children as drawn (the Clean
+    group's box, and Train): unfolded, they lie in rows, in the order of their names (numbers by
+    value), every one in the frame at a scale that reads."""
+    page.locator(FEATURES).click()
+    expect(page.locator('g.task[data-name^="Feature("]')).to_have_count(42)
+    found = boxes(page, 'g.task[data-name^="Feature("]')
+    reading = [b["name"] for b in sorted(found, key=lambda b: (round(b["top"]), b["left"]))]
+    assert reading == sorted(reading, key=natural_order)
+    assert len({round(b["top"]) for b in found}) > 1  # rows, not one row of 42
+    assert scale(page) >= 0.8
+    frame = page.locator("svg.graph").bounding_box()
+    for box in found:
+        assert frame["x"] <= box["left"] and box["right"] <= frame["x"] + frame["width"], box
+        assert frame["y"] <= box["top"] and box["bottom"] <= frame["y"] + frame["height"], box
 
 
 def check_no_boxes_overlap(page: Any) -> None:

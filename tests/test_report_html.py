@@ -16,8 +16,9 @@ from urllib.parse import unquote
 
 import pytest
 import run_page
-from conftest import EVIL, marked_pipeline, run_inline
+from conftest import EVIL, Clean, Report, Source, marked_pipeline, run_inline
 
+from pyperunner import Pipeline
 from pyperunner.report.html import DATA_ID, REPORT_FILE, write_report
 from pyperunner.report.rundata import run_document
 
@@ -136,6 +137,10 @@ def test_a_group_expands_on_click_and_folds_again(opened: Any) -> None:
     run_page.check_group_expands_and_folds(opened)
 
 
+def test_a_group_of_alike_tasks_unfolds_in_rows_in_name_order(opened: Any) -> None:
+    run_page.check_alike_group_unfolds_in_rows_in_name_order(opened)
+
+
 def test_no_two_boxes_overlap(opened: Any) -> None:
     run_page.check_no_boxes_overlap(opened)
 
@@ -156,6 +161,22 @@ def test_the_output_preview_and_a_file_link_to_the_result(opened: Any, feature_r
     link = run_page.check_output_preview(opened)
     source = next(t for t in embedded(feature_runs[0] / REPORT_FILE)["tasks"] if t["tag"] == "s0")
     assert link.startswith("file:///") and unquote(link) == f"file://{source['result_path']}"
+
+
+def test_tasks_side_by_side_are_drawn_in_name_order(page: Any, tmp_path: Path) -> None:
+    """Twelve shards, each with its own child: each row reads Source(s0), Source(s1), ...,
+    Source(s11), numbers by value, not as the names sort as text."""
+    sources = [Source(f"s{i}", rows=2) for i in range(12)]
+    Report("all")([Clean(f"s{i}")(source) for i, source in enumerate(sources)])
+    folder = run_inline(tmp_path, Pipeline("shards", sources))
+    page.goto((folder / REPORT_FILE).as_uri())
+    page.wait_for_selector("svg.graph g.task")
+    for kind in ("Source", "Clean"):
+        row = run_page.boxes(page, f'g.task[data-name^="{kind}("]')
+        assert len({round(b["top"]) for b in row}) == 1
+        assert [b["name"] for b in sorted(row, key=lambda b: b["left"])] == [
+            f"{kind}(s{i})" for i in range(12)
+        ]
 
 
 def test_markup_from_a_run_is_shown_as_text(page: Any, marked_report: Path) -> None:

@@ -99,6 +99,10 @@ def test_a_group_expands_on_click_and_folds_again(run_opened: Any) -> None:
     run_page.check_group_expands_and_folds(run_opened)
 
 
+def test_a_group_of_alike_tasks_unfolds_in_rows_in_name_order(run_opened: Any) -> None:
+    run_page.check_alike_group_unfolds_in_rows_in_name_order(run_opened)
+
+
 def test_no_two_boxes_overlap(run_opened: Any) -> None:
     run_page.check_no_boxes_overlap(run_opened)
 

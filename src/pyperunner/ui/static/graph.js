@@ -1,9 +1,9 @@
 /* pyperunner's run browser: the task graph of a run page. dagre (vendor/dagre.min.js) places the
  * boxes; this file draws them as SVG (one <g class="task" data-name> per task box, one
- * <g class="group" data-group> per group of like tasks), pans (drag) and zooms (wheel, buttons),
+ * <g class="group" data-group> per group of like tasks), pans and zooms it (panzoom.js),
  * fits the graph to its frame, folds groups of like tasks into one box when the graph is large and
- * unfolds them on click (a large group as a grid of its tasks), and recolours boxes as statuses
- * change. */
+ * unfolds them on click (a large group, or one whose tasks share their parents and children, as
+ * rows of its tasks in the group's order), and recolours boxes as statuses change. */
 'use strict';
 
 /* Above this many tasks, each group of like tasks starts as one box. */
@@ -17,14 +17,13 @@ const MAX_LABEL_PX = 300;
 const TAB_HEIGHT = 22;
 /* An expanded group of more tasks than this is drawn as a block: its tasks in a grid. */
 const GRID_ABOVE = 60;
+/* A block of at most this many tasks is one row. */
+const ROW_MAX = 8;
 const GRID_GAP = 10;
 const BLOCK_PAD = 20;
-const MIN_SCALE = 0.02;
-const MAX_SCALE = 4;
-/* Below these scales the detail lines, then all labels, are not drawn: too small to read, and
- * text is most of what a frame of a large graph paints. */
-const FAR = 0.45;
-const FARTHER = 0.2;
+/* A group unfolded or folded is shown at this scale at least, if the whole graph would be smaller. */
+const READABLE = 0.8;
+const NAME_ORDER = new Intl.Collator('en', {numeric: true});
 const LAYOUT = {rankdir: 'TB', nodesep: 26, ranksep: 54, edgesep: 14, marginx: 24, marginy: 24};
 
 class TaskGraph {
@@ -34,11 +33,17 @@ class TaskGraph {
     this.groups = new Map(groups.map((group) => [group.id, group]));
     this.groupOf = new Map();
     for (const group of groups) for (const name of group.tasks) this.groupOf.set(name, group);
+    this.children = new Map();
+    for (const task of tasks) {
+      for (const parent of task.parents) {
+        if (!this.children.has(parent)) this.children.set(parent, []);
+        this.children.get(parent).push(task.name);
+      }
+    }
     this.folding = tasks.length > COLLAPSE_ABOVE && groups.length > 0;
     this.expanded = new Set();
     this.onSelect = onSelect;
     this.selected = null;
-    this.view = {x: 0, y: 0, k: 1};
     this.drawn = new Map(); /* box id -> {element, rect, detail, title, node} */
     this.measure = document.createElement('canvas').getContext('2d');
     this.element = this.frame();
@@ -54,11 +59,12 @@ class TaskGraph {
         orient: 'auto-start-reverse',
       }, svgEl('path', {d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead'}))),
       this.viewport);
+    this.panzoom = new PanZoom(this.svg, this.viewport);
     const button = (label, title, action, cls) => el('button', {
       type: 'button', class: `tool ${cls}`, title, 'aria-label': title, onclick: action}, label);
     const tools = [
-      button('+', 'Zoom in', () => this.zoomBy(1.25), 'zoom-in'),
-      button('−', 'Zoom out', () => this.zoomBy(0.8), 'zoom-out'),
+      button('+', 'Zoom in', () => this.panzoom.zoomBy(1.25), 'zoom-in'),
+      button('−', 'Zoom out', () => this.panzoom.zoomBy(0.8), 'zoom-out'),
       button('Fit', 'Fit the graph to the frame', () => this.fit(), 'fit'),
     ];
     if (this.folding) {
@@ -78,12 +84,26 @@ class TaskGraph {
   // -- what is drawn -----------------------------------------------------------------------------
 
   /* How a group is drawn: 'plain' (a small graph: as any tasks), 'folded' (one box), 'open'
-   * (each task placed with its own edges, in a frame) or 'block' (too many to place one by one:
-   * its tasks in a grid, in a frame, the edges to and from them drawn once). */
+   * (each task placed with its own edges, in a frame) or 'block' (its tasks in rows, in the
+   * group's order, in a frame, the edges to and from them drawn once: for too many tasks to
+   * place one by one, or for tasks side by side whose edges would all be alike). */
   mode(group) {
     if (!this.folding) return 'plain';
     if (!this.expanded.has(group.id)) return 'folded';
-    return group.tasks.length > GRID_ABOVE ? 'block' : 'open';
+    return group.tasks.length > GRID_ABOVE || this.alike(group) ? 'block' : 'open';
+  }
+
+  /* Whether a group's tasks lie side by side with the same parents and children, as drawn
+   * (a folded group's tasks as its box): placed one by one, their edges would say nothing more. */
+  alike(group) {
+    if (group.kind !== 'side') return false;
+    const drawnAs = (name) => {
+      const other = this.groupOf.get(name);
+      return other && !this.expanded.has(other.id) ? 'g:' + other.id : 't:' + name;
+    };
+    const drawn = (names) => [...new Set(names.filter((n) => this.tasks.has(n)).map(drawnAs))].sort().join('\n');
+    const ends = (task) => `${drawn(task.parents)}\n|\n${drawn(this.children.get(task.name) || [])}`;
+    return new Set(group.tasks.map((name) => ends(this.tasks.get(name)))).size === 1;
   }
 
   /* The id of the box a task is drawn in: its own, or its folded group's. */
@@ -119,7 +139,10 @@ class TaskGraph {
     graph.setGraph({...LAYOUT});
     graph.setDefaultEdgeLabel(() => ({}));
     const nodes = new Map(); /* dagre's id -> {kind: task | group | block, ...} */
-    for (const task of this.tasks.values()) {
+    /* by name, numbers by value (Load(s2) before Load(s10)): the order each rank should read in
+     * where crossings allow (see inNameOrder) */
+    const ordered = [...this.tasks.values()].sort((a, b) => NAME_ORDER.compare(a.name, b.name));
+    for (const task of ordered) {
       const id = this.nodeId(task.name);
       if (nodes.has(id)) continue;
       const group = this.groupOf.get(task.name);
@@ -134,7 +157,7 @@ class TaskGraph {
       for (const name of group.tasks) graph.setParent('t:' + name, 'c:' + group.id);
     }
     const edges = new Map();
-    for (const task of this.tasks.values()) {
+    for (const task of ordered) {
       const to = this.nodeId(task.name);
       for (const parent of task.parents) {
         if (!this.tasks.has(parent)) continue;
@@ -156,8 +179,10 @@ class TaskGraph {
       graph.setEdge(edge.from, edge.to, label);
     }
     dagre.layout(graph);
+    inNameOrder(graph, [...nodes.keys()]);
+    this.layout = graph;
     const {width, height} = graph.graph(); /* -Infinity for a pipeline of no task */
-    this.size = {width: Math.max(1, width) || 1, height: Math.max(1, height) || 1};
+    this.panzoom.size = {width: Math.max(1, width) || 1, height: Math.max(1, height) || 1};
     this.draw(graph, nodes, edges);
   }
 
@@ -167,7 +192,7 @@ class TaskGraph {
       node.boxes = node.members.map((name) => ({kind: 'task', task: this.tasks.get(name)}));
       node.cell = Math.max(...node.boxes.map((box) => this.labelWidth(box)));
       const columns = Math.ceil(Math.sqrt(node.boxes.length * 2.5 * (BOX_HEIGHT + GRID_GAP) / (node.cell + GRID_GAP)));
-      node.columns = Math.min(columns, node.boxes.length);
+      node.columns = node.boxes.length <= ROW_MAX ? node.boxes.length : Math.min(columns, node.boxes.length);
       const rows = Math.ceil(node.boxes.length / node.columns);
       return {width: node.columns * (node.cell + GRID_GAP) - GRID_GAP + 2 * BLOCK_PAD,
         height: rows * (BOX_HEIGHT + GRID_GAP) - GRID_GAP + 2 * BLOCK_PAD};
@@ -300,7 +325,16 @@ class TaskGraph {
     if (this.expanded.has(groupId)) this.expanded.delete(groupId);
     else this.expanded.add(groupId);
     this.render();
+    this.focus(groupId);
+  }
+
+  /* The whole graph if it fits the frame readably, else the group just unfolded or folded (its
+   * frame, or its box) at a readable scale at least: centred, or from its left end if wider. */
+  focus(groupId) {
     this.fit();
+    const prefix = {open: 'c:', block: 'b:', folded: 'g:'}[this.mode(this.groups.get(groupId))];
+    const placed = prefix && this.layout.node(prefix + groupId);
+    if (placed && this.panzoom.view.k < READABLE) this.panzoom.show(placed, READABLE);
   }
 
   setAll(expand) {
@@ -338,80 +372,17 @@ class TaskGraph {
   /* Pan (never zoom) so that a task's box is in the part of the frame the panel leaves free. */
   reveal(name, panel) {
     const drawn = name && this.drawn.get(this.boxId(name));
-    if (!drawn) return;
-    const frame = this.svg.getBoundingClientRect();
-    const box = drawn.element.getBoundingClientRect();
-    const cover = panel && !panel.hidden ? Math.max(0, frame.right - panel.getBoundingClientRect().left) : 0;
-    const free = frame.width - cover;
-    const inside = box.left >= frame.left && box.right <= frame.left + free &&
-      box.top >= frame.top && box.bottom <= frame.bottom;
-    if (inside || free < 80) return;
-    this.view.x += frame.left + free / 2 - (box.left + box.right) / 2;
-    this.view.y += frame.top + frame.height / 2 - (box.top + box.bottom) / 2;
-    this.apply();
-  }
-
-  // -- pan and zoom ----------------------------------------------------------------------------
-
-  apply() {
-    const {x, y, k} = this.view;
-    this.viewport.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
-    this.svg.dataset.scale = k.toFixed(4);
-    this.svg.classList.toggle('far', k < FAR);
-    this.svg.classList.toggle('farther', k < FARTHER);
+    if (drawn) this.panzoom.reveal(drawn.element, panel);
   }
 
   /* Show the whole graph, centred, at most at its natural size. */
   fit() {
-    const width = this.svg.clientWidth || 800;
-    const height = this.svg.clientHeight || 500;
-    const k = Math.max(MIN_SCALE, Math.min(1, (width - 16) / this.size.width, (height - 16) / this.size.height));
-    this.view = {k, x: (width - this.size.width * k) / 2, y: (height - this.size.height * k) / 2};
-    this.apply();
-  }
-
-  /* Zoom by factor around a point of the frame (its centre by default). */
-  zoomBy(factor, px, py) {
-    const cx = px === undefined ? this.svg.clientWidth / 2 : px;
-    const cy = py === undefined ? this.svg.clientHeight / 2 : py;
-    const k = Math.min(MAX_SCALE, Math.max(MIN_SCALE, this.view.k * factor));
-    const ratio = k / this.view.k;
-    this.view = {k, x: cx - (cx - this.view.x) * ratio, y: cy - (cy - this.view.y) * ratio};
-    this.apply();
+    this.panzoom.fit();
   }
 
   listen() {
-    let press = null;
-    this.dragged = false;
-    this.svg.addEventListener('wheel', (event) => {
-      event.preventDefault();
-      const bounds = this.svg.getBoundingClientRect();
-      this.zoomBy(Math.exp(-event.deltaY * 0.0015), event.clientX - bounds.left, event.clientY - bounds.top);
-    }, {passive: false});
-    this.svg.addEventListener('pointerdown', (event) => {
-      if (event.button !== 0) return;
-      press = {x: event.clientX, y: event.clientY, view: {...this.view}, id: event.pointerId};
-      this.dragged = false;
-    });
-    this.svg.addEventListener('pointermove', (event) => {
-      if (!press) return;
-      const dx = event.clientX - press.x;
-      const dy = event.clientY - press.y;
-      if (!this.dragged && Math.hypot(dx, dy) < 4) return;
-      if (!this.dragged) this.svg.setPointerCapture(press.id);
-      this.dragged = true;
-      this.svg.classList.add('panning');
-      this.view = {...press.view, x: press.view.x + dx, y: press.view.y + dy};
-      this.apply();
-    });
-    const release = () => {
-      press = null;
-      this.svg.classList.remove('panning');
-    };
-    this.svg.addEventListener('pointerup', release);
-    this.svg.addEventListener('pointercancel', release);
     this.svg.addEventListener('click', (event) => {
-      if (this.dragged) return;
+      if (this.panzoom.dragged) return;
       this.activate(event.target);
     });
     this.svg.addEventListener('keydown', (event) => {
@@ -431,6 +402,32 @@ class TaskGraph {
     const group = target.closest('g.group');
     if (group && !group.classList.contains('expanded')) return this.toggle(group.dataset.group);
     return undefined;
+  }
+}
+
+/* dagre keeps the order of a rank where it has no crossings to undo, but may return its mirror
+ * image (shards s11 ... s0, right to left). Mirror the layout back where more boxes of a rank
+ * (ids: 't:' or 'g:' and a name) are then in name order than out of it: a mirror image has the
+ * same crossings. */
+function inNameOrder(graph, ids) {
+  const rows = new Map();
+  for (const id of ids) {
+    const {x, y} = graph.node(id);
+    if (!rows.has(y)) rows.set(y, []);
+    rows.get(y).push({x, name: id.slice(2)});
+  }
+  let score = 0;
+  for (const row of rows.values()) {
+    row.sort((a, b) => a.x - b.x);
+    for (let i = 1; i < row.length; i++) score += Math.sign(NAME_ORDER.compare(row[i].name, row[i - 1].name));
+  }
+  if (score >= 0) return;
+  const width = graph.graph().width;
+  for (const id of graph.nodes()) graph.node(id).x = width - graph.node(id).x;
+  for (const edge of graph.edges()) {
+    const placed = graph.edge(edge);
+    for (const point of placed.points) point.x = width - point.x;
+    if (placed.x !== undefined) placed.x = width - placed.x;
   }
 }
 
