@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -69,11 +70,46 @@ def test_each_box_has_its_status_colour_and_only_cached_ones_are_dashed() -> Non
 
 def test_every_edge_ends_in_an_arrowhead_and_the_legend_names_the_statuses() -> None:
     root = ET.fromstring(draw_svg(diamond(), legend={Status.SUCCESS: "done"}))
-    assert len(root.findall(f".//{SVG}polyline")) == 4
+    assert len(root.findall(f".//{SVG}path")) == 4
     assert len(root.findall(f".//{SVG}polygon")) == 4
     labels = [text.text for text in root.iter(f"{SVG}text")]
     assert "done" in labels
     assert "failure" not in labels  # the legend has only the statuses it is given
+
+
+def test_an_edge_leaves_its_parent_and_reaches_its_child_at_the_middle_going_straight_down() -> (
+    None
+):
+    """Split -> Evaluate passes beside the Fit box (a waypoint): a curve that leaves Split's
+    bottom and enters Evaluate's top vertically, its arrowhead's tip on Evaluate's top."""
+    graph = Dag.from_parents(
+        {name: {"status": Status.SUCCESS} for name in ("Split", "Fit", "Evaluate")},
+        {"Fit": ["Split"], "Evaluate": ["Split", "Fit"]},
+    )
+    root = ET.fromstring(draw_svg(graph))
+    drawn = {name: group.find(f"{SVG}rect") for name, group in boxes(draw_svg(graph)).items()}
+
+    def middle(name: str, side: str) -> tuple[float, float]:
+        rect = drawn[name]
+        x, y = float(rect.get("x")) + float(rect.get("width")) / 2, float(rect.get("y"))
+        return x, y + (float(rect.get("height")) if side == "bottom" else 0.0)
+
+    curves = [
+        [tuple(map(float, p.split(","))) for p in re.findall(r"-?[\d.]+,-?[\d.]+", path.get("d"))]
+        for path in root.iter(f"{SVG}path")
+    ]
+    tips = [
+        tuple(map(float, p.get("points").split()[0].split(","))) for p in root.iter(f"{SVG}polygon")
+    ]
+    long_way = max(curves, key=len)  # Split -> Evaluate, through its waypoint
+    assert len(long_way) > 4
+    assert long_way[0] == pytest.approx(middle("Split", "bottom"), abs=0.1)
+    assert long_way[1][0] == pytest.approx(long_way[0][0])  # leaves going straight down
+    assert long_way[-2][0] == pytest.approx(long_way[-1][0])  # arrives going straight down
+    assert max(x for x, _ in long_way) > float(drawn["Fit"].get("x")) + float(
+        drawn["Fit"].get("width")
+    )
+    assert middle("Evaluate", "top") in [pytest.approx(tip, abs=0.1) for tip in tips]
 
 
 def test_text_and_tooltips_are_escaped_and_the_drawing_stays_xml() -> None:

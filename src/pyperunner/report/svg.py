@@ -9,7 +9,7 @@ layout's estimated text widths size the boxes, so drawing thousands of boxes cos
 from __future__ import annotations
 
 import html
-import math
+import itertools
 import re
 from collections.abc import Callable, Hashable, Mapping
 
@@ -100,25 +100,26 @@ def draw_svg(
 
 
 def _edges(layout: Layout, y_of: Callable[[float], float], pt: float) -> list[str]:
-    """Every edge as a polyline ending in an arrowhead at the child's top."""
+    """Every edge as a curve through its waypoints, leaving and entering each vertically (as
+    the run page draws them), and an arrowhead whose tip is at the middle of the child's top."""
     px = PX_PER_INCH
     head, half = 5.5 * pt, 2.4 * pt
-    lines, heads = [], []
+    curves, heads = [], []
     for route in layout.routes.values():
         points = [(x * px, y_of(y)) for x, y in route]
-        (ax, ay), (bx, by) = points[-2], points[-1]
-        length = math.hypot(bx - ax, by - ay) or 1.0
-        ux, uy = (bx - ax) / length, (by - ay) / length
-        size = min(head, length * 0.6)
-        base = (bx - ux * size, by - uy * size)
-        points[-1] = (bx - ux * size * 0.8, by - uy * size * 0.8)
-        lines.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in points))
-        corners = [(bx, by), (base[0] - uy * half, base[1] + ux * half)]
-        corners.append((base[0] + uy * half, base[1] - ux * half))
+        tip_x, tip_y = points[-1]
+        size = min(head, (tip_y - points[-2][1]) * 0.6)
+        points[-1] = (tip_x, tip_y - size * 0.8)  # the line ends inside the arrowhead
+        path = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
+        for (ax, ay), (bx, by) in itertools.pairwise(points):
+            middle = (ay + by) / 2
+            path.append(f"C{ax:.1f},{middle:.1f} {bx:.1f},{middle:.1f} {bx:.1f},{by:.1f}")
+        curves.append("".join(path))
+        corners = [(tip_x, tip_y), (tip_x - half, tip_y - size), (tip_x + half, tip_y - size)]
         heads.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in corners))
     return [
-        f'<g fill="none" stroke="{_EDGE}" stroke-width="{pt:.2f}" stroke-linejoin="round">',
-        *(f'<polyline points="{points}"/>' for points in lines),
+        f'<g fill="none" stroke="{_EDGE}" stroke-width="{pt:.2f}">',
+        *(f'<path d="{d}"/>' for d in curves),
         f'</g>\n<g fill="{_EDGE}">',
         *(f'<polygon points="{points}"/>' for points in heads),
         "</g>",
