@@ -179,6 +179,19 @@ def test_tasks_side_by_side_are_drawn_in_name_order(page: Any, tmp_path: Path) -
         ]
 
 
+def test_a_small_graph_gets_a_frame_its_height(page: Any, marked_report: Path) -> None:
+    """Two tasks side by side: the frame shrinks to the graph, drawn at its natural size, every
+    box below the toolbar and inside the frame."""
+    page.goto(marked_report.as_uri())
+    page.wait_for_selector("svg.graph g.task")
+    frame = page.locator("svg.graph").bounding_box()
+    tools = page.locator(".graph-tools").bounding_box()
+    assert frame["height"] < 300 and run_page.scale(page) == 1.0
+    for box in run_page.boxes(page):
+        assert tools["y"] + tools["height"] <= box["top"], box
+        assert box["bottom"] <= frame["y"] + frame["height"], box
+
+
 def test_markup_from_a_run_is_shown_as_text(page: Any, marked_report: Path) -> None:
     page.goto(marked_report.as_uri())
     run_page.check_markup_is_text(page, EVIL)

@@ -21,6 +21,9 @@ const GRID_ABOVE = 60;
 const ROW_MAX = 8;
 const GRID_GAP = 10;
 const BLOCK_PAD = 20;
+/* Pixels the toolbar takes at the frame's top; the least a frame shrinks to (see show). */
+const TOOLBAR_ROOM = 44;
+const MIN_FRAME = 200;
 /* A group unfolded or folded is shown at this scale at least, if the whole graph would be smaller. */
 const READABLE = 0.8;
 const NAME_ORDER = new Intl.Collator('en', {numeric: true});
@@ -378,6 +381,18 @@ class TaskGraph {
   /* Show the whole graph, centred, at most at its natural size. */
   fit() {
     this.panzoom.fit();
+  }
+
+  /* Draw the graph for the first time. One with no group to unfold that is shorter than its
+   * frame gets a frame its height (the toolbar's room above and below), not empty space. */
+  show() {
+    this.render();
+    const wanted = this.panzoom.size.height + 2 * TOOLBAR_ROOM;
+    if (!this.folding && wanted < this.element.clientHeight) {
+      this.element.style.minHeight = `${MIN_FRAME}px`;
+      this.element.style.height = `${Math.max(MIN_FRAME, wanted)}px`;
+    }
+    this.fit();
   }
 
   listen() {

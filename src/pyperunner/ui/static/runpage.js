@@ -46,8 +46,7 @@ class RunPage {
         this.timeline.element,
         this.table.element),
       this.panel.element);
-    this.graph.render();
-    this.graph.fit();
+    this.graph.show();
     this.table.render();
     if (SOURCE.live && this.doc.state === 'running') this.poll();
   }
