@@ -45,6 +45,7 @@ class TaskGraph {
     }
     this.folding = tasks.length > COLLAPSE_ABOVE && groups.length > 0;
     this.expanded = new Set();
+    this.modes = new Map(); /* group id -> its mode, worked out once a drawing (see render) */
     this.onSelect = onSelect;
     this.selected = null;
     this.drawn = new Map(); /* box id -> {element, rect, detail, title, node} */
@@ -91,6 +92,11 @@ class TaskGraph {
    * group's order, in a frame, the edges to and from them drawn once: for too many tasks to
    * place one by one, or for tasks side by side whose edges would all be alike). */
   mode(group) {
+    if (!this.modes.has(group.id)) this.modes.set(group.id, this.modeOf(group));
+    return this.modes.get(group.id);
+  }
+
+  modeOf(group) {
     if (!this.folding) return 'plain';
     if (!this.expanded.has(group.id)) return 'folded';
     return group.tasks.length > GRID_ABOVE || this.alike(group) ? 'block' : 'open';
@@ -136,6 +142,7 @@ class TaskGraph {
 
   /* Lay the graph out with dagre and draw it; keeps the view unless refit. */
   render() {
+    this.modes.clear(); /* a group's mode follows this.expanded, which may have changed */
     const family = getComputedStyle(document.body).fontFamily;
     this.fonts = {name: `600 12.5px ${family}`, detail: `11.5px ${family}`};
     const graph = new dagre.graphlib.Graph({compound: true, multigraph: false});
