@@ -146,6 +146,15 @@ function worstStatus(counts) {
   return WORST_FIRST.find((status) => counts[status]) || 'NOT_STARTED';
 }
 
+/* Each task's children, by name (parents not among the tasks are left out). */
+function childrenOf(tasks) {
+  const children = new Map(tasks.map((task) => [task.name, []]));
+  for (const task of tasks) {
+    for (const parent of task.parents) if (children.has(parent)) children.get(parent).push(task.name);
+  }
+  return children;
+}
+
 function countStatuses(tasks) {
   const counts = {};
   for (const task of tasks) counts[task.status] = (counts[task.status] || 0) + 1;

@@ -36,13 +36,7 @@ class TaskGraph {
     this.groups = new Map(groups.map((group) => [group.id, group]));
     this.groupOf = new Map();
     for (const group of groups) for (const name of group.tasks) this.groupOf.set(name, group);
-    this.children = new Map();
-    for (const task of tasks) {
-      for (const parent of task.parents) {
-        if (!this.children.has(parent)) this.children.set(parent, []);
-        this.children.get(parent).push(task.name);
-      }
-    }
+    this.children = childrenOf(tasks);
     this.folding = tasks.length > COLLAPSE_ABOVE && groups.length > 0;
     this.expanded = new Set();
     this.modes = new Map(); /* group id -> its mode, worked out once a drawing (see render) */
@@ -111,7 +105,7 @@ class TaskGraph {
       return other && !this.expanded.has(other.id) ? 'g:' + other.id : 't:' + name;
     };
     const drawn = (names) => [...new Set(names.filter((n) => this.tasks.has(n)).map(drawnAs))].sort().join('\n');
-    const ends = (task) => `${drawn(task.parents)}\n|\n${drawn(this.children.get(task.name) || [])}`;
+    const ends = (task) => `${drawn(task.parents)}\n|\n${drawn(this.children.get(task.name))}`;
     return new Set(group.tasks.map((name) => ends(this.tasks.get(name)))).size === 1;
   }
 

@@ -26,10 +26,7 @@ class RunPage {
     this.doc = doc;
     this.token = token;
     this.byName = new Map(doc.tasks.map((task) => [task.name, task]));
-    this.children = new Map(doc.tasks.map((task) => [task.name, []]));
-    for (const task of doc.tasks) {
-      for (const parent of task.parents) if (this.children.has(parent)) this.children.get(parent).push(task.name);
-    }
+    this.children = childrenOf(doc.tasks);
     this.graph = new TaskGraph(doc.tasks, doc.groups || [], (name) => this.select(name));
     this.table = new TaskTable(doc.tasks, (name) => this.select(name));
     this.timeline = new Timeline(doc.tasks, (name) => this.select(name));
