@@ -315,6 +315,36 @@ def test_dashed_border_only_on_cached_boxes(tmp_path: Path) -> None:
     assert np.count_nonzero(np.diff(cached.astype(int)) == 1) >= 3
 
 
+def test_edges_leave_and_enter_boxes_in_the_middle_going_straight_down(tmp_path: Path) -> None:
+    """A -> B and A -> C, B and C side by side below A. Near A the edge to C is far steeper
+    than a straight line from A's middle to C's would be (a curve leaving A vertically), and
+    just above C its arrowhead points straight down at the middle of C's top."""
+    graph = nx.DiGraph([("A(x)", "B(x)"), ("A(x)", "C(x)")])
+    out = write_status_png(graph, tmp_path / "edges.png")
+    pixels = read_rgb(out)
+    height_px = pixels.shape[0]
+    middle, bottom, top = {}, {}, {}
+    for name, (x, y, w, h) in layout_boxes(graph).items():  # 100 pixels per inch
+        middle[name], bottom[name], top[name] = (
+            (x + w / 2) * 100,
+            height_px - y * 100,
+            height_px - (y + h) * 100,
+        )
+
+    def ink_centre(row: float, left: float, right: float) -> float:
+        """Mean column of the inked pixels of a row between two columns."""
+        columns = np.arange(round(left), round(right))
+        inked = pixels[round(row), columns].max(axis=1) < 200
+        assert inked.any(), (row, left, right)
+        return float(columns[inked].mean())
+
+    straight_slope = (middle["C(x)"] - middle["A(x)"]) / (top["C(x)"] - bottom["A(x)"])
+    drift = ink_centre(bottom["A(x)"] + 6, middle["A(x)"] + 0.5, middle["C(x)"]) - middle["A(x)"]
+    assert drift < 6 * straight_slope / 3
+    tip = ink_centre(top["C(x)"] - 4, middle["C(x)"] - 12, middle["C(x)"] + 12)
+    assert abs(tip - middle["C(x)"]) <= 1
+
+
 def test_rendering_never_imports_matplotlib(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -32,9 +32,11 @@ from .layout import (
     STATUS_COLORS,
     TITLE_FONT_PT,
     Layout,
+    Piece,
     compute_layout,
     detail_line,
     dpi_for,
+    edge_drawing,
     layout_boxes,
     status_of,
 )
@@ -47,6 +49,7 @@ _NONZERO = [0] + [255] * 255
 _OPAQUE = [0] * 255 + [255]
 _PNG_COMPRESSION = 1
 _BAND_AREA = 40_000  # pixels: edge bands are merged into tiles up to about this size
+_CURVE_STEPS = 10  # straight lines to a bent piece of an edge's curve
 
 
 # --------------------------------------------------------------------------- drawing
@@ -168,18 +171,20 @@ class _Canvas:
     # ----------------------------------------------------------------- edges
 
     def edges(self, routes: list[list[tuple[float, float]]]) -> None:
-        """Anti-aliased polylines ending in arrowheads, drawn band by band."""
+        """Each edge as :func:`~.layout.edge_drawing` draws it, anti-aliased: its curve in short
+        straight lines (round at its start), and its arrowhead, drawn band by band."""
         width = self.line_width
-        head_length = 5.5 * self.pt
-        head_half = 2.4 * self.pt
         bands: dict[tuple[int, int], list[list[tuple[float, float]]]] = {}
         for route in routes:
             points = [self._snap(*self.px(x, y)) for x, y in route]
-            for i, (a, b) in enumerate(itertools.pairwise(points)):
-                last = i == len(points) - 2
-                shapes = self._segment_shapes(a, b, width, last, head_length, head_half)
-                key = (round(min(a[1], b[1])), round(max(a[1], b[1])))
-                bands.setdefault(key, []).extend(shapes)
+            pieces, head = edge_drawing(points, 5.5 * self.pt, 2.4 * self.pt)
+            line = _flattened(pieces)
+            shapes = [_cap(line[0], width / 2), head]
+            for a, b in itertools.pairwise(line):
+                shapes.append(_segment(a, b, width))
+            for shape in shapes:
+                ys = [y for _, y in shape]
+                bands.setdefault((round(min(ys)), round(max(ys))), []).append(shape)
         for shapes in self._merge_bands([bands[key] for key in sorted(bands)]):
             self._paste_band(shapes)
 
@@ -220,53 +225,6 @@ class _Canvas:
         """Centre of the pixel column, so vertical lines stay crisp."""
         return math.floor(x) + 0.5, y
 
-    @staticmethod
-    def _segment_shapes(
-        a: tuple[float, float],
-        b: tuple[float, float],
-        width: float,
-        arrow: bool,
-        head_length: float,
-        head_half: float,
-    ) -> list[list[tuple[float, float]]]:
-        """Polygons (a circle is a many-sided one) inking segment ``a``-``b``."""
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        length = math.hypot(dx, dy) or 1.0
-        ux, uy = dx / length, dy / length
-        shapes = []
-        end = b
-        if arrow:
-            head = min(head_length, length * 0.6)
-            end = (b[0] - ux * head * 0.8, b[1] - uy * head * 0.8)
-            base = (b[0] - ux * head, b[1] - uy * head)
-            shapes.append(
-                [
-                    b,
-                    (base[0] - uy * head_half, base[1] + ux * head_half),
-                    (base[0] + uy * head_half, base[1] - ux * head_half),
-                ]
-            )
-        half = width / 2
-        nx_, ny_ = -uy * half, ux * half
-        shapes.append(
-            [
-                (a[0] + nx_, a[1] + ny_),
-                (end[0] + nx_, end[1] + ny_),
-                (end[0] - nx_, end[1] - ny_),
-                (a[0] - nx_, a[1] - ny_),
-            ]
-        )
-        # Round caps, so that bends at waypoints join without a notch.
-        caps = [a] if arrow else [a, b]
-        for cx, cy in caps:
-            shapes.append(
-                [
-                    (cx + half * math.cos(t * math.pi / 6), cy + half * math.sin(t * math.pi / 6))
-                    for t in range(12)
-                ]
-            )
-        return shapes
-
     def _paste_band(self, shapes: list[list[tuple[float, float]]]) -> None:
         """Rasterise ``shapes`` at the supersampled scale and merge them into the image."""
         ss = _SUPERSAMPLE
@@ -292,6 +250,43 @@ class _Canvas:
     def save(self, path: Path) -> None:
         self.image.putpalette(self.palette.image_palette())
         self.image.save(path, format="PNG", compress_level=_PNG_COMPRESSION)
+
+
+def _flattened(pieces: list[Piece]) -> list[tuple[float, float]]:
+    """Points along a curve, ``_CURVE_STEPS`` straight lines to each bent piece, one to a
+    straight one."""
+    points = [pieces[0][0]]
+    for (ax, ay), (bx, by), (cx, cy), (dx, dy) in pieces:
+        steps = 1 if ax == dx else _CURVE_STEPS
+        for i in range(1, steps + 1):
+            t = i / steps
+            u = 1 - t
+            a, b, c, d = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
+            points.append((a * ax + b * bx + c * cx + d * dx, a * ay + b * by + c * cy + d * dy))
+    return points
+
+
+def _segment(
+    a: tuple[float, float], b: tuple[float, float], width: float
+) -> list[tuple[float, float]]:
+    """The polygon inking the straight line ``a``-``b``, ``width`` wide."""
+    length = math.hypot(b[0] - a[0], b[1] - a[1]) or 1.0
+    nx_, ny_ = -(b[1] - a[1]) / length * width / 2, (b[0] - a[0]) / length * width / 2
+    return [
+        (a[0] + nx_, a[1] + ny_),
+        (b[0] + nx_, b[1] + ny_),
+        (b[0] - nx_, b[1] - ny_),
+        (a[0] - nx_, a[1] - ny_),
+    ]
+
+
+def _cap(centre: tuple[float, float], radius: float) -> list[tuple[float, float]]:
+    """A round end: a twelve-sided polygon."""
+    cx, cy = centre
+    return [
+        (cx + radius * math.cos(t * math.pi / 6), cy + radius * math.sin(t * math.pi / 6))
+        for t in range(12)
+    ]
 
 
 def _draw_tasks(canvas: _Canvas, graph: GraphLike, layout: Layout) -> None:

@@ -347,6 +347,26 @@ def _edge_routes(
     return routes
 
 
+Point = tuple[float, float]
+Piece = tuple[Point, Point, Point, Point]
+"""A cubic Bézier curve: its start, its two control points and its end."""
+
+
+def edge_drawing(route: list[Point], head: float, half: float) -> tuple[list[Piece], list[Point]]:
+    """How an edge is drawn from its route in a picture's pixels (y down, the child below): a
+    curve of one piece between each two points, leaving and entering each vertically (straight
+    where one is above the other), as the run page draws edges; it ends inside an arrowhead (up
+    to ``head`` long, ``half`` wide each side) whose tip, pointing down, is the route's end."""
+    tip_x, tip_y = route[-1]
+    size = min(head, (tip_y - route[-2][1]) * 0.6)
+    line = [*route[:-1], (tip_x, tip_y - size * 0.8)]
+    pieces = []
+    for (ax, ay), (bx, by) in itertools.pairwise(line):
+        middle = (ay + by) / 2
+        pieces.append(((ax, ay), (ax, middle), (bx, middle), (bx, by)))
+    return pieces, [(tip_x, tip_y), (tip_x - half, tip_y - size), (tip_x + half, tip_y - size)]
+
+
 def dpi_for(width: float, height: float) -> int:
     """Pixels per inch of a picture ``width`` by ``height`` inches: ``DPI``, lowered to fit
     ``PICTURE_PIXELS`` while labels stay readable, and further to stay under 20 megapixels."""

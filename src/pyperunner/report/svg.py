@@ -9,7 +9,6 @@ layout's estimated text widths size the boxes, so drawing thousands of boxes cos
 from __future__ import annotations
 
 import html
-import itertools
 import re
 from collections.abc import Callable, Hashable, Mapping
 
@@ -26,6 +25,7 @@ from .layout import (
     Layout,
     compute_layout,
     detail_line,
+    edge_drawing,
     status_of,
 )
 
@@ -100,23 +100,17 @@ def draw_svg(
 
 
 def _edges(layout: Layout, y_of: Callable[[float], float], pt: float) -> list[str]:
-    """Every edge as a curve through its waypoints, leaving and entering each vertically (as
-    the run page draws them), and an arrowhead whose tip is at the middle of the child's top."""
-    px = PX_PER_INCH
-    head, half = 5.5 * pt, 2.4 * pt
+    """Every edge as :func:`~.layout.edge_drawing` draws it: a curve and its arrowhead."""
     curves, heads = [], []
     for route in layout.routes.values():
-        points = [(x * px, y_of(y)) for x, y in route]
-        tip_x, tip_y = points[-1]
-        size = min(head, (tip_y - points[-2][1]) * 0.6)
-        points[-1] = (tip_x, tip_y - size * 0.8)  # the line ends inside the arrowhead
-        path = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
-        for (ax, ay), (bx, by) in itertools.pairwise(points):
-            middle = (ay + by) / 2
-            path.append(f"C{ax:.1f},{middle:.1f} {bx:.1f},{middle:.1f} {bx:.1f},{by:.1f}")
-        curves.append("".join(path))
-        corners = [(tip_x, tip_y), (tip_x - half, tip_y - size), (tip_x + half, tip_y - size)]
-        heads.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in corners))
+        pieces, head = edge_drawing(
+            [(x * PX_PER_INCH, y_of(y)) for x, y in route], 5.5 * pt, 2.4 * pt
+        )
+        start = pieces[0][0]
+        path = [f"M{start[0]:.1f},{start[1]:.1f}"]
+        path += [" ".join(f"{x:.1f},{y:.1f}" for x, y in piece[1:]) for piece in pieces]
+        curves.append("C".join(path))
+        heads.append(" ".join(f"{x:.1f},{y:.1f}" for x, y in head))
     return [
         f'<g fill="none" stroke="{_EDGE}" stroke-width="{pt:.2f}">',
         *(f'<path d="{d}"/>' for d in curves),
