@@ -33,6 +33,7 @@ __all__ = [
     "box_width",
     "compute_layout",
     "dpi_for",
+    "edge_drawing",
     "layout_boxes",
     "most_layers",
 ]

@@ -36,10 +36,8 @@ class PanZoom {
 
   /* Show the whole drawing, centred, at most at its natural size. */
   fit() {
-    const {width, height} = this.frame();
-    const k = Math.max(MIN_SCALE, Math.min(1, (width - 16) / this.size.width, (height - 16) / this.size.height));
-    this.view = {k, x: (width - this.size.width * k) / 2, y: (height - this.size.height * k) / 2};
-    this.apply();
+    const {width, height} = this.size;
+    this.show({x: width / 2, y: height / 2, width, height}, MIN_SCALE);
   }
 
   /* Show a rectangle of the drawing (centre x, y; width, height) fitted to the frame, at most at
